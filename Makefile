@@ -1,0 +1,31 @@
+# The two commands of the README: `make demo` (the main job) and `make test` (the whole suite).
+# Both create or update the local virtual environment in $(VENV) first; re-running is cheap.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONSTRAINTS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),constraints/cuda.txt,constraints/cpu.txt)
+DEMO_DIR ?= outputs/demo
+STAMP := $(VENV)/.difforge-installed
+SOURCES := $(CONSTRAINTS) core/pyproject.toml packages/testkit/pyproject.toml
+
+.PHONY: venv demo test bench clean
+
+venv: $(STAMP)
+
+$(STAMP): $(SOURCES)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e "core[dev,tensorboard]" -e packages/testkit
+	touch $(STAMP)
+
+demo: venv
+	$(BIN)/python -m difforge_testkit.demo --out $(DEMO_DIR)
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+bench: venv
+	$(BIN)/python benchmarks/train_step.py
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

@@ -1,0 +1,53 @@
+"""difforge: fine-tune, align and steer diffusion models.
+
+The public API: build or load a :class:`Backbone`, train it with :func:`train`, sample with
+:func:`sample`, and extend everything through plugins (:data:`hookimpl`).
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .hookspecs import hookimpl  # noqa: E402
+
+
+def __getattr__(name: str):
+    # keep `import difforge` light: torch/diffusers load on first use of the API
+    lazy = {
+        "Backbone": ("backbone", "Backbone"),
+        "load_backbone": ("backbone", "load_backbone"),
+        "RunConfig": ("config", "RunConfig"),
+        "load_config": ("config", "load_config"),
+        "Trainer": ("training", "Trainer"),
+        "AdapterSet": ("adapters", "AdapterSet"),
+        "train": ("api", "train"),
+        "sample": ("api", "sample"),
+        "load": ("api", "load"),
+        "plugin_report": ("api", "plugin_report"),
+        "get_registry": ("plugins", "get_registry"),
+        "register_plugin": ("plugins", "register_plugin"),
+    }
+    if name in lazy:
+        import importlib
+
+        module, attr = lazy[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
+    raise AttributeError(f"module 'difforge' has no attribute {name!r}")
+
+
+__all__ = [
+    "AdapterSet",
+    "Backbone",
+    "RunConfig",
+    "Trainer",
+    "__version__",
+    "get_registry",
+    "hookimpl",
+    "load",
+    "load_backbone",
+    "load_config",
+    "plugin_report",
+    "register_plugin",
+    "sample",
+    "train",
+]

@@ -1,0 +1,88 @@
+"""The Python API behind every CLI command."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .backbone import Backbone, load_backbone
+from .config import RunConfig, load_config
+from .training import TrainResult, Trainer
+
+
+def train(config: RunConfig | str | Path | dict[str, Any], overrides: Sequence[str] | None = None, **trainer_kwargs: Any) -> TrainResult:
+    """Train from a :class:`RunConfig`, a YAML path, or a dict (what ``difforge train`` runs)."""
+    if isinstance(config, RunConfig):
+        if overrides:
+            config = load_config(data=config.model_dump(), overrides=list(overrides))
+    elif isinstance(config, dict):
+        config = load_config(data=config, overrides=list(overrides or []))
+    else:
+        config = load_config(config, overrides=list(overrides or []))
+    return Trainer(config, **trainer_kwargs).fit()
+
+
+def load(model: str | Path, adapters: Sequence[tuple[str | Path, float]] = (), **options: Any) -> Backbone:
+    """Load a backbone and apply LoRA adapters ``[(path, weight), ...]``."""
+    from .adapters import AdapterSet
+
+    backbone = load_backbone(model, **options)
+    if adapters:
+        backbone.adapters = AdapterSet(backbone.denoiser)
+        for i, (path, weight) in enumerate(adapters):
+            backbone.adapters.load("lora", path, name=f"adapter_{i}", weight=weight)
+    return backbone
+
+
+def sample(
+    model: str | Path | Backbone,
+    prompts: Sequence[str] | None = None,
+    *,
+    adapters: Sequence[tuple[str | Path, float]] = (),
+    num_samples: int = 4,
+    num_steps: int = 25,
+    sampler: str = "ddim",
+    guidance_scale: float = 1.0,
+    seed: int = 0,
+    out: str | Path | None = None,
+) -> torch.Tensor | Path:
+    """Sample a model; returns images in [-1, 1], or the PNG grid path when ``out`` is given."""
+    from .sampling.grid import save_grid
+
+    backbone = model if isinstance(model, Backbone) else load(model, adapters)
+    backbone.eval()
+    images = backbone.sample(
+        list(prompts) if prompts else None,
+        num_samples=num_samples,
+        num_steps=num_steps,
+        sampler=sampler,
+        guidance_scale=guidance_scale,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return save_grid(images, out) if out is not None else images
+
+
+def plugin_report(as_json: bool = False) -> str:
+    """The table printed by ``difforge plugins`` (or JSON)."""
+    from .plugins import plugin_statuses
+
+    statuses = plugin_statuses()
+    if as_json:
+        return json.dumps([s.__dict__ for s in statuses], indent=2)
+    lines = [f"{'plugin':<28} {'version':<10} {'status':<14} {'load ms':>8}  registered / notes"]
+    for s in statuses:
+        if s.status == "not installed":
+            note = f"{s.reason}; install: {s.install}"
+        else:
+            note = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in s.registered.items())
+            if s.reason:
+                note = f"{s.reason}" + (f" | {note}" if note else "")
+        lines.append(
+            f"{s.distribution if s.name == s.distribution else s.name:<28} {s.version:<10} {s.status:<14} "
+            f"{s.load_time_s * 1000:>8.1f}  {note}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,281 @@
+"""A diffusers denoiser + a diffusers noise scheduler + a parameterisation.
+
+Optional components make it a latent, text-conditioned model shaped like Stable Diffusion:
+an ``AutoencoderKL`` (``vae``) and a CLIP text encoder with its tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..sampling import classifier_free_guidance, schedule_from_scheduler
+from .parameterization import FROM_PREDICTION_TYPE, Parameterization
+
+#: how each denoiser class takes its conditioning (keyword), or None if unconditional
+_CONDITIONING_KWARG = {
+    "UNet2DConditionModel": "encoder_hidden_states",
+    "UNet2DModel": "class_labels",
+    "DiTTransformer2DModel": "class_labels",
+    "UNet1DModel": None,
+}
+_TIMESTEP_KWARG = {"DiTTransformer2DModel": "timestep"}
+
+SINGLE_FILE_CONFIG_KEY = "difforge_denoiser_config"
+
+
+def conditioning_kind(denoiser: nn.Module) -> str:
+    """``"text"``, ``"class"`` or ``"none"``: what the denoiser is conditioned on."""
+    kwarg = _CONDITIONING_KWARG.get(type(denoiser).__name__)
+    if kwarg == "encoder_hidden_states":
+        return "text"
+    if kwarg == "class_labels":
+        config = denoiser.config
+        classes = getattr(config, "num_class_embeds", None) or getattr(
+            config, "num_embeds_ada_norm", None
+        )
+        if type(denoiser).__name__ == "DiTTransformer2DModel" or classes:
+            return "class"
+    return "none"
+
+
+class Backbone(nn.Module):
+    """The diffusion model difforge trains and samples.
+
+    Args:
+        denoiser: a diffusers model (``UNet2DConditionModel``, ``UNet2DModel``,
+            ``DiTTransformer2DModel``, ``UNet1DModel``...).
+        scheduler: a diffusers scheduler; its ``alphas_cumprod`` or ``sigmas`` define the noise.
+        parameterization: ``epsilon``, ``v``, ``x0`` or ``flow`` (or a plugin's); defaults to
+            the scheduler's ``prediction_type``.
+        vae, text_encoder, tokenizer: optional Stable-Diffusion components.
+        loss_weighting: ``uniform`` or ``min_snr``; ``snr_gamma`` is min-SNR's γ.
+    """
+
+    def __init__(
+        self,
+        denoiser: nn.Module,
+        scheduler,
+        parameterization: str | None = None,
+        *,
+        vae: nn.Module | None = None,
+        text_encoder: nn.Module | None = None,
+        tokenizer=None,
+        loss_weighting: str = "uniform",
+        snr_gamma: float = 5.0,
+        parameterization_options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        from ..plugins import get_registry
+
+        self.denoiser = denoiser
+        self.vae = vae
+        self.text_encoder = text_encoder
+        self.tokenizer = tokenizer
+        is_flow = not hasattr(scheduler, "alphas_cumprod")
+        default = "flow" if is_flow else FROM_PREDICTION_TYPE.get(
+            scheduler.config.get("prediction_type", "epsilon"), "epsilon"
+        )
+        name = parameterization or default
+        cls = get_registry("parameterizations").get(name)
+        self.parameterization: Parameterization = cls(scheduler, **(parameterization_options or {}))
+        if not is_flow and scheduler.config.get("prediction_type") != cls.prediction_type:
+            # keep the saved scheduler consistent so diffusers pipelines sample correctly
+            scheduler = type(scheduler).from_config(scheduler.config, prediction_type=cls.prediction_type)
+        self.scheduler = scheduler
+        if loss_weighting not in ("uniform", "min_snr"):
+            raise ValueError(f"unknown loss_weighting {loss_weighting!r}; known: uniform, min_snr")
+        self.loss_weighting = loss_weighting
+        self.snr_gamma = snr_gamma
+        if vae is not None:
+            vae.requires_grad_(False)
+        if text_encoder is not None:
+            text_encoder.requires_grad_(False)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def conditioning(self) -> str:
+        """What the denoiser is conditioned on: ``text``, ``class`` or ``none``."""
+        return conditioning_kind(self.denoiser)
+
+    @property
+    def latent_scale(self) -> float:
+        return float(getattr(self.vae.config, "scaling_factor", 1.0)) if self.vae is not None else 1.0
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.denoiser.parameters()).device
+
+    # ------------------------------------------------------------------ encoding
+    @torch.no_grad()
+    def encode_images(self, pixels: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Pixels in [-1, 1] -> the space the denoiser works in (VAE latents, or pixels)."""
+        if self.vae is None:
+            return pixels
+        dist = self.vae.encode(pixels.to(self.vae.dtype)).latent_dist
+        noise = torch.randn(dist.mean.shape, generator=generator, dtype=dist.mean.dtype)
+        latents = dist.mean + dist.std * noise.to(dist.mean.device)
+        return latents * self.latent_scale
+
+    def decode(self, latents: Tensor) -> Tensor:
+        """Latents -> pixels in [-1, 1] (identity for pixel-space models)."""
+        if self.vae is None:
+            return latents
+        return self.vae.decode(latents.to(self.vae.dtype) / self.latent_scale).sample
+
+    @torch.no_grad()
+    def encode_prompts(self, prompts: Sequence[str]) -> Tensor:
+        """Prompts -> the text encoder's last hidden states (Stable Diffusion's conditioning)."""
+        if self.text_encoder is None or self.tokenizer is None:
+            raise ValueError("this backbone has no text encoder/tokenizer; it cannot encode prompts")
+        tokens = self.tokenizer(
+            list(prompts),
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids.to(self.text_encoder.device)
+        return self.text_encoder(tokens)[0]
+
+    def null_condition(self, batch: int) -> Tensor | None:
+        """The unconditional input for classifier-free guidance."""
+        kind = self.conditioning
+        if kind == "text":
+            return self.encode_prompts([""] * batch)
+        if kind == "class":
+            num = getattr(self.denoiser.config, "num_embeds_ada_norm", None) or getattr(
+                self.denoiser.config, "num_class_embeds", None
+            )
+            return torch.full((batch,), int(num), dtype=torch.long, device=self.device)
+        return None
+
+    # ------------------------------------------------------------------ model calls
+    def predict(self, x_t: Tensor, t: Tensor, cond: Any = None, denoiser: nn.Module | None = None) -> Tensor:
+        """The raw denoiser output at ``(x_t, t)`` (``t`` in the parameterisation's units);
+        ``denoiser`` may be an accelerate/DDP-wrapped copy of ``self.denoiser``."""
+        model = denoiser if denoiser is not None else self.denoiser
+        name = type(self.denoiser).__name__
+        timestep = self.parameterization.model_timestep(t)
+        kwargs: dict[str, Any] = {}
+        cond_kwarg = _CONDITIONING_KWARG.get(name, "encoder_hidden_states")
+        if cond is not None:
+            if cond_kwarg is None:
+                raise ValueError(f"{name} is unconditional but a condition was given")
+            kwargs[cond_kwarg] = cond
+        t_kwarg = _TIMESTEP_KWARG.get(name)
+        if t_kwarg:
+            kwargs[t_kwarg] = timestep
+            out = model(x_t, **kwargs)
+        else:
+            out = model(x_t, timestep, **kwargs)
+        out = out.sample if hasattr(out, "sample") else out[0] if isinstance(out, tuple) else out
+        if out.shape[1] != x_t.shape[1]:  # learned-sigma models output 2C channels
+            out = out[:, : x_t.shape[1]]
+        return out
+
+    def denoise_x0(self, x_t: Tensor, timestep: Tensor, cond: Any = None) -> Tensor:
+        """The ``x0`` estimate the samplers consume, at a model-facing (scheduler) timestep."""
+        t = self.parameterization.from_model_timestep(timestep)
+        return self.parameterization.to_x0(self.predict(x_t, t, cond), x_t, t)
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def sample(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        num_samples: int | None = None,
+        class_labels: Tensor | None = None,
+        num_steps: int = 25,
+        sampler: str | Callable = "ddim",
+        guidance_scale: float = 1.0,
+        generator: torch.Generator | None = None,
+        shape: Sequence[int] | None = None,
+        callback: Callable | None = None,
+        decode: bool = True,
+        **sampler_options: Any,
+    ) -> Tensor:
+        """Draw samples; returns decoded pixels in [-1, 1] (or latents if ``decode=False``).
+
+        ``sampler`` is a registered name (``ddpm``, ``ddim``, ``euler``, ``flow_euler``) or a
+        function; ``callback(step, t, x, x0)`` runs after each step and may replace ``x``.
+        """
+        from ..plugins import get_registry
+
+        cond = None
+        if prompts is not None:
+            cond = self.encode_prompts(prompts)
+            batch = len(prompts)
+        elif class_labels is not None:
+            cond = class_labels.to(self.device)
+            batch = len(class_labels)
+        else:
+            batch = num_samples or 1
+        if shape is None:
+            shape = self.sample_shape()
+        if isinstance(sampler, str):
+            if self.parameterization.continuous and sampler in ("ddpm", "ddim", "euler"):
+                sampler = "flow_euler"
+            sampler = get_registry("samplers").get(sampler)
+        dtype = next(self.denoiser.parameters()).dtype
+        noise = torch.randn((batch, *shape), generator=generator, dtype=torch.float32).to(self.device, dtype)
+        denoise = classifier_free_guidance(
+            self.denoise_x0,
+            cond,
+            self.null_condition(batch) if guidance_scale != 1.0 else None,
+            guidance_scale,
+        )
+        schedule = schedule_from_scheduler(self.scheduler, num_steps)
+        latents = sampler(denoise, noise, schedule, generator=generator, callback=callback, **sampler_options)
+        return self.decode(latents).clamp(-1, 1) if decode else latents
+
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one sample in denoiser space, from the denoiser's config."""
+        config = self.denoiser.config
+        channels = getattr(config, "in_channels", 4)
+        size = getattr(config, "sample_size", 32)
+        if type(self.denoiser).__name__ == "UNet1DModel":
+            return (channels, int(size))
+        if isinstance(size, (list, tuple)):
+            return (channels, *size)
+        return (channels, size, size)
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, path: str | Path) -> None:
+        """Save in diffusers directory layout (a pipeline if text/VAE components exist)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        if self.text_encoder is not None and self.vae is not None and self.tokenizer is not None:
+            from diffusers import StableDiffusionPipeline
+
+            pipe = StableDiffusionPipeline(
+                vae=self.vae,
+                text_encoder=self.text_encoder,
+                tokenizer=self.tokenizer,
+                unet=self.denoiser,
+                scheduler=self.scheduler,
+                safety_checker=None,
+                feature_extractor=None,
+                requires_safety_checker=False,
+            )
+            pipe.save_pretrained(path)
+            return
+        self.denoiser.save_pretrained(path / "denoiser")
+        self.scheduler.save_pretrained(path / "scheduler")
+        if self.vae is not None:
+            self.vae.save_pretrained(path / "vae")
+        (path / "difforge_backbone.json").write_text(
+            json.dumps({"parameterization": self.parameterization.name}, indent=2)
+        )
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **kwargs: Any) -> Backbone:
+        """Load from a local diffusers pipeline / model directory or single-file safetensors."""
+        from .loading import load_backbone
+
+        return load_backbone(path, **kwargs)

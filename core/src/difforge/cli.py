@@ -1,0 +1,146 @@
+"""The ``difforge`` command line. Each command is one call into the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from . import __version__
+from .errors import DifforgeError
+
+
+@dataclass(frozen=True)
+class Command:
+    """A sub-command: ``configure(parser)`` adds its arguments, ``run(args)`` returns an exit code.
+
+    Plugins contribute commands through the ``difforge_register_commands`` hook.
+    """
+
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int | None]
+
+
+def _configure_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="YAML run config (see examples/configs/)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.lr=1e-4 (repeatable)")
+    p.add_argument("--resume", default=None, help="'auto' or a checkpoint directory to resume from")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .api import train
+
+    overrides = list(args.overrides)
+    if args.resume:
+        overrides.append(f"train.resume={args.resume}")
+    result = train(args.config, overrides=overrides)
+    where = result.adapter_path or result.model_path
+    final = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
+    print(f"trained {result.steps} steps in {result.seconds:.1f}s (final loss {final}); saved to {where}")
+    return 0
+
+
+def _configure_sample(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="local diffusers directory, .safetensors file, or a plugin-resolved name")
+    p.add_argument("--prompt", action="append", default=[], help="prompt (repeatable; one sample each)")
+    p.add_argument("--adapter", action="append", default=[], metavar="PATH[:WEIGHT]",
+                   help="LoRA directory or file to apply, optionally with a weight (repeatable)")
+    p.add_argument("--num-samples", type=int, default=4, help="samples to draw for unconditional models")
+    p.add_argument("--steps", type=int, default=25, help="sampling steps")
+    p.add_argument("--sampler", default="ddim", help="registered sampler: ddpm, ddim, euler, flow_euler, ...")
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--out", default="samples.png", help="output PNG grid")
+
+
+def _run_sample(args: argparse.Namespace) -> int:
+    from .api import sample
+
+    adapters = []
+    for item in args.adapter:
+        path, _, weight = item.rpartition(":") if item.rpartition(":")[2].replace(".", "", 1).isdigit() else (item, "", "1")
+        adapters.append((path, float(weight)))
+    path = sample(
+        args.model,
+        prompts=args.prompt or None,
+        adapters=adapters,
+        num_samples=args.num_samples,
+        num_steps=args.steps,
+        sampler=args.sampler,
+        guidance_scale=args.guidance,
+        seed=args.seed,
+        out=args.out,
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+def _configure_plugins(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def _run_plugins(args: argparse.Namespace) -> int:
+    from .api import plugin_report
+
+    print(plugin_report(as_json=args.json))
+    return 0
+
+
+BUILTIN_COMMANDS: dict[str, Command] = {
+    "train": Command("train a model or adapter from a YAML config", _configure_train, _run_train),
+    "sample": Command("sample a model (optionally with adapters) into a PNG grid", _configure_sample, _run_sample),
+    "plugins": Command("list plugins: version, status, load time, what each registered", _configure_plugins, _run_plugins),
+}
+
+
+def build_parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
+    """The argument parser with built-in and plugin commands."""
+    parser = argparse.ArgumentParser(
+        prog="difforge",
+        description="Fine-tune, align and steer diffusion models.",
+    )
+    parser.add_argument("--version", action="version", version=f"difforge {__version__}")
+    parser.add_argument("--strict-plugins", action="store_true",
+                        help="fail if any plugin fails to load or is incompatible (for CI)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, command in commands.items():
+        p = sub.add_parser(name, help=command.help, description=command.help)
+        command.configure(p)
+        p.set_defaults(_run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``difforge`` executable."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    strict = "--strict-plugins" in argv
+    commands = dict(BUILTIN_COMMANDS)
+    try:
+        if not any(a in ("--version",) for a in argv):
+            from .plugins import get_plugin_manager
+
+            pm = get_plugin_manager(strict=strict or None)
+            for name in pm.registries["commands"].names():
+                if name in commands:
+                    owner = pm.registries["commands"].entry(name).owner
+                    raise DifforgeError(f"command {name!r} from plugin {owner!r} clashes with a built-in command")
+                commands[name] = pm.registries["commands"].get(name)
+        parser = build_parser(commands)
+        args = parser.parse_args(argv)
+        if not getattr(args, "_run", None):
+            parser.print_help()
+            return 2
+        return int(args._run(args) or 0)
+    except DifforgeError as exc:
+        print(f"difforge: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("difforge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

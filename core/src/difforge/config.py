@@ -1,0 +1,235 @@
+"""Typed training configuration, read from YAML with ``--set key.path=value`` overrides.
+
+Every section forbids unknown keys. Any problem becomes a one-line :class:`ConfigError`
+naming the file (or the override), the key and the value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ModelConfig(_Section):
+    """Where the backbone comes from: ``pretrained`` (a local path, a single ``.safetensors``
+    file, or a name a plugin resolves) or ``build`` (a registered builder with ``options``)."""
+
+    pretrained: str | None = None
+    build: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    parameterization: str | None = None
+    loss_weighting: Literal["uniform", "min_snr"] = "uniform"
+    snr_gamma: float = Field(5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelConfig:
+        if (self.pretrained is None) == (self.build is None):
+            raise ValueError("set exactly one of model.pretrained or model.build")
+        return self
+
+
+class DataConfig(_Section):
+    """The training data: a registered ``dataset`` with its ``options``."""
+
+    dataset: str = "image-folder"
+    options: dict[str, Any] = Field(default_factory=dict)
+    batch_size: int = Field(4, ge=1)
+    num_workers: int = Field(0, ge=0)
+    on_corrupt: Literal["error", "skip"] = "error"
+    caption_dropout: float = Field(0.0, ge=0, le=1)
+    random_flip: bool = False
+
+
+class AdapterConfig(_Section):
+    """The adapter to train; omit the section to fine-tune the whole denoiser."""
+
+    type: str = "lora"
+    name: str = "default"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ObjectiveConfig(_Section):
+    """The training objective (registered name) and its options."""
+
+    name: str = "denoising"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class EMAConfig(_Section):
+    """Exponential moving average of the trained parameters."""
+
+    decay: float = Field(0.999, gt=0, lt=1)
+    update_after_step: int = Field(0, ge=0)
+
+
+class TrainConfig(_Section):
+    """Optimisation settings of the loop."""
+
+    steps: int = Field(100, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    lr_scheduler: Literal[
+        "constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"
+    ] = "constant"
+    warmup_steps: int = Field(0, ge=0)
+    grad_accum: int = Field(1, ge=1)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    weight_decay: float = Field(1e-2, ge=0)
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    optimizer: Literal["adamw", "adamw8bit"] = "adamw"
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    gradient_checkpointing: bool = False
+    ema: EMAConfig | None = None
+    compile: bool = False
+    seed: int = 0
+    on_nan: Literal["stop", "skip"] = "stop"
+    resume: str | None = Field(
+        None, description="'auto' (latest checkpoint in output.dir), a checkpoint path, or null"
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class OutputConfig(_Section):
+    """Where and how often the run writes."""
+
+    dir: str = "outputs/run"
+    checkpoint_every: int = Field(0, ge=0, description="0: only at the end")
+    keep_last: int | None = Field(2, ge=1)
+    log_every: int = Field(10, ge=1)
+    tensorboard: bool = True
+    progress: bool = True
+    sample_every: int = Field(0, ge=0)
+    sample_prompts: list[str] = Field(default_factory=list)
+    sample_steps: int = Field(20, ge=1)
+    sample_guidance: float = Field(1.0, ge=0)
+    sample_seed: int = 1234
+
+
+class RunConfig(_Section):
+    """A whole training run: ``model``, ``data``, ``adapter``, ``objective``, ``train``, ``output``."""
+
+    model: ModelConfig
+    data: DataConfig = Field(default_factory=DataConfig)
+    adapter: AdapterConfig | None = None
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.lr=1e-4")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {item!r}: invalid key {key!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> tuple[dict[str, Any], set[str]]:
+    """Apply ``key.path=value`` overrides (values parsed as YAML); returns data and the keys set."""
+    touched: set[str] = set()
+    for item in overrides or []:
+        path, value = _parse_override(item)
+        node = data
+        for i, part in enumerate(path[:-1]):
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            elif not isinstance(nxt, dict):
+                raise ConfigError(f"--set {item!r}: {'.'.join(path[: i + 1])} is not a section")
+            node = nxt
+        node[path[-1]] = value
+        touched.add(".".join(path))
+    return data, touched
+
+
+def _format_error(err: dict[str, Any], source: str, touched: set[str]) -> str:
+    key = ".".join(str(p) for p in err["loc"])
+    if any(key == t or key.startswith(t + ".") for t in touched):
+        source = f"--set {key}"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    value = err.get("input")
+    shown = "" if err["type"] in ("missing",) or isinstance(value, dict) else f" (got {value!r})"
+    return f"{source}: {key}: {msg}{shown}"
+
+
+def validate_config(data: dict[str, Any], source: str = "<config>", touched: set[str] | None = None) -> RunConfig:
+    """Validate a config mapping; errors name ``source`` and the key."""
+    try:
+        config = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = _format_error(errors[0], source, touched or set())
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(first + more) from None
+    _validate_components(config, source)
+    return config
+
+
+def _validate_components(config: RunConfig, source: str) -> None:
+    """Check registered names and their options before anything heavy is loaded."""
+    from .errors import RegistryError
+    from .plugins import get_registry
+
+    checks = [("objectives", config.objective.name, "objective.name", config.objective.options, "objective.options"),
+              ("datasets", config.data.dataset, "data.dataset", None, None)]
+    if config.adapter is not None:
+        checks.append(("adapters", config.adapter.type, "adapter.type", config.adapter.options, "adapter.options"))
+    if config.model.build is not None:
+        checks.append(("backbones", config.model.build, "model.build", None, None))
+    if config.model.parameterization is not None:
+        checks.append(("parameterizations", config.model.parameterization, "model.parameterization", None, None))
+    for kind, name, key, options, options_key in checks:
+        try:
+            component = get_registry(kind).get(name)
+        except RegistryError as exc:
+            raise ConfigError(f"{source}: {key}: {exc}") from None
+        schema = getattr(component, "options_model", None)
+        if schema is not None and options is not None:
+            try:
+                schema.model_validate(options)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                sub = ".".join(str(p) for p in err["loc"])
+                msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+                raise ConfigError(f"{source}: {options_key}.{sub}: {msg} (got {err.get('input')!r})") from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, data: dict[str, Any] | None = None) -> RunConfig:
+    """Read a YAML config file (or ``data``), apply overrides and validate it."""
+    source = str(path) if path is not None else "<config>"
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"{source}: no such config file")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{source}:{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    data = dict(data or {})
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: top level must be a mapping")
+    data, touched = apply_overrides(data, overrides)
+    return validate_config(data, source, touched)
+
+
+def dump_config(config: RunConfig) -> str:
+    """The config as YAML (what a run saves next to its outputs)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,34 @@
+"""Exceptions raised by difforge. Each message is one line that names the culprit."""
+
+from __future__ import annotations
+
+
+class DifforgeError(Exception):
+    """Base class of every error difforge raises on purpose."""
+
+
+class ConfigError(DifforgeError, ValueError):
+    """A configuration file or override is invalid (names the file, key and value)."""
+
+
+class RegistryError(DifforgeError, KeyError):
+    """A name is registered twice, or looked up but unknown."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class PluginError(DifforgeError):
+    """A plugin failed to load in strict mode (names the distribution)."""
+
+
+class DataError(DifforgeError):
+    """A training sample cannot be read (names the file)."""
+
+
+class TrainingError(DifforgeError):
+    """Training cannot continue (e.g. a non-finite loss); names the step and last good checkpoint."""
+
+
+class CheckpointError(DifforgeError):
+    """A checkpoint is missing, incomplete or incompatible."""

@@ -1,0 +1,107 @@
+"""The hooks a difforge plugin can implement.
+
+A plugin is a module (or object) exposed through the ``difforge`` entry-point group and
+decorated with :data:`difforge.hookimpl`::
+
+    # pyproject.toml
+    [project.entry-points.difforge]
+    my_plugin = "my_package.plugin"
+
+    # my_package/plugin.py
+    from difforge import hookimpl
+
+    @hookimpl
+    def difforge_register_rewards():
+        return {"brightness": BrightnessReward()}
+
+Registration hooks (``difforge_register_<kind>``) take no arguments and return a mapping
+``{name: component}``. They are *historic*: a plugin registered after start-up (e.g. in a
+test, via :func:`difforge.plugins.register_plugin`) is still asked. The registries are
+order-free; a name registered by two plugins is an error naming both.
+
+:func:`difforge_resolve_model` is the one ``firstresult`` hook: exactly one plugin answers
+"where is the model called X?".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+PROJECT_NAME = "difforge"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec(historic=True)
+def difforge_register_backbones() -> dict[str, Any]:
+    """Backbone builders: ``name -> callable(**options) -> difforge.Backbone``.
+
+    Used by ``model.build`` in a training config (``model: {build: NAME, options: {...}}``).
+    """
+
+
+@hookspec(historic=True)
+def difforge_register_parameterizations() -> dict[str, Any]:
+    """Prediction targets: ``name -> difforge.backbone.Parameterization`` subclass.
+
+    Built-ins: ``epsilon``, ``v``, ``x0``, ``flow``.
+    """
+
+
+@hookspec(historic=True)
+def difforge_register_schedulers() -> dict[str, Any]:
+    """Noise schedulers: ``name -> diffusers SchedulerMixin`` subclass (used by ``model.scheduler``)."""
+
+
+@hookspec(historic=True)
+def difforge_register_datasets() -> dict[str, Any]:
+    """Datasets: ``name -> callable(**options) -> torch.utils.data.Dataset``.
+
+    Items are dicts; image datasets yield ``{"pixel_values": (C,H,W) in [-1, 1], "caption": str}``.
+    """
+
+
+@hookspec(historic=True)
+def difforge_register_objectives() -> dict[str, Any]:
+    """Training objectives: ``name -> difforge.training.Objective`` subclass."""
+
+
+@hookspec(historic=True)
+def difforge_register_adapters() -> dict[str, Any]:
+    """Adapter types: ``name -> difforge.adapters.AdapterType`` (inject / scale / merge / save)."""
+
+
+@hookspec(historic=True)
+def difforge_register_rewards() -> dict[str, Any]:
+    """Rewards: ``name -> difforge.rewards.Reward`` (images and prompts -> scores)."""
+
+
+@hookspec(historic=True)
+def difforge_register_samplers() -> dict[str, Any]:
+    """Samplers: ``name -> pure function`` with the signature of :func:`difforge.sampling.sample_ddim`."""
+
+
+@hookspec(historic=True)
+def difforge_register_guidance() -> dict[str, Any]:
+    """Guidance: ``name -> callable(denoise_fn, **options) -> denoise_fn`` wrapping a denoiser."""
+
+
+@hookspec(historic=True)
+def difforge_register_metrics() -> dict[str, Any]:
+    """Metrics: ``name -> callable(samples, **context) -> dict[str, float]``."""
+
+
+@hookspec(historic=True)
+def difforge_register_commands() -> dict[str, Any]:
+    """CLI sub-commands: ``name -> difforge.cli.Command`` (help, arguments, run)."""
+
+
+@hookspec(firstresult=True)
+def difforge_resolve_model(reference: str) -> str | None:
+    """Return a local path for a model reference such as ``"shapes-sd-tiny"``, or ``None``.
+
+    The first plugin that knows the reference answers; plain paths never reach this hook.
+    """

@@ -1,0 +1,164 @@
+"""Datasets and the resumable, shard-aware batch order of the training loop."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch.utils.data import Dataset, Sampler
+
+from ..errors import DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+
+
+class ImageFolderOptions(BaseModel):
+    """Options of the ``image-folder`` dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    resolution: int = Field(32, ge=4)
+    caption: str | None = Field(None, description="one caption for every image (DreamBooth-style)")
+    repeats: int = Field(1, ge=1)
+
+
+class ImageFolderDataset(Dataset):
+    """Images in a folder; captions from ``metadata.jsonl`` (``file_name``/``text``, as in the
+    diffusers/datasets ``imagefolder`` layout), from a same-name ``.txt``, or one fixed caption.
+
+    Items: ``{"pixel_values": (3, R, R) float in [-1, 1], "caption": str, "path": str}``.
+    """
+
+    options_model = ImageFolderOptions
+
+    def __init__(self, path: str, resolution: int = 32, caption: str | None = None, repeats: int = 1) -> None:
+        root = Path(path)
+        if not root.is_dir():
+            raise DataError(f"data.options.path: {root} is not a directory")
+        self.root, self.resolution = root, resolution
+        self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise DataError(f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        captions: dict[str, str] = {}
+        meta = root / "metadata.jsonl"
+        if meta.exists():
+            for lineno, line in enumerate(meta.read_text().splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    captions[row["file_name"]] = row["text"]
+                except (json.JSONDecodeError, KeyError) as exc:
+                    raise DataError(f"{meta}:{lineno}: bad metadata row ({exc})") from None
+        self.captions = captions
+        self.fixed_caption = caption
+        self.repeats = repeats
+
+    def __len__(self) -> int:
+        return len(self.files) * self.repeats
+
+    def caption_for(self, file: Path) -> str:
+        if self.fixed_caption is not None:
+            return self.fixed_caption
+        rel = file.relative_to(self.root).as_posix()
+        if rel in self.captions:
+            return self.captions[rel]
+        txt = file.with_suffix(".txt")
+        return txt.read_text().strip() if txt.exists() else ""
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        file = self.files[index % len(self.files)]
+        try:
+            pixels = load_image(file, self.resolution)
+        except Exception as exc:  # noqa: BLE001 - any decoder error becomes a DataError
+            raise DataError(f"cannot read image {file}: {exc}".splitlines()[0]) from None
+        return {"pixel_values": pixels, "caption": self.caption_for(file), "path": str(file)}
+
+
+def load_image(file: Path, resolution: int) -> torch.Tensor:
+    """Read an image as RGB, resize the short side and centre-crop to ``resolution``; [-1, 1]."""
+    from PIL import Image
+
+    with Image.open(file) as im:
+        im.load()
+        im = im.convert("RGB")
+    w, h = im.size
+    scale = resolution / min(w, h)
+    if scale != 1:
+        im = im.resize((max(resolution, round(w * scale)), max(resolution, round(h * scale))), Image.BICUBIC)
+    w, h = im.size
+    left, top = (w - resolution) // 2, (h - resolution) // 2
+    im = im.crop((left, top, left + resolution, top + resolution))
+    array = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+@dataclass
+class CorruptSample:
+    """Stands in for an unreadable sample when ``data.on_corrupt: skip``."""
+
+    reason: str
+
+
+class SkipCorrupt(Dataset):
+    """Wraps a dataset so that a :class:`DataError` yields a :class:`CorruptSample`."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        try:
+            return self.dataset[index]
+        except DataError as exc:
+            return CorruptSample(str(exc))
+
+
+def collate(samples: list[Any]) -> dict[str, Any]:
+    """Stack tensors, list everything else; corrupt samples are dropped and counted."""
+    good = [s for s in samples if not isinstance(s, CorruptSample)]
+    batch: dict[str, Any] = {"num_skipped": len(samples) - len(good)}
+    if not good:
+        return batch
+    for key in good[0]:
+        values = [s[key] for s in good]
+        batch[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
+    return batch
+
+
+class EpochBatchSampler(Sampler[list[int]]):
+    """Batches of one epoch: a permutation seeded by ``(seed, epoch)``, this rank's shard of it,
+    starting at ``start_batch``. The order depends only on these numbers, so a resumed run
+    continues at exactly the next batch."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, epoch: int, start_batch: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        self.size, self.batch_size, self.seed, self.epoch = size, batch_size, seed, epoch
+        self.start_batch, self.rank, self.world_size = start_batch, rank, world_size
+
+    @staticmethod
+    def batches_per_epoch(size: int, batch_size: int, world_size: int) -> int:
+        return (size // world_size) // batch_size
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch(self.size, self.batch_size, self.world_size) - self.start_batch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.size, generator=g).tolist()
+        per_rank = self.size // self.world_size
+        shard = order[self.rank * per_rank : (self.rank + 1) * per_rank]
+        n = self.batches_per_epoch(self.size, self.batch_size, self.world_size)
+        for b in range(self.start_batch, n):
+            yield shard[b * self.batch_size : (b + 1) * self.batch_size]
+
+
+BUILTIN_DATASETS = {"image-folder": ImageFolderDataset}

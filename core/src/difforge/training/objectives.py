@@ -1,0 +1,93 @@
+"""Training objectives: what loss a batch produces. Each declares what it needs, so a config
+can be checked before any weights load."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict
+from torch import Tensor, nn
+
+from ..backbone import Backbone
+
+
+class Objective(ABC):
+    """A loss over batches. ``requires`` names what it needs: ``images``, ``captions``,
+    ``preference_pairs``, ``reward``, ``reference_model``, ``on_policy_samples``."""
+
+    name: ClassVar[str] = ""
+    requires: ClassVar[frozenset[str]] = frozenset()
+    options_model: ClassVar[type[BaseModel] | None] = None
+
+    def __init__(self, backbone: Backbone, **options: Any) -> None:
+        self.backbone = backbone
+        self.options = self.options_model(**options) if self.options_model else None
+
+    @abstractmethod
+    def loss(self, batch: dict[str, Any], denoiser: nn.Module, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        """The scalar loss of one batch and values to log. ``denoiser`` is the (possibly
+        wrapped) trainable model; randomness comes from ``generator`` only."""
+
+
+class DenoisingOptions(BaseModel):
+    """Options of the ``denoising`` objective."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    caption_dropout: float | None = None
+    noise_offset: float = 0.0
+
+
+class DenoisingObjective(Objective):
+    """The diffusion loss of the backbone's parameterisation (eps, v, x0 or flow), weighted
+    uniformly or by min-SNR-γ. Captions are dropped to ``""`` with ``caption_dropout`` for
+    classifier-free guidance."""
+
+    name = "denoising"
+    requires = frozenset({"images"})
+    options_model = DenoisingOptions
+
+    def __init__(self, backbone: Backbone, caption_dropout: float = 0.0, **options: Any) -> None:
+        super().__init__(backbone, **options)
+        self.caption_dropout = (
+            self.options.caption_dropout if self.options.caption_dropout is not None else caption_dropout
+        )
+
+    def condition(self, batch: dict[str, Any], generator: torch.Generator) -> Any:
+        kind = self.backbone.conditioning
+        if kind == "text":
+            captions = list(batch.get("caption") or [""] * len(batch["pixel_values"]))
+            if self.caption_dropout > 0:
+                drop = torch.rand(len(captions), generator=generator) < self.caption_dropout
+                captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
+            return self.backbone.encode_prompts(captions)
+        if kind == "class":
+            return batch["class_labels"].to(self.backbone.device)
+        return None
+
+    def loss(self, batch, denoiser, generator):
+        bb = self.backbone
+        param = bb.parameterization
+        device = bb.device
+        x0 = bb.encode_images(batch["pixel_values"].to(device), generator=generator)
+        cond = self.condition(batch, generator)
+        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(device)
+        if self.options.noise_offset:
+            offset = torch.randn((x0.shape[0], x0.shape[1]), generator=generator).to(device)
+            noise = noise + self.options.noise_offset * offset.reshape(*offset.shape, *[1] * (x0.ndim - 2))
+        t = param.sample_timesteps(x0.shape[0], generator, device)
+        x_t = param.add_noise(x0, noise, t)
+        output = bb.predict(x_t, t, cond, denoiser=denoiser)
+        target = param.target(x0, noise, t)
+        per_sample = F.mse_loss(output.float(), target.float(), reduction="none").flatten(1).mean(1)
+        weights = param.loss_weight(t, bb.loss_weighting, bb.snr_gamma).to(per_sample)
+        loss = (weights * per_sample).mean()
+        return loss, {"loss": loss.detach()}
+
+
+BUILTIN_OBJECTIVES = {"denoising": DenoisingObjective}
+
+__all__ = ["BUILTIN_OBJECTIVES", "DenoisingObjective", "Objective"]
