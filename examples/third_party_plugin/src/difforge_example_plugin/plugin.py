@@ -1,0 +1,64 @@
+"""Hook implementations: the module named by the ``difforge`` entry point."""
+
+from __future__ import annotations
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch.utils.data import Dataset
+
+from difforge import hookimpl
+from difforge.rewards import Reward
+
+
+class Brightness(Reward):
+    """Mean brightness of each image, mapped from [-1, 1] to [0, 1]; differentiable."""
+
+    name = "brightness"
+    differentiable = True
+
+    def score(self, images, prompts=None):
+        return (images.float().mean(dim=(1, 2, 3)) + 1) / 2
+
+
+class GradientOptions(BaseModel):
+    """Options of the ``gradient-images`` dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(32, ge=1)
+    resolution: int = Field(32, ge=4)
+    seed: int = 0
+
+
+class GradientImages(Dataset):
+    """Horizontal or vertical gradients between two random colours, captioned by direction."""
+
+    options_model = GradientOptions
+
+    def __init__(self, count: int = 32, resolution: int = 32, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.colours = torch.rand(count, 2, 3, generator=g) * 2 - 1
+        self.vertical = torch.rand(count, generator=g) < 0.5
+        self.resolution = resolution
+
+    def __len__(self) -> int:
+        return len(self.colours)
+
+    def __getitem__(self, index: int):
+        start, end = self.colours[index]
+        ramp = torch.linspace(0, 1, self.resolution)
+        weights = ramp.reshape(1, -1, 1) if self.vertical[index] else ramp.reshape(1, 1, -1)
+        pixels = start.reshape(3, 1, 1) * (1 - weights) + end.reshape(3, 1, 1) * weights
+        pixels = pixels.expand(3, self.resolution, self.resolution).contiguous()
+        caption = "a vertical gradient" if self.vertical[index] else "a horizontal gradient"
+        return {"pixel_values": pixels, "caption": caption}
+
+
+@hookimpl
+def difforge_register_rewards():
+    return {"brightness": Brightness()}
+
+
+@hookimpl
+def difforge_register_datasets():
+    return {"gradient-images": GradientImages}

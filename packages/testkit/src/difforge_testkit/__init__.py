@@ -1,0 +1,25 @@
+"""difforge-testkit: tiny but real diffusers components, toy data and plugin checks.
+
+Everything is built locally from code (no downloads), so tests of difforge and of its
+plugins run offline in seconds.
+"""
+
+from .components import (
+    build_clip_tokenizer,
+    build_tiny_sd,
+    tiny_text_encoder,
+    tiny_unet,
+    tiny_vae,
+)
+from .conformance import check_plugin
+from .toydata import write_toy_images
+
+__all__ = [
+    "build_clip_tokenizer",
+    "build_tiny_sd",
+    "check_plugin",
+    "tiny_text_encoder",
+    "tiny_unet",
+    "tiny_vae",
+    "write_toy_images",
+]

@@ -1,0 +1,52 @@
+"""Plugin conformance: load a plugin in isolation and check what it registers."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+
+
+def _check_component(kind: str, name: str, obj: Any) -> None:
+    from difforge.adapters import AdapterType
+    from difforge.backbone import Parameterization
+    from difforge.cli import Command
+    from difforge.rewards import Reward
+    from difforge.training import Objective
+
+    where = f"{kind} {name!r}"
+    if kind == "rewards":
+        assert isinstance(obj, Reward), f"{where}: must be a difforge.rewards.Reward instance"
+        scores = obj(torch.zeros(2, 3, 16, 16), ["a prompt", "another"])
+        assert isinstance(scores, torch.Tensor) and scores.shape == (2,), f"{where}: must return (N,) scores"
+    elif kind == "adapters":
+        assert isinstance(obj, AdapterType), f"{where}: must be an AdapterType instance"
+    elif kind == "objectives":
+        assert inspect.isclass(obj) and issubclass(obj, Objective), f"{where}: must subclass Objective"
+    elif kind == "parameterizations":
+        assert inspect.isclass(obj) and issubclass(obj, Parameterization), f"{where}: must subclass Parameterization"
+    elif kind == "commands":
+        assert isinstance(obj, Command), f"{where}: must be a difforge.cli.Command"
+    else:
+        assert callable(obj), f"{where}: must be callable"
+    doc = inspect.getdoc(obj if not isinstance(obj, (Reward, AdapterType, Command)) else type(obj))
+    assert doc, f"{where}: needs a docstring"
+
+
+def check_plugin(distribution: str) -> dict[str, list[str]]:
+    """Assert that installed plugin ``distribution`` loads and that each component it registers
+    honours its kind's protocol; returns ``{kind: [names]}``. For use in a plugin's own tests."""
+    from difforge.plugins import DifforgePluginManager, load_plugins
+
+    pm = DifforgePluginManager()
+    statuses = load_plugins(pm)
+    matching = [s for s in statuses if s.distribution.lower() == distribution.lower()]
+    assert matching, f"plugin {distribution!r} is not installed (no 'difforge' entry point found)"
+    status = matching[0]
+    assert status.status == "loaded", f"plugin {distribution!r}: {status.describe()}"
+    assert status.registered, f"plugin {distribution!r} registered nothing"
+    for kind, names in status.registered.items():
+        for name in names:
+            _check_component(kind, name, pm.registries[kind].get(name))
+    return status.registered
