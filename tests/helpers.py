@@ -33,3 +33,19 @@ def run_cli(*args: str, env: dict[str, str] | None = None, pythonpath: list[Path
         [sys.executable, "-m", "difforge.cli", *args],
         capture_output=True, text=True, env=full_env, timeout=timeout,
     )
+
+
+def pixel_unet_config(images: Path, out: Path, **sections) -> dict:
+    """A fast full-fine-tuning config: a 16x16 pixel-space UNet2DModel on the toy images."""
+    config = {
+        "model": {"build": "unet2d", "options": {"denoiser": {
+            "sample_size": 16, "in_channels": 3, "out_channels": 3, "block_out_channels": [16, 32],
+            "layers_per_block": 1, "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
+            "up_block_types": ["AttnUpBlock2D", "UpBlock2D"], "norm_num_groups": 8}}},
+        "data": {"dataset": "image-folder", "options": {"path": str(images), "resolution": 16}, "batch_size": 8},
+        "train": {"steps": 40, "lr": 2e-3, "seed": 0},
+        "output": {"dir": str(out), "tensorboard": False, "progress": False},
+    }
+    for section, values in sections.items():
+        config.setdefault(section, {}).update(values)
+    return config

@@ -341,7 +341,11 @@ class Trainer:
             sampler = EpochBatchSampler(
                 size, d.batch_size, self.config.train.seed, epoch, start, acc.process_index, acc.num_processes
             )
-            loader = DataLoader(self.dataset, batch_sampler=sampler, collate_fn=collate, num_workers=d.num_workers)
+            # its own generator: a loader draws a worker base seed when iterated, which must
+            # not consume the global RNG (a resumed run creates its loader mid-epoch)
+            loader_rng = torch.Generator().manual_seed(self.config.train.seed * 1_000_003 + epoch)
+            loader = DataLoader(self.dataset, batch_sampler=sampler, collate_fn=collate,
+                                num_workers=d.num_workers, generator=loader_rng)
             yield from loader
 
     def _augment(self, batch: dict[str, Any]) -> dict[str, Any]:

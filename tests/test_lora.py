@@ -1,0 +1,130 @@
+"""LoRA through the adapter protocol: named adapters, weights, enable/disable, merge/unmerge,
+save/load, and interop with diffusers' load_lora_weights."""
+
+import pytest
+import torch
+from diffusers import StableDiffusionPipeline
+
+from difforge import AdapterSet
+from difforge.backbone import load_backbone
+
+
+def _randomise(adapters: AdapterSet, name: str, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in adapters.trainable_parameters(name):
+            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+
+
+@pytest.fixture
+def unet_with_two_adapters(tiny_sd_dir):
+    backbone = load_backbone(tiny_sd_dir)
+    unet = backbone.denoiser.eval()
+    base = {k: v.clone() for k, v in unet.state_dict().items()}
+    adapters = AdapterSet(unet)
+    adapters.add("lora", "first", rank=4)
+    adapters.add("lora", "second", rank=2, target_modules=["to_q", "to_v"])
+    _randomise(adapters, "first", 0)
+    _randomise(adapters, "second", 1)
+    return backbone, adapters, base
+
+
+def _out(backbone, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 4, 8, 8, generator=g)
+    cond = torch.randn(2, 16, 32, generator=g)
+    with torch.no_grad():
+        return backbone.predict(x, torch.tensor([10, 600]), cond)
+
+
+def _base_out(tiny_sd_dir):
+    return _out(load_backbone(tiny_sd_dir).eval())
+
+
+def test_trainable_parameters_are_only_the_adapter(unet_with_two_adapters):
+    _, adapters, _ = unet_with_two_adapters
+    names = [n for n, p in adapters.model.named_parameters() if p.requires_grad]
+    assert names and all(".lora_" in n for n in names)
+    assert adapters.num_trainable("first") > adapters.num_trainable("second") > 0
+
+
+def test_disable_gives_base_outputs_bitwise(unet_with_two_adapters, tiny_sd_dir):
+    backbone, adapters, _ = unet_with_two_adapters
+    assert not torch.equal(_out(backbone), _base_out(tiny_sd_dir))
+    adapters.disable()
+    assert torch.equal(_out(backbone), _base_out(tiny_sd_dir))
+    adapters.enable()
+    assert not torch.equal(_out(backbone), _base_out(tiny_sd_dir))
+
+
+def test_weights_scale_each_adapter(unet_with_two_adapters, tiny_sd_dir):
+    backbone, adapters, _ = unet_with_two_adapters
+    adapters.set_weights({"first": 0.0, "second": 0.0})
+    assert torch.equal(_out(backbone), _base_out(tiny_sd_dir))
+    adapters.set_weights({"first": 1.0})
+    only_first = _out(backbone)
+    adapters.set_weights({"first": 0.5})
+    half_first = _out(backbone)
+    base = _base_out(tiny_sd_dir)
+    # the LoRA delta is linear in its scale at first order
+    assert (half_first - base).norm() < (only_first - base).norm()
+    with pytest.raises(ValueError, match="unknown adapter"):
+        adapters.set_weights({"third": 1.0})
+
+
+def test_merge_matches_unmerged_and_unmerge_restores_base(unet_with_two_adapters):
+    backbone, adapters, base = unet_with_two_adapters
+    adapters.set_weights({"first": 1.0, "second": 0.7})
+    unmerged = _out(backbone)
+    adapters.merge()
+    merged = _out(backbone)
+    torch.testing.assert_close(merged, unmerged, atol=1e-5, rtol=1e-4)
+    adapters.unmerge()
+    restored = backbone.denoiser.state_dict()
+    worst = max((restored[k] - v).abs().max().item() for k, v in base.items() if k in restored)
+    assert worst <= 1e-6
+
+
+def test_save_load_round_trip_exact(unet_with_two_adapters, tiny_sd_dir, tmp_path):
+    backbone, adapters, _ = unet_with_two_adapters
+    adapters.set_weights({"second": 0.0})
+    expected = _out(backbone)
+    adapters.save("first", tmp_path / "first")
+    fresh = load_backbone(tiny_sd_dir).eval()
+    loaded = AdapterSet(fresh.denoiser)
+    loaded.load("lora", tmp_path / "first", name="first")
+    assert torch.equal(_out(fresh), expected)
+    saved = adapters.types["first"].state_dict(adapters.model, "first")
+    again = loaded.types["first"].state_dict(loaded.model, "first")
+    assert saved.keys() == again.keys() and all(torch.equal(saved[k], again[k]) for k in saved)
+
+
+def test_diffusers_pipeline_loads_difforge_lora(unet_with_two_adapters, tiny_sd_dir, tmp_path):
+    backbone, adapters, _ = unet_with_two_adapters
+    adapters.set_weights({"second": 0.0})
+    ours = _out(backbone)
+    adapters.save("first", tmp_path / "lora")
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_sd_dir, local_files_only=True)
+    pipe.load_lora_weights(tmp_path / "lora", adapter_name="mine")
+    g = torch.Generator().manual_seed(0)
+    x, cond = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 16, 32, generator=g)
+    with torch.no_grad():
+        theirs = pipe.unet(x, torch.tensor([10, 600]), encoder_hidden_states=cond).sample
+    torch.testing.assert_close(theirs, ours, atol=1e-6, rtol=1e-5)
+    # and a whole diffusers generation runs with it
+    image = pipe("a red circle", num_inference_steps=2, height=32, width=32, output_type="pt").images
+    assert image.shape == (1, 3, 32, 32)
+
+
+def test_loading_lora_without_metadata_infers_rank(unet_with_two_adapters, tiny_sd_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    backbone, adapters, _ = unet_with_two_adapters
+    adapters.set_weights({"second": 0.0})
+    expected = _out(backbone)
+    adapters.save("first", tmp_path / "lora")
+    tensors = load_file(str(tmp_path / "lora" / "pytorch_lora_weights.safetensors"))
+    save_file(tensors, str(tmp_path / "bare.safetensors"))  # no metadata: alpha defaults to rank
+    fresh = load_backbone(tiny_sd_dir).eval()
+    AdapterSet(fresh.denoiser).load("lora", tmp_path / "bare.safetensors", name="bare")
+    assert torch.equal(_out(fresh), expected)

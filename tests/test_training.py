@@ -1,0 +1,246 @@
+"""The training loop: it learns, resumes exactly, checkpoints atomically and fails clearly."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+import difforge
+from difforge import hookimpl, load_config
+from difforge.checkpointing import list_checkpoints
+from difforge.errors import ConfigError, DataError, TrainingError
+from difforge.training import DenoisingObjective, Trainer
+from helpers import pixel_unet_config
+
+HERE = Path(__file__).parent
+
+
+def _mean(values):
+    return sum(values) / len(values)
+
+
+@pytest.mark.parametrize("parameterization,scheduler", [
+    ("epsilon", "ddpm"), ("v", "ddpm"), ("x0", "ddpm"), ("flow", "flow_euler"),
+])
+def test_full_finetuning_learns_for_every_parameterization(parameterization, scheduler, toy_images, tmp_path):
+    config = pixel_unet_config(toy_images, tmp_path / "run")
+    config["model"]["options"]["scheduler"] = scheduler
+    config["model"]["parameterization"] = parameterization
+    config["model"]["loss_weighting"] = "min_snr"
+    result = difforge.train(config)
+    assert result.steps == 40 and result.model_path.exists()
+    first, last = _mean(result.losses[:8]), _mean(result.losses[-8:])
+    assert last < 0.6 * first, (first, last)
+
+
+def test_lora_training_on_tiny_sd_lowers_loss(lora_config):
+    lora_config["train"].update(steps=40, lr=3e-3)
+    lora_config["data"]["batch_size"] = 8
+    result = difforge.train(lora_config)
+    assert (result.adapter_path / "pytorch_lora_weights.safetensors").exists()
+    assert _mean(result.losses[-10:]) < _mean(result.losses[:10])
+
+
+def _resume_config(tiny_sd_dir, toy_images, out):
+    return {
+        "model": {"pretrained": str(tiny_sd_dir), "loss_weighting": "min_snr"},
+        "data": {"dataset": "image-folder", "options": {"path": str(toy_images), "resolution": 32},
+                 "batch_size": 4, "caption_dropout": 0.3, "random_flip": True},
+        "adapter": {"type": "lora", "options": {"rank": 4, "dropout": 0.1}},
+        "train": {"steps": 20, "lr": 1e-3, "lr_scheduler": "cosine", "warmup_steps": 3,
+                  "ema": {"decay": 0.9}, "seed": 7},
+        "output": {"dir": str(out), "checkpoint_every": 10, "keep_last": 3, "tensorboard": False, "progress": False},
+    }
+
+
+def _worker(config_path, *extra):
+    return subprocess.Popen([sys.executable, str(HERE / "resume_worker.py"), str(config_path), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_exact_resume_after_sigkill_is_bitwise_identical(tiny_sd_dir, toy_images, tmp_path):
+    """20 uninterrupted steps == 10 steps, SIGKILL, resume, 10 more (weights, EMA, losses)."""
+    for name in ("straight", "killed"):
+        cfg = _resume_config(tiny_sd_dir, toy_images, tmp_path / name)
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+    killed = _worker(tmp_path / "killed.yaml", "--hang-after", "12")
+    deadline = time.time() + 300
+    while not (tmp_path / "killed" / "checkpoint-10").exists():
+        assert killed.poll() is None, killed.stdout.read()
+        assert time.time() < deadline, "checkpoint-10 never appeared"
+        time.sleep(0.1)
+    time.sleep(1.0)  # let it run on past the checkpoint (it hangs at step 12), then kill it hard
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    straight = _worker(tmp_path / "straight.yaml")  # one at a time: two trainers on 2 cores thrash
+    assert straight.wait(timeout=300) == 0, straight.stdout.read()
+    assert not (tmp_path / "killed" / "adapter").exists()
+    resumed = _worker(tmp_path / "killed.yaml", "--set", "train.resume=auto")
+    assert resumed.wait(timeout=300) == 0, resumed.stdout.read()
+
+    for sub in ("adapter", "adapter_ema"):
+        a = load_file(str(tmp_path / "straight" / sub / "pytorch_lora_weights.safetensors"))
+        b = load_file(str(tmp_path / "killed" / sub / "pytorch_lora_weights.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), sub
+    for step in (10, 20):
+        sa = json.loads((tmp_path / "straight" / f"checkpoint-{step}" / "trainer_state.json").read_text())
+        sb = json.loads((tmp_path / "killed" / f"checkpoint-{step}" / "trainer_state.json").read_text())
+        assert sa["losses"] == sb["losses"] and sa["micro_step"] == sb["micro_step"]
+        oa = torch.load(tmp_path / "straight" / f"checkpoint-{step}" / "optimizer.pt", weights_only=True)
+        ob = torch.load(tmp_path / "killed" / f"checkpoint-{step}" / "optimizer.pt", weights_only=True)
+        assert all(torch.equal(oa["state"][i]["exp_avg_sq"], ob["state"][i]["exp_avg_sq"]) for i in oa["state"])
+
+
+def test_checkpoint_write_failure_keeps_previous_checkpoint(toy_images, tmp_path, monkeypatch):
+    config = load_config(data=pixel_unet_config(toy_images, tmp_path / "run", train={"steps": 4},
+                                                output={"checkpoint_every": 2, "keep_last": 2}))
+    import difforge.training.trainer as trainer_module
+
+    real = trainer_module.atomic_torch_save
+    calls = {"n": 0}
+
+    def flaky(obj, path):
+        if Path(path).name == "lr_scheduler.pt" and (calls.__setitem__("n", calls["n"] + 1) or calls["n"] == 2):
+            raise OSError("disk full")
+        return real(obj, path)
+
+    monkeypatch.setattr(trainer_module, "atomic_torch_save", flaky)
+    with pytest.raises(OSError, match="disk full"):
+        Trainer(config).fit()
+    run = tmp_path / "run"
+    assert [p.name for p in list_checkpoints(run)] == ["checkpoint-2"]
+    assert sorted(p.name for p in run.iterdir() if "checkpoint" in p.name) == ["checkpoint-2"]  # no partial dir
+    first = load_file(str(run / "checkpoint-2" / "trainable.safetensors"))
+    assert first and all(torch.isfinite(v).all() for v in first.values())
+    # and the run resumes from it
+    monkeypatch.setattr(trainer_module, "atomic_torch_save", real)
+    resumed = Trainer(load_config(data={**config.model_dump(), "train": {**config.train.model_dump(), "resume": "auto"}}))
+    assert resumed.step == 2
+    resumed.fit()
+    assert [p.name for p in list_checkpoints(run)] == ["checkpoint-2", "checkpoint-4"]
+
+
+def test_keep_last_prunes_old_checkpoints(toy_images, tmp_path):
+    difforge.train(pixel_unet_config(toy_images, tmp_path / "run", train={"steps": 6},
+                                     output={"checkpoint_every": 1, "keep_last": 2}))
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["checkpoint-5", "checkpoint-6"]
+
+
+class NaNAtCall(DenoisingObjective):
+    """Denoising, except that calls listed in ``bad_calls`` return NaN."""
+
+    name = "nan-at-call"
+    bad_calls: set[int] = set()
+
+    def __init__(self, backbone, **options):
+        super().__init__(backbone)
+        self.calls = 0
+
+    def loss(self, batch, denoiser, generator):
+        loss, logs = super().loss(batch, denoiser, generator)
+        self.calls += 1
+        return (loss * float("nan") if self.calls in self.bad_calls else loss), logs
+
+
+@pytest.fixture
+def nan_objective(fresh_plugins):
+    module = type(sys)("nan_plugin")
+    module.difforge_register_objectives = hookimpl(lambda: {"nan-at-call": NaNAtCall})
+    difforge.register_plugin(module, "nan-plugin")
+    return NaNAtCall
+
+
+def test_nan_loss_stops_naming_step_and_last_checkpoint(nan_objective, toy_images, tmp_path):
+    nan_objective.bad_calls = {4}
+    config = pixel_unet_config(toy_images, tmp_path / "run", train={"steps": 6},
+                               output={"checkpoint_every": 2}, objective={"name": "nan-at-call"})
+    with pytest.raises(TrainingError) as info:
+        difforge.train(config)
+    message = str(info.value)
+    assert "non-finite loss (nan) at step 4" in message
+    assert f"last good checkpoint: {tmp_path / 'run' / 'checkpoint-2'}" in message
+    assert "\n" not in message
+
+
+def test_nan_loss_skip_mode_counts_and_continues(nan_objective, toy_images, tmp_path):
+    nan_objective.bad_calls = {2, 3}
+    config = pixel_unet_config(toy_images, tmp_path / "run", train={"steps": 5, "on_nan": "skip"},
+                               objective={"name": "nan-at-call"})
+    result = difforge.train(config)
+    assert result.steps == 5 and result.skipped_batches == 2
+    assert all(v == v for v in result.losses)
+
+
+@pytest.fixture
+def images_with_corrupt_file(toy_images, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for p in toy_images.iterdir():
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "0003.png").write_bytes(b"this is not a png")
+    return folder
+
+
+def test_corrupt_image_error_names_the_file(images_with_corrupt_file, tmp_path):
+    config = pixel_unet_config(images_with_corrupt_file, tmp_path / "run", train={"steps": 4})
+    with pytest.raises(DataError, match=r"cannot read image .*0003\.png"):
+        difforge.train(config)
+
+
+def test_corrupt_image_skip_mode_counts(images_with_corrupt_file, tmp_path):
+    config = pixel_unet_config(images_with_corrupt_file, tmp_path / "run", train={"steps": 4})
+    config["data"]["on_corrupt"] = "skip"
+    result = difforge.train(config)
+    assert result.steps == 4 and result.skipped_samples >= 1
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["skipped_samples"] == result.skipped_samples
+
+
+def test_gradient_checkpointing_gives_the_same_update(lora_config):
+    outs = []
+    for flag in (False, True):
+        cfg = {**lora_config, "train": {**lora_config["train"], "steps": 2, "gradient_checkpointing": flag}}
+        cfg["output"] = {**lora_config["output"], "dir": lora_config["output"]["dir"] + str(flag)}
+        result = difforge.train(cfg)
+        outs.append((result.losses, load_file(str(result.adapter_path / "pytorch_lora_weights.safetensors"))))
+    (la, wa), (lb, wb) = outs
+    assert la == pytest.approx(lb, rel=1e-5)
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=1e-6, rtol=1e-5)
+
+
+def test_gradient_accumulation_counts_optimizer_steps(toy_images, tmp_path):
+    config = load_config(data=pixel_unet_config(toy_images, tmp_path / "run", train={"steps": 3, "grad_accum": 2, "lr_scheduler": "linear"}))
+    trainer = Trainer(config)
+    trainer.fit()
+    assert trainer.step == 3 and trainer.micro_step == 6
+    assert trainer.lr_scheduler.last_epoch == 3
+
+
+def test_ema_tensorboard_and_sample_grid(lora_config):
+    lora_config["train"].update(steps=4, ema={"decay": 0.5})
+    lora_config["output"].update(tensorboard=True, sample_every=2, sample_prompts=["a red circle", "a blue square"],
+                                 sample_steps=2, log_every=1)
+    result = difforge.train(lora_config)
+    out = result.output_dir
+    raw = load_file(str(out / "adapter" / "pytorch_lora_weights.safetensors"))
+    ema = load_file(str(out / "adapter_ema" / "pytorch_lora_weights.safetensors"))
+    assert any(not torch.equal(raw[k], ema[k]) for k in raw)
+    assert list(out.rglob("events.out.tfevents.*"))
+    from PIL import Image
+
+    grid = Image.open(out / "samples" / "step-000004.png")
+    assert grid.size[0] > 32 and (out / "samples" / "step-000002.png").exists()
+
+
+def test_8bit_adam_without_cuda_is_a_clear_error(toy_images, tmp_path):
+    config = pixel_unet_config(toy_images, tmp_path / "run", train={"optimizer": "adamw8bit"})
+    with pytest.raises(ConfigError, match="train.optimizer: 'adamw8bit' needs CUDA"):
+        difforge.train(config)
