@@ -158,14 +158,15 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> tuple[
 
 def _format_error(err: dict[str, Any], source: str, touched: set[str]) -> str:
     key = ".".join(str(p) for p in err["loc"])
+    where = f"{source}: {key}"
     if any(key == t or key.startswith(t + ".") for t in touched):
-        source = f"--set {key}"
+        where = f"--set {key}"
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
     value = err.get("input")
     shown = "" if err["type"] in ("missing",) or isinstance(value, dict) else f" (got {value!r})"
-    return f"{source}: {key}: {msg}{shown}"
+    return f"{where}: {msg}{shown}"
 
 
 def validate_config(data: dict[str, Any], source: str = "<config>", touched: set[str] | None = None) -> RunConfig:

@@ -65,6 +65,7 @@ class ImageFolderDataset(Dataset):
         return len(self.files) * self.repeats
 
     def caption_for(self, file: Path) -> str:
+        """The caption of ``file``: the fixed caption, metadata.jsonl, a ``.txt`` sidecar, or ""."""
         if self.fixed_caption is not None:
             return self.fixed_caption
         rel = file.relative_to(self.root).as_posix()

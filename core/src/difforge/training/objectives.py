@@ -57,6 +57,7 @@ class DenoisingObjective(Objective):
         )
 
     def condition(self, batch: dict[str, Any], generator: torch.Generator) -> Any:
+        """The denoiser's conditioning for a batch (text embeddings, class labels, or None)."""
         kind = self.backbone.conditioning
         if kind == "text":
             captions = list(batch.get("caption") or [""] * len(batch["pixel_values"]))
