@@ -72,8 +72,8 @@ class AdapterSet:
     def merge(self, names: list[str] | None = None) -> None:
         """Fold the named (default: all) adapters into the base weights at their weights."""
         names = names or list(self.types)
-        for name in names:
-            self.types[name].merge(self.model, [name])
+        for adapter_type in {id(self.types[n]): self.types[n] for n in names}.values():
+            adapter_type.merge(self.model, [n for n in names if self.types[n] is adapter_type])
 
     def unmerge(self) -> None:
         """Restore the base weights after :meth:`merge`."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,13 +36,11 @@ class LoraAdapter(AdapterType):
     options_model = LoraOptions
 
     def inject(self, model: nn.Module, adapter_name: str, **options: Any) -> None:
-        from peft import inject_adapter_in_model
-
         if adapter_name in self.adapter_names(model):
             raise ValueError(f"model already has an adapter called {adapter_name!r}")
         config = LoraOptions(**options).to_peft()
         active = self._active(model)
-        inject_adapter_in_model(config, model, adapter_name=adapter_name)
+        _inject(config, model, adapter_name)
         self.activate(model, [*active, adapter_name], [1.0] * (len(active) + 1))
 
     def _active(self, model: nn.Module) -> list[str]:
@@ -110,7 +109,7 @@ class LoraAdapter(AdapterType):
 
     def load(self, model, path, adapter_name) -> None:
         """Load a diffusers-layout LoRA file (``.safetensors`` or a directory holding one)."""
-        from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+        from peft import LoraConfig, set_peft_model_state_dict
         from safetensors import safe_open
 
         file = Path(path)
@@ -132,12 +131,21 @@ class LoraAdapter(AdapterType):
         else:
             config = _infer_config(state)
         active = self._active(model)
-        inject_adapter_in_model(config, model, adapter_name=adapter_name)
+        _inject(config, model, adapter_name)
         result = set_peft_model_state_dict(model, state, adapter_name=adapter_name)
         unexpected = getattr(result, "unexpected_keys", [])
         if unexpected:
             raise ValueError(f"{file}: {len(unexpected)} keys do not match the model, e.g. {unexpected[0]}")
         self.activate(model, [*active, adapter_name], [1.0] * (len(active) + 1))
+
+
+def _inject(config, model: nn.Module, adapter_name: str) -> None:
+    from peft import inject_adapter_in_model
+
+    with warnings.catch_warnings():
+        # several named adapters on one model is the point of AdapterSet, not an accident
+        warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
+        inject_adapter_in_model(config, model, adapter_name=adapter_name)
 
 
 def _json_default(value):
