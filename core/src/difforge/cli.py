@@ -59,10 +59,7 @@ def _configure_sample(p: argparse.ArgumentParser) -> None:
 def _run_sample(args: argparse.Namespace) -> int:
     from .api import sample
 
-    adapters = []
-    for item in args.adapter:
-        path, _, weight = item.rpartition(":") if item.rpartition(":")[2].replace(".", "", 1).isdigit() else (item, "", "1")
-        adapters.append((path, float(weight)))
+    adapters = [_adapter_argument(item) for item in args.adapter]
     path = sample(
         args.model,
         prompts=args.prompt or None,
@@ -76,6 +73,17 @@ def _run_sample(args: argparse.Namespace) -> int:
     )
     print(f"wrote {path}")
     return 0
+
+
+def _adapter_argument(item: str) -> tuple[str, float]:
+    """``PATH`` or ``PATH:WEIGHT`` -> (path, weight)."""
+    path, sep, weight = item.rpartition(":")
+    if sep:
+        try:
+            return path, float(weight)
+        except ValueError:
+            pass
+    return item, 1.0
 
 
 def _configure_plugins(p: argparse.ArgumentParser) -> None:
