@@ -70,7 +70,7 @@ def build_pipeline(spec: Spec, path: Path) -> Path:
         text_encoder=tiny_text_encoder(len(tokenizer), hidden=unet_config["cross_attention_dim"]),
         tokenizer=tokenizer,
         unet=UNet2DConditionModel(**unet_config),
-        scheduler=DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False),
+        scheduler=DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False, steps_offset=1),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     pipe.save_pretrained(path)

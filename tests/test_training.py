@@ -244,3 +244,13 @@ def test_8bit_adam_without_cuda_is_a_clear_error(toy_images, tmp_path):
     config = pixel_unet_config(toy_images, tmp_path / "run", train={"optimizer": "adamw8bit"})
     with pytest.raises(ConfigError, match="train.optimizer: 'adamw8bit' needs CUDA"):
         difforge.train(config)
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_the_same(toy_images, tmp_path):
+    """``train.compile`` goes through torch.compile (inductor on CPU: ~75 s to compile)."""
+    losses = []
+    for flag in (False, True):
+        result = difforge.train(pixel_unet_config(toy_images, tmp_path / f"run{flag}", train={"steps": 3, "compile": flag}))
+        losses.append(result.losses)
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)

@@ -6,6 +6,7 @@ Weights are read only from safetensors; nothing is fetched from a hub.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,22 @@ def resolve_model_path(reference: str | Path) -> Path:
     return Path(resolved)
 
 
+@contextmanager
+def _quiet_progress():
+    """Hide diffusers/transformers per-component loading bars (difforge shows its own progress)."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    modules = [m for m in (diffusers_logging, transformers_logging) if m.is_progress_bar_enabled()]
+    for module in modules:
+        module.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for module in modules:
+            module.enable_progress_bar()
+
+
 def _class(name: str):
     import diffusers
 
@@ -52,6 +69,11 @@ def load_backbone(path: str | Path, *, torch_dtype: torch.dtype | None = None, *
     ``options`` go to :class:`Backbone` (``parameterization``, ``loss_weighting``, ...).
     """
     path = resolve_model_path(path)
+    with _quiet_progress():
+        return _load(path, torch_dtype, options)
+
+
+def _load(path: Path, torch_dtype, options: dict[str, Any]) -> Backbone:
     if path.is_file():
         if path.suffix != ".safetensors":
             raise ConfigError(f"{path}: only .safetensors single files can be loaded")

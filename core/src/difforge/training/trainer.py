@@ -191,7 +191,9 @@ class Trainer:
         weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(acc.mixed_precision, torch.float32)
         for frozen in (bb.vae, bb.text_encoder):
             if frozen is not None:
-                frozen.to(acc.device, dtype=weight_dtype).eval()
+                frozen.to(acc.device).eval()
+                if weight_dtype != torch.float32:
+                    frozen.to(dtype=weight_dtype)
         denoiser.to(acc.device)
         self.ema = None
         if cfg.train.ema is not None:

@@ -126,7 +126,7 @@ def build_tiny_sd(path: str | Path, seed: int = 0, resolution: int = 32, predict
         unet=tiny_unet(sample_size=resolution // factor, seed=seed),
         scheduler=DDPMScheduler(
             beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-            clip_sample=False, prediction_type=prediction_type,
+            clip_sample=False, prediction_type=prediction_type, steps_offset=1,
         ),
         safety_checker=None,
         feature_extractor=None,
