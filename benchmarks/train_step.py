@@ -125,8 +125,8 @@ def handwritten_round(spec: Spec, model: Path, data: Path) -> tuple[list[float],
     dtype = torch.bfloat16 if spec.precision == "bf16" else torch.float32
     torch.manual_seed(0)
     tokenizer = CLIPTokenizer.from_pretrained(model / "tokenizer")
-    text_encoder = CLIPTextModel.from_pretrained(model / "text_encoder").to(device, dtype).requires_grad_(False)
-    vae = AutoencoderKL.from_pretrained(model / "vae").to(device, dtype).requires_grad_(False)
+    text_encoder = CLIPTextModel.from_pretrained(model / "text_encoder", torch_dtype=dtype).to(device).requires_grad_(False)
+    vae = AutoencoderKL.from_pretrained(model / "vae", torch_dtype=dtype).to(device).requires_grad_(False)
     unet = UNet2DConditionModel.from_pretrained(model / "unet").requires_grad_(False)
     unet.add_adapter(LoraConfig(r=spec.rank, lora_alpha=spec.rank, init_lora_weights="gaussian", target_modules=LORA_TARGETS))
     unet.to(device)

@@ -1,0 +1,7 @@
+"""difforge-zoo: the shapes world and its analytic scorer."""
+
+from . import scorer, shapes
+from .scorer import detect, score
+from .shapes import generate
+
+__all__ = ["detect", "generate", "score", "scorer", "shapes"]

@@ -1,0 +1,35 @@
+"""Registers the shapes world with difforge."""
+
+from __future__ import annotations
+
+import torch
+
+from difforge import hookimpl
+from difforge.rewards import Reward
+
+
+class ShapesAlignment(Reward):
+    """Prompt alignment in [0, 1] measured by the analytic shapes-world scorer: the fraction of
+    asked-for attributes (colour, shape, position, size) that the image satisfies, penalising
+    extra objects. Not differentiable."""
+
+    name = "shapes-alignment"
+
+    def score(self, images, prompts=None):
+        from .scorer import alignment
+
+        if prompts is None:
+            raise ValueError(f"reward {self.name!r}: needs the prompts the images were generated from")
+        return torch.tensor([alignment(image, prompt)["reward"] for image, prompt in zip(images, prompts)])
+
+
+@hookimpl
+def difforge_register_datasets():
+    from .data import ShapesDataset
+
+    return {"shapes": ShapesDataset}
+
+
+@hookimpl
+def difforge_register_rewards():
+    return {"shapes-alignment": ShapesAlignment()}
