@@ -26,6 +26,10 @@ class Objective(ABC):
         self.backbone = backbone
         self.options = self.options_model(**options) if self.options_model else None
 
+    def setup(self, trainer) -> None:
+        """Called once by the trainer before the first step (e.g. to prepare auxiliary data).
+        Anything it creates must be deterministic, so that a resumed run sees the same."""
+
     @abstractmethod
     def loss(self, batch: dict[str, Any], denoiser: nn.Module, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         """The scalar loss of one batch and values to log. ``denoiser`` is the (possibly
@@ -50,10 +54,13 @@ class DenoisingObjective(Objective):
     requires = frozenset({"images"})
     options_model = DenoisingOptions
 
-    def __init__(self, backbone: Backbone, caption_dropout: float = 0.0, **options: Any) -> None:
-        super().__init__(backbone, **options)
+    def __init__(self, backbone: Backbone, default_caption_dropout: float = 0.0, **options: Any) -> None:
+        """``default_caption_dropout`` is the run's ``data.caption_dropout``; the
+        ``caption_dropout`` option overrides it."""
+        self.backbone = backbone
+        self.options = DenoisingOptions(**options)
         self.caption_dropout = (
-            self.options.caption_dropout if self.options.caption_dropout is not None else caption_dropout
+            self.options.caption_dropout if self.options.caption_dropout is not None else default_caption_dropout
         )
 
     def condition(self, batch: dict[str, Any], generator: torch.Generator) -> Any:
@@ -70,6 +77,11 @@ class DenoisingObjective(Objective):
         return None
 
     def loss(self, batch, denoiser, generator):
+        loss = self.per_sample_loss(batch, denoiser, generator).mean()
+        return loss, {"loss": loss.detach()}
+
+    def per_sample_loss(self, batch: dict[str, Any], denoiser: nn.Module, generator: torch.Generator) -> Tensor:
+        """The weighted denoising loss of each sample of ``batch``, shape ``(N,)``."""
         bb = self.backbone
         param = bb.parameterization
         device = bb.device
@@ -85,10 +97,15 @@ class DenoisingObjective(Objective):
         target = param.target(x0, noise, t)
         per_sample = F.mse_loss(output.float(), target.float(), reduction="none").flatten(1).mean(1)
         weights = param.loss_weight(t, bb.loss_weighting, bb.snr_gamma).to(per_sample)
-        loss = (weights * per_sample).mean()
-        return loss, {"loss": loss.detach()}
+        return weights * per_sample
 
 
-BUILTIN_OBJECTIVES = {"denoising": DenoisingObjective}
+def _builtin_objectives() -> dict[str, type[Objective]]:
+    from .dreambooth import DreamBoothObjective
+
+    return {"denoising": DenoisingObjective, "dreambooth": DreamBoothObjective}
+
+
+BUILTIN_OBJECTIVES = _builtin_objectives()
 
 __all__ = ["BUILTIN_OBJECTIVES", "DenoisingObjective", "Objective"]

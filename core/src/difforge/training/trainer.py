@@ -34,6 +34,7 @@ from ..checkpointing import (
 from ..config import RunConfig, dump_config
 from ..errors import ConfigError, DataError, TrainingError
 from .data import EpochBatchSampler, SkipCorrupt, collate
+from .objectives import DenoisingObjective
 
 StepCallback = Callable[["Trainer", int, dict[str, float]], None]
 
@@ -128,6 +129,7 @@ class Trainer:
         if config.data.on_corrupt == "skip":
             self.dataset = SkipCorrupt(self.dataset)
         self._setup_model()
+        self.objective.setup(self)
         self._setup_optimization()
         self.step = 0
         self.micro_step = 0
@@ -211,10 +213,9 @@ class Trainer:
 
         cfg = self.config
         cls = get_registry("objectives").get(cfg.objective.name)
-        options = dict(cfg.objective.options)
-        if cfg.data.caption_dropout and cls.name == "denoising":
-            options.setdefault("caption_dropout", cfg.data.caption_dropout)
-        return cls(self.backbone, **options)
+        if issubclass(cls, DenoisingObjective):
+            return cls(self.backbone, default_caption_dropout=cfg.data.caption_dropout, **cfg.objective.options)
+        return cls(self.backbone, **cfg.objective.options)
 
     def _setup_optimization(self) -> None:
         from diffusers.optimization import get_scheduler

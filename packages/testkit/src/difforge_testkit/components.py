@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,36 +19,10 @@ DEFAULT_WORDS = (
 
 
 def build_clip_tokenizer(path: str | Path, words: Iterable[str] = DEFAULT_WORDS, max_length: int = TOKENIZER_MAX_LENGTH):
-    """Write CLIP BPE files (``vocab.json``, ``merges.txt``) whose merges spell ``words`` as
-    single tokens, and return the loaded ``CLIPTokenizer``."""
-    from transformers import CLIPTokenizer
+    """A tiny CLIP BPE tokenizer spelling ``words`` as single tokens (see difforge.tokenizers)."""
+    from difforge.tokenizers import build_clip_tokenizer as build
 
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    chars = [chr(c) for c in range(33, 127)]
-    vocab: dict[str, int] = {}
-    for token in ["<|startoftext|>", "<|endoftext|>", *chars, *(c + "</w>" for c in chars)]:
-        vocab.setdefault(token, len(vocab))
-    merges: list[str] = []
-    for word in dict.fromkeys(w.lower() for w in words):
-        symbols = list(word[:-1]) + [word[-1] + "</w>"]
-        current = symbols[0]
-        for nxt in symbols[1:]:
-            merge = f"{current} {nxt}"
-            if merge not in merges:
-                merges.append(merge)
-            current = current + nxt
-            vocab.setdefault(current, len(vocab))
-    (path / "vocab.json").write_text(json.dumps(vocab))
-    (path / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    (path / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "CLIPTokenizer", "model_max_length": max_length,
-        "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
-        "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
-    }))
-    tokenizer = CLIPTokenizer.from_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return tokenizer
+    return build(path, words, max_length)
 
 
 def tiny_text_encoder(vocab_size: int, hidden: int = 32, max_length: int = TOKENIZER_MAX_LENGTH, seed: int = 0):
