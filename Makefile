@@ -1,10 +1,10 @@
-# The two commands of the README: `make demo` (the main job) and `make test` (the whole suite).
+# The two commands of the README: `make demo` (the quickstart) and `make test` (the whole suite).
 # Both create or update the local virtual environment in $(VENV) first; re-running is cheap.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CONSTRAINTS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),constraints/cuda.txt,constraints/cpu.txt)
-DEMO_DIR ?= outputs/demo
+DEMO_DIR ?= outputs/quickstart
 STAMP := $(VENV)/.difforge-installed
 SOURCES := $(CONSTRAINTS) core/pyproject.toml packages/testkit/pyproject.toml packages/zoo/pyproject.toml
 
@@ -19,7 +19,7 @@ $(STAMP): $(SOURCES)
 	touch $(STAMP)
 
 demo: venv
-	$(BIN)/python -m difforge_testkit.demo --out $(DEMO_DIR)
+	$(BIN)/difforge quickstart --out $(DEMO_DIR)
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -95,4 +95,4 @@ def test_registered_reward_and_dataset(fresh_plugins):
 def test_zoo_plugin_conforms():
     from difforge_testkit import check_plugin
 
-    assert check_plugin("difforge-zoo") == {"datasets": ["shapes"], "rewards": ["shapes-alignment"]}
+    assert check_plugin("difforge-zoo") == {"commands": ["quickstart"], "datasets": ["shapes"], "rewards": ["shapes-alignment"]}

@@ -1,7 +1,8 @@
 """difforge-zoo: the shapes world and its analytic scorer."""
 
 from . import scorer, shapes
+from .models import load
 from .scorer import detect, score
 from .shapes import generate
 
-__all__ = ["detect", "generate", "score", "scorer", "shapes"]
+__all__ = ["detect", "generate", "load", "score", "scorer", "shapes"]

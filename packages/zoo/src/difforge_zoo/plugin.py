@@ -33,3 +33,21 @@ def difforge_register_datasets():
 @hookimpl
 def difforge_register_rewards():
     return {"shapes-alignment": ShapesAlignment()}
+
+
+@hookimpl
+def difforge_resolve_model(reference):
+    from .models import MODELS, MODELS_DIR
+
+    path = MODELS_DIR / reference
+    return str(path) if reference in MODELS and (path / "model_index.json").exists() else None
+
+
+@hookimpl
+def difforge_register_commands():
+    from difforge.cli import Command
+
+    from . import quickstart
+
+    return {"quickstart": Command("teach shapes-sd-tiny a new concept with DreamBooth + LoRA, "
+                                  "and measure it before/after", quickstart.configure, quickstart.run)}

@@ -74,7 +74,7 @@ def classify_shape(fill: float, solidity: float, balance: float) -> str:
         return "square"
     if balance > 0.08:
         return "triangle"
-    if balance < -0.012:
+    if balance < -0.05:
         return "heart"
     return "circle"
 

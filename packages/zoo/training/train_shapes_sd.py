@@ -1,0 +1,334 @@
+"""Train shapes-sd-tiny: a Stable-Diffusion-shaped pipeline for the shapes world, from scratch.
+
+Stages (each seeded; the whole run fits in about an hour on 2 CPU cores):
+
+1. tokenizer  CLIP BPE files spelling the shapes-world vocabulary as single tokens
+2. clip       a tiny CLIP (text + vision towers) trained contrastively on captions/images
+3. vae        an AutoencoderKL (32x32x3 <-> 8x8x4), L1 + MSE + a small KL term
+4. unet       a UNet2DConditionModel on cached VAE latents and CLIP text states, epsilon
+              prediction, 10 % caption dropout for classifier-free guidance, EMA
+5. eval       samples held-out prompts and measures them with the analytic scorer
+
+    python packages/zoo/training/train_shapes_sd.py --out DIR [--quick]
+
+The result is a diffusers directory (``StableDiffusionPipeline.from_pretrained(DIR)``) plus
+``clip/`` (the full tiny CLIP), ``metrics.json`` and ``training_log.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from difforge_zoo.shapes import COLOURS, POSITION_PHRASES, SHAPES, generate  # noqa: E402
+
+MAX_LENGTH = 32
+VOCABULARY = ["a", "an", "and", "on", "the", "at", "in", "small", "large", "left", "right", "top", "bottom",
+              "centre", "shape", *COLOURS, *SHAPES]
+
+FULL = {"clip_steps": 800, "clip_batch": 128, "vae_steps": 2000, "vae_batch": 32,
+        "unet_steps": 9000, "unet_batch": 64, "scenes": 40000, "eval_per_prompt": 8}
+QUICK = {"clip_steps": 20, "clip_batch": 32, "vae_steps": 20, "vae_batch": 16,
+         "unet_steps": 20, "unet_batch": 16, "scenes": 256, "eval_per_prompt": 1}
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def warmup_cosine(optimizer, steps: int):
+    """Linear warm-up over 2 % of the steps, then cosine decay to zero."""
+    warmup = max(1, steps // 50)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / steps)))
+
+
+def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
+    """uint8 HWC images -> float NCHW in [-1, 1]."""
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def make_data(count: int, seed: int) -> tuple[torch.Tensor, list[str]]:
+    """Pretraining scenes: the train split, plain background."""
+    scenes = generate(count, seed=seed, split="train")
+    return to_tensor([s.image for s in scenes]), [s.caption for s in scenes]
+
+
+def train_clip(out: Path, pixels, captions, tokenizer, steps: int, batch: int, log: dict):
+    """A tiny CLIP trained with the symmetric InfoNCE loss (Radford et al. 2021)."""
+    from transformers import CLIPConfig, CLIPModel
+
+    config = CLIPConfig(
+        text_config={"vocab_size": len(tokenizer), "hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 3,
+                     "num_attention_heads": 4, "max_position_embeddings": MAX_LENGTH, "bos_token_id": 0,
+                     "eos_token_id": 1, "pad_token_id": 1},
+        vision_config={"image_size": 32, "patch_size": 4, "hidden_size": 64, "intermediate_size": 256,
+                       "num_hidden_layers": 3, "num_attention_heads": 4},
+        projection_dim=64,
+    )
+    model = CLIPModel(config)
+    tokens = tokenizer(captions, padding="max_length", max_length=MAX_LENGTH, truncation=True, return_tensors="pt").input_ids
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    sched = warmup_cosine(opt, steps)
+    g = torch.Generator().manual_seed(1)
+    t0, losses = time.time(), []
+    for step in range(steps):
+        idx = torch.randint(0, len(pixels), (batch,), generator=g)
+        out_ = model(input_ids=tokens[idx], pixel_values=pixels[idx], return_loss=True)
+        out_.loss.backward()
+        opt.step(), sched.step(), opt.zero_grad()
+        losses.append(out_.loss.item())
+    model.eval()
+    with torch.no_grad():  # retrieval accuracy on fresh scenes
+        test_px, test_caps = make_data(512, seed=999)
+        ids = tokenizer(test_caps, padding="max_length", max_length=MAX_LENGTH, truncation=True, return_tensors="pt").input_ids
+        logits = model(input_ids=ids, pixel_values=test_px).logits_per_image
+        unique = {c: i for i, c in enumerate(test_caps)}
+        hits = [test_caps[j] == test_caps[i] for i, j in enumerate(logits.argmax(1).tolist())]
+    log["clip"] = {"steps": steps, "batch": batch, "seconds": round(time.time() - t0, 1),
+                   "loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-20:])),
+                   "image_to_text_top1": float(np.mean(hits)), "unique_test_captions": len(unique)}
+    model.save_pretrained(out / "clip")
+    return model
+
+
+def train_vae(pixels, steps: int, batch: int, log: dict):
+    """An AutoencoderKL with 4 latent channels at 1/4 resolution."""
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3,
+                        up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(16, 32, 32),
+                        layers_per_block=1, latent_channels=4, norm_num_groups=16, sample_size=32)
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
+    sched = warmup_cosine(opt, steps)
+    g = torch.Generator().manual_seed(2)
+    t0, losses = time.time(), []
+    for step in range(steps):
+        x = pixels[torch.randint(0, len(pixels), (batch,), generator=g)]
+        posterior = vae.encode(x).latent_dist
+        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=g)
+        recon = vae.decode(z).sample
+        loss = F.l1_loss(recon, x) + F.mse_loss(recon, x) + 1e-6 * posterior.kl().mean()
+        loss.backward()
+        opt.step(), sched.step(), opt.zero_grad()
+        losses.append(loss.item())
+    vae.eval()
+    from difforge_zoo.scorer import detect, scene_matches
+
+    scenes = generate(256, seed=777, split="train")
+    with torch.no_grad():
+        recon = vae.decode(vae.encode(to_tensor([s.image for s in scenes])).latent_dist.mean).sample.clamp(-1, 1)
+    recovered = float(np.mean([scene_matches(s, detect(r)) for s, r in zip(scenes, recon)]))
+    log["vae"] = {"steps": steps, "batch": batch, "seconds": round(time.time() - t0, 1),
+                  "loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-20:])),
+                  "reconstructions_scored_exact": recovered}
+    return vae
+
+
+@torch.no_grad()
+def encode_all(vae, text_encoder, tokenizer, pixels, captions, chunk: int = 512):
+    """Cache VAE latent means and text encoder states for the UNet stage."""
+    latents, states = [], []
+    for i in range(0, len(pixels), chunk):
+        latents.append(vae.encode(pixels[i : i + chunk]).latent_dist.mean)
+        ids = tokenizer(captions[i : i + chunk], padding="max_length", max_length=MAX_LENGTH, truncation=True,
+                        return_tensors="pt").input_ids
+        states.append(text_encoder(ids)[0])
+    return torch.cat(latents), torch.cat(states)
+
+
+def train_unet(latents, states, null_state, steps: int, batch: int, log: dict):
+    """Epsilon-prediction UNet with 10 % caption dropout, cosine LR and EMA."""
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from diffusers.training_utils import EMAModel
+
+    scheduler = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                              clip_sample=False, steps_offset=1)
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64, 128), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=states.shape[-1], attention_head_dim=16, norm_num_groups=16,
+    )
+    ema = EMAModel(unet.parameters(), decay=0.999)
+    opt = torch.optim.AdamW(unet.parameters(), lr=1e-3, weight_decay=1e-2)
+    lr = warmup_cosine(opt, steps)
+    alphas = scheduler.alphas_cumprod
+    g = torch.Generator().manual_seed(3)
+    t0, losses = time.time(), []
+    for step in range(steps):
+        idx = torch.randint(0, len(latents), (batch,), generator=g)
+        x0, cond = latents[idx], states[idx].clone()
+        drop = torch.rand(batch, generator=g) < 0.1
+        cond[drop] = null_state
+        noise = torch.randn(x0.shape, generator=g)
+        t = torch.randint(0, len(alphas), (batch,), generator=g)
+        a = alphas[t].reshape(-1, 1, 1, 1)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        loss = F.mse_loss(unet(x_t, t, cond).sample, noise)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step(), lr.step(), opt.zero_grad()
+        ema.step(unet.parameters())
+        losses.append(loss.item())
+        if (step + 1) % 500 == 0:
+            print(f"unet step {step + 1}/{steps} loss {np.mean(losses[-500:]):.4f} "
+                  f"({(time.time() - t0) / (step + 1):.3f} s/step)", flush=True)
+    ema.copy_to(unet.parameters())
+    log["unet"] = {"steps": steps, "batch": batch, "seconds": round(time.time() - t0, 1),
+                   "params": sum(p.numel() for p in unet.parameters()),
+                   "loss_first": float(np.mean(losses[:50])), "loss_last": float(np.mean(losses[-200:]))}
+    return unet.eval(), scheduler
+
+
+def evaluation_prompts(per_prompt: int) -> dict[str, list[str]]:
+    """The prompt sets of the model card."""
+    from difforge_zoo.shapes import BASE_SHAPES, HELD_OUT_COMBINATIONS
+
+    heldout = [f"a {c} {s}" for c, s in sorted(HELD_OUT_COMBINATIONS)]
+    seen = [f"a {c} {s}" for c in COLOURS for s in BASE_SHAPES if (c, s) not in HELD_OUT_COMBINATIONS]
+    two = [s.caption for s in generate(48, seed=4242, split="train", num_objects=2)]
+    article = {c: ("an" if c[0] in "aeiou" else "a") for c in COLOURS}
+    heldout = [p.replace("a ", article[p.split()[1]] + " ", 1) for p in heldout]
+    seen = [p.replace("a ", article[p.split()[1]] + " ", 1) for p in seen]
+    return {"single_heldout_combination": heldout * per_prompt, "single_seen_combination": seen * per_prompt,
+            "two_shapes_with_positions": two * max(1, per_prompt // 4)}
+
+
+def evaluate(path: Path, per_prompt: int, guidance: float = 4.0, steps: int = 30, seed: int = 0) -> dict:
+    """Sample each prompt set with difforge (DDIM, CFG) and score it with the analytic scorer."""
+    import difforge
+    from difforge_zoo.scorer import score
+
+    backbone = difforge.load_backbone(path)
+    results = {}
+    for name, prompts in evaluation_prompts(per_prompt).items():
+        g = torch.Generator().manual_seed(seed)
+        images = torch.cat([backbone.sample(prompts[i : i + 64], num_steps=steps, guidance_scale=guidance, generator=g)
+                            for i in range(0, len(prompts), 64)])
+        result = score(images, prompts)
+        results[name] = {k: round(v, 4) for k, v in result.items() if k != "reward"} | {"n": len(prompts)}
+    return {"guidance_scale": guidance, "sampler": "ddim", "steps": steps, "seed": seed, **results}
+
+
+def write_model_card(out: Path, log: dict, metrics: dict) -> Path:
+    """README.md of the model directory: data, steps, wall time, measured quality."""
+    def row(name: str, key: str) -> str:
+        m = metrics[key]
+        pos = f"{m['position_accuracy']:.3f}" if "position_accuracy" in m else "–"
+        return (f"| {name} | {m['n']} | {m['colour_accuracy']:.3f} | {m['shape_accuracy']:.3f} | {pos} | "
+                f"{m['count_accuracy']:.3f} | {m['full_accuracy']:.3f} | {m['mean_reward']:.3f} |")
+
+    b = log["budget"]
+    text = f"""# shapes-sd-tiny
+
+A Stable-Diffusion-shaped text-to-image pipeline (CLIP text encoder + tokenizer,
+`AutoencoderKL`, `UNet2DConditionModel`, DDPM scheduler) trained from scratch on the
+difforge-zoo shapes world by `packages/zoo/training/train_shapes_sd.py` (seed {log['seed']}).
+
+```python
+from diffusers import StableDiffusionPipeline
+pipe = StableDiffusionPipeline.from_pretrained(difforge_zoo.load("shapes-sd-tiny"))  # offline
+```
+
+## Data
+{b['scenes']} scenes of the `train` split (base shapes circle/square/triangle in 6 colours,
+1–3 objects, plain background), 32×32 pixels. Held out: 6 colour–shape combinations, the
+star and heart shapes, and the striped/dotted background styles.
+
+## Components and training (torch {log['torch']}, {log['threads']} CPU threads)
+| component | what | steps × batch | wall time (s) | final loss |
+|---|---|---|---|---|
+| CLIP (text + vision) | 3+3 layers, width 64, contrastive; image→caption top-1 {log['clip']['image_to_text_top1']:.3f} on fresh scenes | {log['clip']['steps']} × {log['clip']['batch']} | {log['clip']['seconds']} | {log['clip']['loss_last']:.3f} |
+| VAE | 32×32×3 ↔ 8×8×4; reconstructions scored exact by the scorer: {log['vae']['reconstructions_scored_exact']:.3f} | {log['vae']['steps']} × {log['vae']['batch']} | {log['vae']['seconds']} | {log['vae']['loss_last']:.4f} |
+| UNet | {log['unet']['params'] / 1e6:.2f} M parameters, epsilon, 10 % caption dropout, EMA 0.999 | {log['unet']['steps']} × {log['unet']['batch']} | {log['unet']['seconds']} | {log['unet']['loss_last']:.4f} |
+
+Total training wall time: {log['train_seconds']} s.
+
+## Measured quality
+Sampled with difforge ({metrics['sampler']}, {metrics['steps']} steps, guidance {metrics['guidance_scale']},
+seed {metrics['seed']}) and measured by the analytic scorer of `difforge_zoo.scorer`.
+
+| prompts | n | colour | shape | position | count | full prompt | reward |
+|---|---|---|---|---|---|---|---|
+{row("single shape, held-out colour–shape combinations", "single_heldout_combination")}
+{row("single shape, combinations seen in training (fresh samples)", "single_seen_combination")}
+{row("two shapes with positions", "two_shapes_with_positions")}
+
+`tests/test_zoo_model.py` re-measures these numbers (with a tolerance) on every test run.
+"""
+    (out / "README.md").write_text(text)
+    return out / "README.md"
+
+
+def main() -> None:
+    """Run every stage and write the pipeline to ``--out``."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run (not a usable model)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-only", action="store_true", help="re-measure an existing --out and rewrite its card")
+    parser.add_argument("--guidance", type=float, default=4.0, help="guidance scale used for the measurements")
+    args = parser.parse_args()
+    if args.eval_only:
+        out = Path(args.out)
+        log = json.loads((out / "training_log.json").read_text())
+        metrics = evaluate(out, log["budget"]["eval_per_prompt"], guidance=args.guidance)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        write_model_card(out, log, metrics)
+        print(json.dumps(metrics, indent=2))
+        return
+    budget = QUICK if args.quick else FULL
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(args.seed)
+    from diffusers import StableDiffusionPipeline
+    from difforge.tokenizers import build_clip_tokenizer
+    from transformers import CLIPTextModel
+
+    started = time.time()
+    log: dict = {"budget": budget, "seed": args.seed, "torch": torch.__version__, "threads": torch.get_num_threads()}
+    tokenizer = build_clip_tokenizer(out / "tokenizer", VOCABULARY, MAX_LENGTH)
+    pixels, captions = make_data(budget["scenes"], seed=args.seed)
+    clip = train_clip(out, pixels, captions, tokenizer, budget["clip_steps"], budget["clip_batch"], log)
+    print("clip", log["clip"], flush=True)
+    vae = train_vae(pixels, budget["vae_steps"], budget["vae_batch"], log)
+    print("vae", log["vae"], flush=True)
+    text_encoder = CLIPTextModel.from_pretrained(out / "clip").eval()
+    latents, states = encode_all(vae, text_encoder, tokenizer, pixels, captions)
+    scale = float(1.0 / latents.std())
+    vae.register_to_config(scaling_factor=scale)
+    null_state = encode_all(vae, text_encoder, tokenizer, pixels[:1], [""])[1][0]
+    unet, scheduler = train_unet(latents * scale, states, null_state, budget["unet_steps"], budget["unet_batch"], log)
+    print("unet", log["unet"], flush=True)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.save_pretrained(out)
+    log["train_seconds"] = round(time.time() - started, 1)
+    metrics = evaluate(out, budget["eval_per_prompt"])
+    log["total_seconds"] = round(time.time() - started, 1)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out / "training_log.json").write_text(json.dumps(log, indent=2))
+    write_model_card(out, log, metrics)
+    print(json.dumps(metrics, indent=2))
+    print(f"total {log['total_seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
