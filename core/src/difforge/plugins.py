@@ -21,6 +21,7 @@ from typing import Any
 
 import pluggy
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from . import __version__, hookspecs
@@ -193,7 +194,7 @@ def load_plugins(pm: DifforgePluginManager, strict: bool = False) -> list[Plugin
             status.status, status.reason = "disabled", f"by {DISABLE_ENV}"
             continue
         wanted = _required_core_range(ep.dist) if ep.dist is not None else None
-        if wanted and not Version(str(core_version)) in _specifier(wanted):
+        if wanted and core_version not in SpecifierSet(wanted, prereleases=True):
             status.status = "incompatible"
             status.reason = f"requires difforge{wanted}, this is difforge {__version__}"
             continue
@@ -226,12 +227,6 @@ def load_plugins(pm: DifforgePluginManager, strict: bool = False) -> list[Plugin
             "strict plugin mode: " + "; ".join(f"{s.distribution} {s.describe()}" for s in bad)
         )
     return statuses
-
-
-def _specifier(spec: str):
-    from packaging.specifiers import SpecifierSet
-
-    return SpecifierSet(spec, prereleases=True)
 
 
 _manager: DifforgePluginManager | None = None
