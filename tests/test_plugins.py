@@ -205,3 +205,14 @@ def test_load_plugins_reports_load_time_and_registrations(monkeypatch, broken_si
     assert statuses["difforge-fine"].load_time_s > 0
     with pytest.raises(PluginError, match="difforge-broken"):
         load_plugins(DifforgePluginManager(), strict=True)
+
+
+def test_builtin_jpeg_reward_and_pixel_metric_measure_what_they_say(fresh_plugins):
+    flat = torch.zeros(2, 3, 32, 32)
+    noise = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    reward = get_registry("rewards").get("jpeg-compressibility")
+    assert (reward(flat) > reward(noise)).all()  # a flat image compresses to fewer bytes
+    with pytest.raises(ValueError, match="reward 'jpeg-compressibility': expected float images"):
+        reward(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+    metric = get_registry("metrics").get("pixel-statistics")
+    assert metric(flat)["diversity"] == 0.0 and metric(noise)["diversity"] > 10

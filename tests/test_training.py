@@ -104,11 +104,13 @@ def test_checkpoint_write_failure_keeps_previous_checkpoint(toy_images, tmp_path
     import difforge.training.trainer as trainer_module
 
     real = trainer_module.atomic_torch_save
-    calls = {"n": 0}
+    scheduler_writes = []
 
-    def flaky(obj, path):
-        if Path(path).name == "lr_scheduler.pt" and (calls.__setitem__("n", calls["n"] + 1) or calls["n"] == 2):
-            raise OSError("disk full")
+    def flaky(obj, path):  # the second checkpoint fails half-way through its files
+        if Path(path).name == "lr_scheduler.pt":
+            scheduler_writes.append(path)
+            if len(scheduler_writes) == 2:
+                raise OSError("disk full")
         return real(obj, path)
 
     monkeypatch.setattr(trainer_module, "atomic_torch_save", flaky)

@@ -24,7 +24,7 @@ class Command:
 
 
 def _configure_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="YAML run config (see examples/configs/)")
+    p.add_argument("config", help="YAML run config (e.g. packages/zoo/src/difforge_zoo/configs/quickstart.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.lr=1e-4 (repeatable)")
     p.add_argument("--resume", default=None, help="'auto' or a checkpoint directory to resume from")
@@ -127,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     strict = "--strict-plugins" in argv
     commands = dict(BUILTIN_COMMANDS)
     try:
-        if not any(a in ("--version",) for a in argv):
+        if "--version" not in argv:
             from .plugins import get_plugin_manager
 
             pm = get_plugin_manager(strict=strict or None)

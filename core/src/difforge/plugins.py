@@ -221,12 +221,15 @@ def load_plugins(pm: DifforgePluginManager, strict: bool = False) -> list[Plugin
                 )
             )
     pm.statuses = statuses
-    bad = [s for s in statuses if not s.ok]
-    if strict and bad:
-        raise PluginError(
-            "strict plugin mode: " + "; ".join(f"{s.distribution} {s.describe()}" for s in bad)
-        )
+    if strict:
+        _raise_if_any_failed(statuses)
     return statuses
+
+
+def _raise_if_any_failed(statuses: list[PluginStatus]) -> None:
+    bad = [s for s in statuses if not s.ok]
+    if bad:
+        raise PluginError("strict plugin mode: " + "; ".join(f"{s.distribution} {s.describe()}" for s in bad))
 
 
 _manager: DifforgePluginManager | None = None
@@ -245,12 +248,7 @@ def get_plugin_manager(strict: bool | None = None) -> DifforgePluginManager:
         load_plugins(pm, strict=strict_from_env() if strict is None else strict)
         _manager = pm
     elif strict:
-        bad = [s for s in _manager.statuses if not s.ok]
-        if bad:
-            raise PluginError(
-                "strict plugin mode: "
-                + "; ".join(f"{s.distribution} {s.describe()}" for s in bad)
-            )
+        _raise_if_any_failed(_manager.statuses)
     return _manager
 
 

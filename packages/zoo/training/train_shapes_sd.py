@@ -97,11 +97,10 @@ def train_clip(out: Path, pixels, captions, tokenizer, steps: int, batch: int, l
         test_px, test_caps = make_data(512, seed=999)
         ids = tokenizer(test_caps, padding="max_length", max_length=MAX_LENGTH, truncation=True, return_tensors="pt").input_ids
         logits = model(input_ids=ids, pixel_values=test_px).logits_per_image
-        unique = {c: i for i, c in enumerate(test_caps)}
         hits = [test_caps[j] == test_caps[i] for i, j in enumerate(logits.argmax(1).tolist())]
     log["clip"] = {"steps": steps, "batch": batch, "seconds": round(time.time() - t0, 1),
                    "loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-20:])),
-                   "image_to_text_top1": float(np.mean(hits)), "unique_test_captions": len(unique)}
+                   "image_to_text_top1": float(np.mean(hits)), "unique_test_captions": len(set(test_caps))}
     model.save_pretrained(out / "clip")
     return model
 
@@ -197,14 +196,11 @@ def train_unet(latents, states, null_state, steps: int, batch: int, log: dict):
 
 def evaluation_prompts(per_prompt: int) -> dict[str, list[str]]:
     """The prompt sets of the model card."""
-    from difforge_zoo.shapes import BASE_SHAPES, HELD_OUT_COMBINATIONS
+    from difforge_zoo.shapes import BASE_SHAPES, HELD_OUT_COMBINATIONS, article
 
-    heldout = [f"a {c} {s}" for c, s in sorted(HELD_OUT_COMBINATIONS)]
-    seen = [f"a {c} {s}" for c in COLOURS for s in BASE_SHAPES if (c, s) not in HELD_OUT_COMBINATIONS]
+    heldout = [f"{article(c)} {c} {s}" for c, s in sorted(HELD_OUT_COMBINATIONS)]
+    seen = [f"{article(c)} {c} {s}" for c in COLOURS for s in BASE_SHAPES if (c, s) not in HELD_OUT_COMBINATIONS]
     two = [s.caption for s in generate(48, seed=4242, split="train", num_objects=2)]
-    article = {c: ("an" if c[0] in "aeiou" else "a") for c in COLOURS}
-    heldout = [p.replace("a ", article[p.split()[1]] + " ", 1) for p in heldout]
-    seen = [p.replace("a ", article[p.split()[1]] + " ", 1) for p in seen]
     return {"single_heldout_combination": heldout * per_prompt, "single_seen_combination": seen * per_prompt,
             "two_shapes_with_positions": two * max(1, per_prompt // 4)}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import time
+from contextlib import contextmanager
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -476,19 +477,15 @@ class Trainer:
         acc.wait_for_everyone()
         return result
 
+    @contextmanager
     def ema_weights(self):
         """Context manager: the trained parameters hold their EMA values inside it."""
-        trainer = self
-
-        class _Swap:
-            def __enter__(self_inner):
-                trainer.ema.store(trainer.trainable)
-                trainer.ema.copy_to(trainer.trainable)
-
-            def __exit__(self_inner, *exc):
-                trainer.ema.restore(trainer.trainable)
-
-        return _Swap()
+        self.ema.store(self.trainable)
+        self.ema.copy_to(self.trainable)
+        try:
+            yield
+        finally:
+            self.ema.restore(self.trainable)
 
     @torch.no_grad()
     def save_samples(self, path: Path) -> Path:

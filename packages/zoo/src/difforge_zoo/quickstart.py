@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-QUICKSTART_CONFIG = Path(__file__).resolve().parents[4] / "examples" / "configs" / "quickstart.yaml"
+#: shipped inside the package, so the command works from a regular (non-editable) install too
+QUICKSTART_CONFIG = Path(__file__).resolve().parent / "configs" / "quickstart.yaml"
 
 
 def _scores(backbone, prompt: str, expect: tuple[str, str], n: int, seed: int) -> tuple[torch.Tensor, float]:

@@ -59,6 +59,11 @@ LAYOUTS = {1: [("centre",), ("left",), ("right",), ("top",), ("bottom",)],
            3: [("left", "centre", "right")]}
 
 
+def article(word: str) -> str:
+    """"a" or "an" before ``word``."""
+    return "an" if word[0] in "aeiou" else "a"
+
+
 @dataclass(frozen=True)
 class ShapeObject:
     """One shape of a scene and where it was drawn (box = x0, y0, x1, y1 inclusive-exclusive)."""
@@ -74,7 +79,7 @@ class ShapeObject:
     def phrase(self, with_size: bool = False, with_position: bool = True) -> str:
         """The caption fragment for this object, e.g. "a red circle on the left"."""
         words = ([self.size] if with_size else []) + [self.colour, self.shape]
-        words.insert(0, "an" if words[0][0] in "aeiou" else "a")
+        words.insert(0, article(words[0]))
         if with_position:
             words.append(POSITION_PHRASES[self.position])
         return " ".join(words)
