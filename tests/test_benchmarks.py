@@ -1,5 +1,6 @@
 """The benchmark script still runs (numbers are reported by the script, never asserted here)."""
 
+import json
 import subprocess
 import sys
 
@@ -11,3 +12,14 @@ def test_train_step_benchmark_smoke():
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| ratio difforge / hand-written |" in proc.stdout
+
+
+def test_adapter_benchmark_smoke(tmp_path):
+    out = tmp_path / "adapters.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "adapters.py"), "--steps", "2", "--samples", "2",
+                           "--class-images", "2", "--types", "difffit", "--skip", "interference",
+                           "--skip", "ip-adapter", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| difffit |" in proc.stdout and "| base model |" in proc.stdout
+    row = json.loads(out.read_text())["types"][0]
+    assert row["trainable"] > 0 and row["steps"] == 2 and 0 <= row["concept_fidelity"] <= 1

@@ -92,7 +92,7 @@ def test_save_load_round_trip_exact(unet_with_two_adapters, tiny_sd_dir, tmp_pat
     adapters.save("first", tmp_path / "first")
     fresh = load_backbone(tiny_sd_dir).eval()
     loaded = AdapterSet(fresh.denoiser)
-    loaded.load("lora", tmp_path / "first", name="first")
+    loaded.load(tmp_path / "first", name="first")
     assert torch.equal(_out(fresh), expected)
     saved = adapters.types["first"].state_dict(adapters.model, "first")
     again = loaded.types["first"].state_dict(loaded.model, "first")
@@ -126,5 +126,45 @@ def test_loading_lora_without_metadata_infers_rank(unet_with_two_adapters, tiny_
     tensors = load_file(str(tmp_path / "lora" / "pytorch_lora_weights.safetensors"))
     save_file(tensors, str(tmp_path / "bare.safetensors"))  # no metadata: alpha defaults to rank
     fresh = load_backbone(tiny_sd_dir).eval()
-    AdapterSet(fresh.denoiser).load("lora", tmp_path / "bare.safetensors", name="bare")
+    AdapterSet(fresh.denoiser).load(tmp_path / "bare.safetensors", name="bare")
     assert torch.equal(_out(fresh), expected)
+
+
+@pytest.mark.parametrize("kind", ["lora", "dora"])
+def test_diffusers_pipeline_loads_lora_and_dora(kind, tiny_sd_dir, tmp_path):
+    backbone = load_backbone(tiny_sd_dir)
+    adapters = AdapterSet(backbone.denoiser.eval())
+    adapters.add(kind, "mine", rank=4)
+    _randomise(adapters, "mine", 3)
+    ours = _out(backbone)
+    adapters.save("mine", tmp_path / kind)
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_sd_dir, local_files_only=True)
+    pipe.load_lora_weights(tmp_path / kind, adapter_name="mine")
+    g = torch.Generator().manual_seed(0)
+    x, cond = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 16, 32, generator=g)
+    with torch.no_grad():
+        theirs = pipe.unet(x, torch.tensor([10, 600]), encoder_hidden_states=cond).sample
+    torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=1e-5)
+
+
+def test_kohya_lora_files_load(tiny_sd_dir, tmp_path):
+    """A LoRA in the kohya / A1111 layout (lora_unet_..., lora_down/lora_up, alpha) loads through
+    diffusers' converters and computes what the original adapter computed."""
+    from diffusers.utils.state_dict_utils import convert_state_dict_to_kohya
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    backbone = load_backbone(tiny_sd_dir)
+    adapters = AdapterSet(backbone.denoiser.eval())
+    adapters.add("lora", "mine", rank=4, alpha=2.0)
+    _randomise(adapters, "mine", 4)
+    expected = _out(backbone)
+    peft_state = get_peft_model_state_dict(backbone.denoiser, adapter_name="mine")
+    kohya = convert_state_dict_to_kohya({f"unet.{k}": v for k, v in peft_state.items()})
+    for key in [k for k in kohya if k.endswith(".lora_down.weight")]:
+        kohya[key.replace(".lora_down.weight", ".alpha")] = torch.tensor(2.0)
+    assert all(k.startswith("lora_unet_") for k in kohya)
+    save_file(kohya, str(tmp_path / "kohya.safetensors"))
+    fresh = load_backbone(tiny_sd_dir).eval()
+    AdapterSet(fresh.denoiser).load(tmp_path / "kohya.safetensors", name="kohya")
+    torch.testing.assert_close(_out(fresh), expected, atol=1e-6, rtol=1e-5)

@@ -111,7 +111,7 @@ def test_example_plugin_is_found_loaded_and_conforms(fresh_plugins, monkeypatch,
 
     monkeypatch.syspath_prepend(str(example_plugin_site))
     registered = check_plugin("difforge-example-plugin")
-    assert registered == {"datasets": ["gradient-images"], "rewards": ["brightness"]}
+    assert registered == {"adapters": ["bitfit"], "datasets": ["gradient-images"], "rewards": ["brightness"]}
     reward = get_registry("rewards").get("brightness")
     white, black = torch.ones(1, 3, 8, 8), -torch.ones(1, 3, 8, 8)
     assert reward(white).item() == pytest.approx(1.0) and reward(black).item() == pytest.approx(0.0)
@@ -138,6 +138,7 @@ def test_cli_lists_installed_third_party_plugin(example_plugin_site):
     assert proc.returncode == 0, proc.stderr
     row = next(line for line in proc.stdout.splitlines() if line.startswith("difforge-example-plugin"))
     assert "loaded" in row and "rewards: brightness" in row and "datasets: gradient-images" in row
+    assert "adapters: bitfit" in row
     assert "difforge-zoo" in proc.stdout and "not installed" in proc.stdout and "pip install" in proc.stdout
 
 
@@ -216,3 +217,37 @@ def test_builtin_jpeg_reward_and_pixel_metric_measure_what_they_say(fresh_plugin
         reward(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
     metric = get_registry("metrics").get("pixel-statistics")
     assert metric(flat)["diversity"] == 0.0 and metric(noise)["diversity"] > 10
+
+
+def test_example_plugin_adapter_type_keeps_the_protocol(fresh_plugins, monkeypatch, example_plugin_site,
+                                                        tiny_sd_dir, tmp_path):
+    """docs/adapters.md's plugin adapter (BitFit): trains only biases, merges exactly, round-trips."""
+    monkeypatch.syspath_prepend(str(example_plugin_site))
+    from difforge import AdapterSet
+    from difforge.backbone import load_backbone
+
+    unet = load_backbone(tiny_sd_dir).denoiser.eval()
+    x, t, cond = torch.randn(1, 4, 8, 8), torch.tensor([500]), torch.randn(1, 16, 32)
+    with torch.no_grad():
+        base = unet(x, t, cond).sample
+    adapters = AdapterSet(unet)
+    adapters.add("bitfit", "mine", blocks=["up_blocks"])
+    params = adapters.trainable_parameters("mine")
+    assert params and all(p.dim() == 1 for p in params)
+    with torch.no_grad():
+        for p in params:
+            p.add_(0.1)
+        tuned = unet(x, t, cond).sample
+        adapters.merge()
+        merged = unet(x, t, cond).sample
+        adapters.unmerge()
+        adapters.disable()
+        disabled = unet(x, t, cond).sample
+    assert not torch.allclose(tuned, base) and torch.allclose(merged, tuned, atol=1e-5)
+    assert torch.equal(disabled, base)
+    adapters.enable()
+    path = adapters.save("mine", tmp_path / "bitfit")
+    fresh = load_backbone(tiny_sd_dir).denoiser.eval()
+    AdapterSet(fresh).load(path, "mine")
+    with torch.no_grad():
+        assert torch.equal(fresh(x, t, cond).sample, tuned)

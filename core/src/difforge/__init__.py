@@ -24,6 +24,7 @@ def __getattr__(name: str):
         "sample": ("api", "sample"),
         "load": ("api", "load"),
         "plugin_report": ("api", "plugin_report"),
+        "freeze_guard": ("api", "freeze_guard"),
         "get_registry": ("plugins", "get_registry"),
         "register_plugin": ("plugins", "register_plugin"),
     }

@@ -27,14 +27,14 @@ def train(config: RunConfig | str | Path | dict[str, Any], overrides: Sequence[s
 
 
 def load(model: str | Path, adapters: Sequence[tuple[str | Path, float]] = (), **options: Any) -> Backbone:
-    """Load a backbone and apply LoRA adapters ``[(path, weight), ...]``."""
+    """Load a backbone and apply adapters ``[(path, weight), ...]`` (any type difforge saved, or diffusers / kohya LoRA files)."""
     from .adapters import AdapterSet
 
     backbone = load_backbone(model, **options)
     if adapters:
         backbone.adapters = AdapterSet(backbone.denoiser)
         for i, (path, weight) in enumerate(adapters):
-            backbone.adapters.load("lora", path, name=f"adapter_{i}", weight=weight)
+            backbone.adapters.load(path, name=f"adapter_{i}", weight=weight)
     return backbone
 
 
@@ -86,3 +86,30 @@ def plugin_report(as_json: bool = False) -> str:
             f"{s.load_time_s * 1000:>8.1f}  {note}"
         )
     return "\n".join(lines)
+
+
+def freeze_guard(model: str | Path, protected: str | Path, legal: str | Path, out: str | Path | None = None,
+                 ratio: float = 0.3, steps: int = 30, protected_caption: str | None = None,
+                 legal_caption: str | None = None, resolution: int = 32, batch_size: int = 4, seed: int = 0):
+    """Learn a FreezeAsGuard mask for ``model`` from two image folders (what ``difforge
+    freeze-guard`` runs); writes it to ``out`` when given and returns the :class:`FreezeMask`."""
+    from .plugins import get_registry
+    from .training.freeze_guard import learn_freeze_mask
+
+    backbone = load_backbone(model)
+    dataset_cls = get_registry("datasets").get("image-folder")
+
+    def batches(folder, caption, offset):
+        dataset = dataset_cls(path=str(folder), resolution=resolution, caption=caption)
+        g = torch.Generator().manual_seed(seed + offset)
+        while True:
+            idx = torch.randint(0, len(dataset), (batch_size,), generator=g).tolist()
+            items = [dataset[i] for i in idx]
+            yield {"pixel_values": torch.stack([it["pixel_values"] for it in items]),
+                   "caption": [it["caption"] for it in items]}
+
+    mask = learn_freeze_mask(backbone, batches(protected, protected_caption, 0), batches(legal, legal_caption, 1),
+                             ratio=ratio, steps=steps, seed=seed)
+    if out is not None:
+        mask.save(out)
+    return mask

@@ -97,10 +97,37 @@ def _run_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_freeze_guard(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="local diffusers directory, .safetensors file, or a plugin-resolved name")
+    p.add_argument("--protected", required=True, metavar="DIR", help="image folder of the domain to protect")
+    p.add_argument("--protected-caption", default=None, help="caption for every protected image (default: sidecar .txt)")
+    p.add_argument("--legal", required=True, metavar="DIR", help="image folder of a legal domain to keep adaptable")
+    p.add_argument("--legal-caption", default=None, help="caption for every legal image (default: sidecar .txt)")
+    p.add_argument("--ratio", type=float, default=0.3, help="share of tensors to freeze")
+    p.add_argument("--steps", type=int, default=30, help="mask optimisation steps")
+    p.add_argument("--resolution", type=int, default=32, help="image resolution")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--out", default="freeze_mask.json", help="where to write the mask (use it as train.freeze_mask)")
+
+
+def _run_freeze_guard(args: argparse.Namespace) -> int:
+    from .api import freeze_guard
+
+    mask = freeze_guard(args.model, args.protected, args.legal, out=args.out, ratio=args.ratio, steps=args.steps,
+                        protected_caption=args.protected_caption, legal_caption=args.legal_caption,
+                        resolution=args.resolution, seed=args.seed)
+    last = mask.history[-1]
+    print(f"froze {len(mask.frozen)} tensors ({args.ratio:.0%}); after a simulated step: protected loss "
+          f"{last['protected_loss']:.4f}, legal loss {last['legal_loss']:.4f}; wrote {args.out}")
+    return 0
+
+
 BUILTIN_COMMANDS: dict[str, Command] = {
     "train": Command("train a model or adapter from a YAML config", _configure_train, _run_train),
     "sample": Command("sample a model (optionally with adapters) into a PNG grid", _configure_sample, _run_sample),
     "plugins": Command("list plugins: version, status, load time, what each registered", _configure_plugins, _run_plugins),
+    "freeze-guard": Command("learn a FreezeAsGuard mask: tensors to freeze so a protected domain resists fine-tuning",
+                            _configure_freeze_guard, _run_freeze_guard),
 }
 
 

@@ -91,6 +91,9 @@ class TrainConfig(_Section):
     compile: bool = False
     seed: int = 0
     on_nan: Literal["stop", "skip"] = "stop"
+    freeze_mask: str | None = Field(
+        None, description="a FreezeAsGuard mask (JSON from difforge freeze-guard): these tensors stay frozen"
+    )
     resume: str | None = Field(
         None, description="'auto' (latest checkpoint in output.dir), a checkpoint path, or null"
     )

@@ -102,8 +102,9 @@ class DenoisingObjective(Objective):
 
 def _builtin_objectives() -> dict[str, type[Objective]]:
     from .dreambooth import DreamBoothObjective
+    from .ip_adapter import IpAdapterObjective
 
-    return {"denoising": DenoisingObjective, "dreambooth": DreamBoothObjective}
+    return {"denoising": DenoisingObjective, "dreambooth": DreamBoothObjective, "ip-adapter": IpAdapterObjective}
 
 
 BUILTIN_OBJECTIVES = _builtin_objectives()

@@ -174,16 +174,20 @@ class Trainer:
         bb = self.backbone
         denoiser = bb.denoiser
         self.adapters: AdapterSet | None = None
+        if cfg.adapter is not None and cfg.train.freeze_mask:
+            raise ConfigError("train.freeze_mask: a FreezeAsGuard mask applies to full fine-tuning; remove the adapter section")
         if cfg.adapter is not None:
-            denoiser.requires_grad_(False)
             self.adapters = AdapterSet(denoiser)
             self.adapters.add(cfg.adapter.type, cfg.adapter.name, **cfg.adapter.options)
+            denoiser.requires_grad_(False)
             self.trainable = self.adapters.trainable_parameters(cfg.adapter.name)
             for p in self.trainable:
                 p.requires_grad_(True)
         else:
             denoiser.requires_grad_(True)
-            self.trainable = [p for p in denoiser.parameters()]
+            if cfg.train.freeze_mask:
+                self._apply_freeze_mask(denoiser, cfg.train.freeze_mask)
+            self.trainable = [p for p in denoiser.parameters() if p.requires_grad]
         self.trainable_names = [n for n, p in denoiser.named_parameters() if p.requires_grad]
         if cfg.train.gradient_checkpointing:
             if not getattr(denoiser, "_supports_gradient_checkpointing", False):
@@ -208,6 +212,21 @@ class Trainer:
                 update_after_step=cfg.train.ema.update_after_step,
             )
         self.objective = self._build_objective()
+
+    @staticmethod
+    def _apply_freeze_mask(denoiser: torch.nn.Module, path: str) -> None:
+        from .freeze_guard import load_freeze_mask
+
+        try:
+            frozen = load_freeze_mask(path)
+        except (FileNotFoundError, ValueError) as err:
+            raise ConfigError(str(err)) from None
+        params = dict(denoiser.named_parameters())
+        unknown = [n for n in frozen if n not in params]
+        if unknown:
+            raise ConfigError(f"train.freeze_mask: {path}: {len(unknown)} tensors are not in the model, e.g. {unknown[0]}")
+        for name in frozen:
+            params[name].requires_grad_(False)
 
     def _build_objective(self):
         from ..plugins import get_registry
@@ -261,6 +280,10 @@ class Trainer:
             def fill(tmp: Path) -> None:
                 params = dict(self.backbone.denoiser.named_parameters())
                 atomic_save_safetensors({n: params[n] for n in self.trainable_names}, tmp / "trainable.safetensors")
+                if self.adapters is not None:  # index sets and masks that are not parameters
+                    state = self.adapters.state_dict(self.config.adapter.name)
+                    atomic_save_safetensors({k: v.detach().cpu().contiguous() for k, v in state.items()},
+                                            tmp / "adapter_state.safetensors")
                 if self.ema is not None:
                     ema = dict(zip(self.trainable_names, self.ema.shadow_params))
                     atomic_save_safetensors(ema, tmp / "ema.safetensors")
@@ -309,6 +332,8 @@ class Trainer:
             raise TrainingError(
                 f"{path}: saved with {state['num_processes']} processes, resuming with {acc.num_processes}"
             )
+        if self.adapters is not None and (path / "adapter_state.safetensors").exists():
+            self.adapters.load_state_dict(self.config.adapter.name, load_file(str(path / "adapter_state.safetensors")))
         weights = load_file(str(path / "trainable.safetensors"))
         params = dict(self.backbone.denoiser.named_parameters())
         missing = [n for n in self.trainable_names if n not in weights]
@@ -384,6 +409,9 @@ class Trainer:
             with acc.accumulate(self.model):
                 with acc.autocast():
                     loss, logs = self.objective.loss(batch, self.forward_model, self.generator)
+                    penalty = self.adapters.regularization() if self.adapters is not None else None
+                    if penalty is not None:
+                        loss = loss + penalty
                 if not self._all_finite(loss):
                     self._on_non_finite(loss)
                     self.optimizer.zero_grad()
@@ -399,6 +427,8 @@ class Trainer:
             if not acc.sync_gradients:
                 continue
             self.step += 1
+            if self.adapters is not None:
+                self._reset_optimizer_state(self.adapters.on_step_end(self.step, cfg.train.steps))
             if self.ema is not None:
                 self.ema.step(self.trainable)
             step_loss = torch.stack(running).mean().item()
@@ -422,6 +452,12 @@ class Trainer:
         if acc.log_with:
             acc.end_training()
         return result
+
+    def _reset_optimizer_state(self, params: list[torch.nn.Parameter]) -> None:
+        """Forget the optimizer moments of parameters an adapter re-purposed (e.g. SaRA re-selection)."""
+        state = self.optimizer.optimizer.state if hasattr(self.optimizer, "optimizer") else self.optimizer.state
+        for param in params:
+            state.pop(param, None)
 
     def _progress(self):
         if not (self.config.output.progress and self.accelerator.is_main_process):

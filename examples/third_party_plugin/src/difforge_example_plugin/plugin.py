@@ -62,3 +62,45 @@ def difforge_register_rewards():
 @hookimpl
 def difforge_register_datasets():
     return {"gradient-images": GradientImages}
+
+
+# -- a new adapter type: BitFit (Ben Zaken et al. 2021), only bias offsets train ----------------
+from difforge.adapters import LayerAdapter, Tuner  # noqa: E402
+from difforge.adapters.tuned_layer import base_module_names  # noqa: E402
+
+
+class BitFitOptions(BaseModel):
+    """Options of the ``bitfit`` adapter: module-name prefixes whose biases train."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    blocks: list[str] = Field(default_factory=lambda: [""])
+
+
+class BiasOffset(Tuner):
+    """A trainable offset added to one layer's bias."""
+
+    def __init__(self, bias: torch.Tensor) -> None:
+        super().__init__()
+        self.offset = torch.nn.Parameter(torch.zeros_like(bias))
+
+    def edit_params(self, params, scale):
+        return {**params, "bias": params["bias"] + scale * self.offset}
+
+
+class BitFitAdapter(LayerAdapter):
+    """BitFit: every bias in the chosen blocks gets a trainable offset; merges exactly."""
+
+    name = "bitfit"
+    options_model = BitFitOptions
+    tuner_types = (BiasOffset,)
+
+    def build_tuners(self, model, options):
+        return {name: BiasOffset(module.bias) for name, module in base_module_names(model).items()
+                if getattr(module, "bias", None) is not None and isinstance(module.bias, torch.nn.Parameter)
+                and any(name.startswith(prefix) for prefix in options.blocks)}
+
+
+@hookimpl
+def difforge_register_adapters():
+    return {"bitfit": BitFitAdapter()}

@@ -1,6 +1,7 @@
-"""LoRA (Hu et al. 2021) through PEFT's tuner layers, saved in the diffusers LoRA layout."""
+"""LoRA (Hu et al. 2021) and DoRA (Liu et al. 2024) through PEFT's tuner layers, saved in the
+diffusers LoRA layout."""
 
-from .config import LoraOptions
-from .model import LoraAdapter
+from .config import DEFAULT_TARGET_MODULES, DoraOptions, LoraOptions
+from .model import DoraAdapter, LoraAdapter
 
-__all__ = ["LoraAdapter", "LoraOptions"]
+__all__ = ["DEFAULT_TARGET_MODULES", "DoraAdapter", "DoraOptions", "LoraAdapter", "LoraOptions"]

@@ -33,3 +33,15 @@ class LoraOptions(BaseModel):
             init_lora_weights=self.init if self.init != "default" else True,
             use_dora=self.use_dora,
         )
+
+
+class DoraOptions(LoraOptions):
+    """LoRA options; DoRA always splits magnitude and direction."""
+
+    use_dora: bool = True
+
+    def to_peft(self):
+        """The equivalent ``peft.LoraConfig`` with ``use_dora=True``."""
+        config = super().to_peft()
+        config.use_dora = True
+        return config

@@ -1,27 +1,18 @@
-"""LoRA on any ``nn.Module`` via PEFT's tuner layers (inject / scale / merge / unmerge)."""
+"""LoRA and DoRA through PEFT, saved in diffusers' LoRA layout (``load_lora_weights`` reads it)."""
 
 from __future__ import annotations
 
 import json
-import warnings
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from torch import Tensor, nn
 
 from ...checkpointing import atomic_save_safetensors
-from ..base import AdapterType
-from .config import LoraOptions
+from ..peft_tuner import PeftAdapter, json_default, read_safetensors
+from .config import DoraOptions, LoraOptions
 
 WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 METADATA_KEY = "lora_adapter_metadata"
-
-
-def _tuner_layers(model: nn.Module):
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    return [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
 
 
 def diffusers_prefix(model: nn.Module) -> str:
@@ -29,72 +20,19 @@ def diffusers_prefix(model: nn.Module) -> str:
     return "unet" if "UNet" in type(model).__name__ else "transformer"
 
 
-class LoraAdapter(AdapterType):
-    """LoRA / DoRA through PEFT. Files use diffusers' layout so ``load_lora_weights`` reads them."""
+class LoraAdapter(PeftAdapter):
+    """LoRA (Hu et al. 2021): ``W + (alpha / r) B A`` on the target layers."""
 
     name = "lora"
     options_model = LoraOptions
+    peft_type = "LORA"
 
-    def inject(self, model: nn.Module, adapter_name: str, **options: Any) -> None:
-        if adapter_name in self.adapter_names(model):
-            raise ValueError(f"model already has an adapter called {adapter_name!r}")
-        config = LoraOptions(**options).to_peft()
-        active = self._active(model)
-        _inject(config, model, adapter_name)
-        self.activate(model, [*active, adapter_name], [1.0] * (len(active) + 1))
-
-    def _active(self, model: nn.Module) -> list[str]:
-        layers = _tuner_layers(model)
-        return list(layers[0].active_adapters) if layers else []
-
-    def activate(self, model, adapter_names, weights) -> None:
-        if len(adapter_names) != len(weights):
-            raise ValueError("activate: one weight per adapter name is required")
-        known = set(self.adapter_names(model))
-        missing = [n for n in adapter_names if n not in known]
-        if missing:
-            raise ValueError(f"unknown adapter(s) {missing}; model has {sorted(known)}")
-        for layer in _tuner_layers(model):
-            present = [n for n in adapter_names if n in layer.lora_A]
-            layer.set_adapter(present)
-            for name, weight in zip(adapter_names, weights):
-                if name in layer.lora_A:
-                    layer.set_scale(name, weight)
-
-    def set_enabled(self, model, enabled: bool) -> None:
-        for layer in _tuner_layers(model):
-            layer.enable_adapters(enabled)
-
-    def merge(self, model, adapter_names) -> None:
-        for layer in _tuner_layers(model):
-            names = [n for n in adapter_names if n in layer.lora_A]
-            if names:
-                layer.merge(adapter_names=names)
-
-    def unmerge(self, model) -> None:
-        for layer in _tuner_layers(model):
-            while layer.merged:
-                layer.unmerge()
-
-    def adapter_names(self, model) -> list[str]:
-        return sorted(getattr(model, "peft_config", {}) or {})
-
-    def config(self, model, adapter_name: str):
-        """The ``peft.LoraConfig`` of one adapter."""
-        return model.peft_config[adapter_name]
+    def _owns(self, config) -> bool:
+        return not config.use_dora and not getattr(config, "_difforge_kind", None)
 
     def trainable_parameters(self, model, adapter_name) -> list[nn.Parameter]:
-        marker = f".{adapter_name}."
-        return [
-            p
-            for n, p in model.named_parameters()
-            if marker in n and ("lora_" in n)
-        ]
-
-    def state_dict(self, model, adapter_name) -> dict[str, Tensor]:
-        from peft import get_peft_model_state_dict
-
-        return get_peft_model_state_dict(model, adapter_name=adapter_name)
+        return [p for n, p in model.named_parameters() if f".{adapter_name}." in n and "lora_" in n
+                and (n.endswith(f".{adapter_name}.weight") or f"lora_magnitude_vector.{adapter_name}" in n)]
 
     def save(self, model, adapter_name, path) -> Path:
         """Write ``<path>/pytorch_lora_weights.safetensors`` in the diffusers LoRA layout."""
@@ -102,56 +40,75 @@ class LoraAdapter(AdapterType):
         state = {f"{prefix}.{k}": v.detach().cpu().contiguous() for k, v in self.state_dict(model, adapter_name).items()}
         config = self.config(model, adapter_name).to_dict()
         metadata = {
-            METADATA_KEY: json.dumps({f"{prefix}.{k}": v for k, v in config.items()}, default=_json_default),
+            METADATA_KEY: json.dumps({f"{prefix}.{k}": v for k, v in config.items()}, default=json_default),
             "format": "pt",
+            "difforge_adapter_type": self.name,
         }
         return atomic_save_safetensors(state, Path(path) / WEIGHT_NAME, metadata=metadata)
 
     def load(self, model, path, adapter_name) -> None:
-        """Load a diffusers-layout LoRA file (``.safetensors`` or a directory holding one)."""
-        from peft import LoraConfig, set_peft_model_state_dict
-        from safetensors import safe_open
+        """Load a diffusers-layout LoRA file (``.safetensors`` or a directory holding one); kohya /
+        A1111 key layouts are converted with diffusers' converters first."""
+        from peft import LoraConfig
 
         file = Path(path)
         if file.is_dir():
             file = file / WEIGHT_NAME
-        if not file.exists():
-            raise FileNotFoundError(f"no LoRA weights at {file}")
-        with safe_open(str(file), framework="pt") as f:
-            metadata = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
+        state, metadata = read_safetensors(file)
+        state = to_diffusers_layout(state, file)
         prefix = diffusers_prefix(model) + "."
         if any(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         if METADATA_KEY in metadata:
             raw = json.loads(metadata[METADATA_KEY])
             config_dict = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in raw.items()}
-            known = set(LoraConfig.__dataclass_fields__)
-            config = LoraConfig(**{k: v for k, v in config_dict.items() if k in known and k not in ("peft_type",)})
+            known = set(LoraConfig.__dataclass_fields__) - {"peft_type"}
+            config = LoraConfig(**{k: v for k, v in config_dict.items() if k in known})
         else:
             config = _infer_config(state)
-        active = self._active(model)
-        _inject(config, model, adapter_name)
-        result = set_peft_model_state_dict(model, state, adapter_name=adapter_name)
-        unexpected = getattr(result, "unexpected_keys", [])
-        if unexpected:
-            raise ValueError(f"{file}: {len(unexpected)} keys do not match the model, e.g. {unexpected[0]}")
-        self.activate(model, [*active, adapter_name], [1.0] * (len(active) + 1))
+        self._inject_loaded(config, model, adapter_name, state, file)
 
 
-def _inject(config, model: nn.Module, adapter_name: str) -> None:
-    from peft import inject_adapter_in_model
+class DoraAdapter(LoraAdapter):
+    """DoRA (Liu et al. 2024): LoRA on the direction plus a trained per-column magnitude."""
 
-    with warnings.catch_warnings():
-        # several named adapters on one model is the point of AdapterSet, not an accident
-        warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
-        inject_adapter_in_model(config, model, adapter_name=adapter_name)
+    name = "dora"
+    options_model = DoraOptions
+
+    def _owns(self, config) -> bool:
+        return bool(config.use_dora)
 
 
-def _json_default(value):
-    if isinstance(value, set):
-        return sorted(value)
-    return str(value)
+def to_diffusers_layout(state: dict[str, Tensor], file: Path) -> dict[str, Tensor]:
+    """Convert kohya / A1111 LoRA keys (``lora_unet_..., lora_down/lora_up, alpha``) to PEFT keys
+    with diffusers' own converters, folding ``alpha / rank`` into ``lora_B``; diffusers/PEFT files
+    pass through unchanged. Text-encoder entries are ignored (difforge adapts the denoiser)."""
+    downs = [k for k in state if k.startswith("lora_unet_") and k.endswith(".lora_down.weight")]
+    if not downs:
+        if any(k.startswith(("lora_te_", "lora_te1_", "lora_te2_")) for k in state):
+            raise ValueError(f"{file}: kohya-style LoRA holds no UNet weights")
+        return state
+    from diffusers.loaders.lora_conversion_utils import _convert_non_diffusers_lora_to_diffusers
+    from diffusers.utils.state_dict_utils import convert_unet_state_dict_to_peft
+
+    converted: dict[str, Tensor] = {}
+    for down in downs:
+        module = down[: -len(".lora_down.weight")]
+        one = {down: state[down], f"{module}.lora_up.weight": state[f"{module}.lora_up.weight"]}
+        alpha = state.get(f"{module}.alpha")
+        if alpha is not None:
+            one[f"{module}.alpha"] = alpha
+        if f"{module}.dora_scale" in state:
+            one[f"{module}.dora_scale"] = state[f"{module}.dora_scale"]
+        diffusers_state, alphas = _convert_non_diffusers_lora_to_diffusers(one)
+        peft_state = convert_unet_state_dict_to_peft(
+            {k.removeprefix("unet."): v for k, v in diffusers_state.items()})
+        if alpha is not None:
+            rank = state[down].shape[0]
+            for key in [k for k in peft_state if k.endswith(".lora_B.weight")]:
+                peft_state[key] = peft_state[key] * (float(alpha) / rank)
+        converted.update(peft_state)
+    return converted
 
 
 def _infer_config(state: dict[str, Tensor]):
@@ -163,4 +120,5 @@ def _infer_config(state: dict[str, Tensor]):
         raise ValueError("not a PEFT/diffusers LoRA state dict: no lora_A weights")
     rank = max(ranks.values())
     targets = sorted({k.split(".lora_A")[0] for k in ranks})
-    return LoraConfig(r=rank, lora_alpha=rank, target_modules=targets)
+    return LoraConfig(r=rank, lora_alpha=rank, target_modules=targets, rank_pattern={
+        t: ranks[f"{t}.lora_A.weight"] for t in targets if ranks.get(f"{t}.lora_A.weight", rank) != rank})

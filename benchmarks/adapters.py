@@ -1,0 +1,266 @@
+"""Adapter zoo on the shapes world: the same personalisation task for every adapter type, and
+the interference of independently trained concepts when summed (LoRA vs Orthogonal Adaptation).
+
+Table 1: each type trains the quickstart's DreamBooth task (5 images of a red heart, a shape
+never seen in pretraining, as "a red sks circle"; class prior "a red circle") from its config in
+``examples/configs/adapters/`` for the same number of steps, in its own process. Reported:
+trainable parameters (count, % of the UNet), ms per step, peak memory (CUDA: max allocated;
+CPU: the process's peak RSS), concept fidelity (share of samples of the instance prompt that
+the scorer reads as one red heart) and class-prior accuracy (share of "a red circle" samples
+read as one red circle), each against the base model.
+
+Table 2: two concepts (red heart as "a red sks circle", blue star as "a blue zwx square") are
+trained separately with LoRA and with Orthogonal Adaptation (slots 0 and 1 of a shared basis);
+each concept's fidelity is measured with its adapter alone and with both adapters summed.
+
+Table 3: an IP-Adapter trained on single shapes (2 x --steps); samples with an image prompt
+and an empty caption are read by the scorer and compared with the reference image, against the
+same sampling without the image; text prompts are checked with the adapter attached.
+
+    python benchmarks/adapters.py                    # both tables (2 CPU cores: ~30 minutes)
+    python benchmarks/adapters.py --steps 60 --samples 8 --types lora sara   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+HERE = Path(__file__).resolve().parent
+CONFIGS = HERE.parent / "examples" / "configs" / "adapters"
+CONCEPTS = {
+    "heart": {"shape": "heart", "colour": "red", "prompt": "a red sks circle", "class_prompt": "a red circle",
+              "class_expect": ("red", "circle")},
+    "star": {"shape": "star", "colour": "blue", "prompt": "a blue zwx square", "class_prompt": "a blue square",
+             "class_expect": ("blue", "square")},
+}
+
+
+def write_concept_images(folder: Path, concept: str) -> Path:
+    """Five generated images of a held-out concept."""
+    from PIL import Image
+
+    from difforge_zoo.shapes import random_scene
+
+    spec = CONCEPTS[concept]
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(5):
+        scene = random_scene(10_000 + i, split="concepts", num_objects=1, shapes=[spec["shape"]],
+                             colours=[spec["colour"]])
+        Image.fromarray(scene.image).save(folder / f"{concept}_{i}.png")
+    return folder
+
+
+def accuracy(backbone, prompt: str, expect: tuple[str, str], samples: int, seed: int) -> float:
+    """Share of ``samples`` images for ``prompt`` that show exactly one ``expect`` (colour, shape)."""
+    import torch
+
+    from difforge_zoo.scorer import detect
+
+    images = backbone.sample([prompt] * samples, num_steps=30, guidance_scale=4.0,
+                             generator=torch.Generator().manual_seed(seed))
+    hits = [len(f) == 1 and (f[0].colour, f[0].shape) == expect for f in map(detect, images)]
+    return sum(hits) / len(hits)
+
+
+#: class images DreamBooth generates per run (the quickstart's 48); --class-images lowers it for smoke runs
+CLASS_IMAGES = [48]
+
+
+def train(kind: str, concept: str, images: Path, out: Path, steps: int, extra: list[str] = ()):
+    """Train one adapter on one concept from the type's example config."""
+    import difforge
+
+    spec = CONCEPTS[concept]
+    overrides = [f"data.options.path={images}", f"data.options.caption={spec['prompt']}",
+                 f"objective.options.class_prompt={spec['class_prompt']}", f"train.steps={steps}",
+                 f"objective.options.num_class_images={CLASS_IMAGES[0]}", f"train.warmup_steps={min(20, steps)}",
+                 f"output.dir={out}", "output.progress=false", *extra]
+    return difforge.train(CONFIGS / f"{kind}.yaml", overrides=overrides)
+
+
+def worker(kind: str, steps: int, samples: int, work: Path) -> dict:
+    """Table 1 row for ``kind`` (run in a fresh process so peak memory is its own)."""
+    import torch
+
+    import difforge
+
+    images = write_concept_images(work / "images", "heart")
+    result = train(kind, "heart", images, work / kind, steps)
+    tuned = difforge.load("shapes-sd-tiny", adapters=[(result.adapter_path, 1.0)])
+    adapter = tuned.adapters.types["adapter_0"]
+    trainable = adapter.num_trainable(tuned.denoiser, "adapter_0")
+    total = sum(p.numel() for n, p in tuned.denoiser.named_parameters() if p is not None) - trainable
+    spec = CONCEPTS["heart"]
+    peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available()
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    return {"type": kind, "trainable": trainable, "trainable_pct": 100 * trainable / total,
+            "ms_per_step": 1000 * result.seconds / result.steps, "peak_memory_mib": peak / 2**20,
+            "steps": result.steps,
+            "concept_fidelity": accuracy(tuned, spec["prompt"], (spec["colour"], spec["shape"]), samples, 0),
+            "class_prior": accuracy(tuned, spec["class_prompt"], spec["class_expect"], samples, 1)}
+
+
+def base_row(samples: int) -> dict:
+    """The base model's scores on the same prompts."""
+    import difforge
+
+    base, spec = difforge.load("shapes-sd-tiny"), CONCEPTS["heart"]
+    return {"concept_fidelity": accuracy(base, spec["prompt"], (spec["colour"], spec["shape"]), samples, 0),
+            "class_prior": accuracy(base, spec["class_prompt"], spec["class_expect"], samples, 1)}
+
+
+def interference(steps: int, samples: int, work: Path) -> list[dict]:
+    """Table 2: fidelity of each concept alone vs with the other concept's adapter summed in."""
+    import difforge
+
+    rows = []
+    for kind in ("lora", "orthogonal"):
+        paths = {}
+        for slot, concept in enumerate(CONCEPTS):
+            images = write_concept_images(work / f"images-{concept}", concept)
+            extra = [f"adapter.options.slot={slot}"] if kind == "orthogonal" else []
+            paths[concept] = train(kind, concept, images, work / f"{kind}-{concept}", steps, extra).adapter_path
+        for concept, spec in CONCEPTS.items():
+            other = next(c for c in CONCEPTS if c != concept)
+            expect = (spec["colour"], spec["shape"])
+            alone = difforge.load("shapes-sd-tiny", adapters=[(paths[concept], 1.0)])
+            both = difforge.load("shapes-sd-tiny", adapters=[(paths[concept], 1.0), (paths[other], 1.0)])
+            a, b = accuracy(alone, spec["prompt"], expect, samples, 0), accuracy(both, spec["prompt"], expect, samples, 0)
+            rows.append({"type": kind, "concept": concept, "alone": a, "merged": b, "loss": a - b})
+    return rows
+
+
+def ip_adapter_table(steps: int, samples: int, work: Path) -> dict:
+    """Table 3: image-prompted samples (empty caption) vs the text-only baseline, attributes
+    read by the scorer and compared with the reference image; text prompts with the adapter
+    attached but no image prompt vs the base model."""
+    import torch
+
+    import difforge
+    from difforge.training.ip_adapter import ImageEncoder, default_image_encoder
+    from difforge_zoo.scorer import detect
+    from difforge_zoo.shapes import generate
+
+    result = difforge.train(CONFIGS / "ip-adapter.yaml", overrides=[
+        f"train.steps={steps * 2}", f"output.dir={work / 'ip-adapter'}", "output.progress=false"])
+    model = difforge.load("shapes-sd-tiny", adapters=[(result.adapter_path, 1.0)])
+    ip = model.adapters.types["adapter_0"]
+    references = generate(samples, seed=99, split="any", num_objects=1)
+    pixels = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1).float() / 127.5 - 1 for s in references])
+    embeds = ImageEncoder(default_image_encoder("shapes-sd-tiny"))(pixels)
+
+    def match(images) -> dict:
+        colour = shape = both = 0
+        for scene, image in zip(references, images):
+            found, want = detect(image), scene.objects[0]
+            c = any(f.colour == want.colour for f in found)
+            s_ = any(f.shape == want.shape for f in found)
+            b = any((f.colour, f.shape) == (want.colour, want.shape) for f in found)
+            colour, shape, both = colour + c, shape + s_, both + b
+        n = len(references)
+        return {"colour": colour / n, "shape": shape / n, "both": both / n}
+
+    g = torch.Generator().manual_seed(0)
+    ip.set_image(model.denoiser, "adapter_0", embeds)
+    prompted = match(model.sample([""] * samples, num_steps=30, guidance_scale=4.0, generator=g))
+    ip.set_image(model.denoiser, "adapter_0", None)
+    text_only = match(model.sample([""] * samples, num_steps=30, guidance_scale=4.0,
+                                   generator=torch.Generator().manual_seed(0)))
+    prompts = [f"{'an' if s.objects[0].colour[0] in 'aeiou' else 'a'} {s.objects[0].colour} {s.objects[0].shape}"
+               for s in references if s.objects[0].shape in ("circle", "square", "triangle")]
+    expects = [tuple(p.split()[1:3]) for p in prompts]
+    base = difforge.load("shapes-sd-tiny")
+
+    def text_accuracy(m) -> float:
+        images = m.sample(prompts, num_steps=30, guidance_scale=4.0, generator=torch.Generator().manual_seed(1))
+        return sum(any((f.colour, f.shape) == e for f in detect(i)) for i, e in zip(images, expects)) / len(prompts)
+
+    return {"image_prompted": prompted, "text_only_baseline": text_only, "train_steps": result.steps,
+            "text_prompts": {"n": len(prompts), "base": text_accuracy(base), "with_adapter": text_accuracy(model)}}
+
+
+def print_tables(results: dict) -> None:
+    """Markdown tables of a results dict."""
+    base = results.get("base")
+    if results.get("types"):
+        print(f"\n### Personalisation with each adapter type ({results['steps']} steps, {results['samples']} samples per prompt)\n")
+        print("| adapter | trainable | % of UNet | ms/step | peak memory (MiB) | concept fidelity | class prior |")
+        print("|---|---|---|---|---|---|---|")
+        if base:
+            print(f"| base model | 0 | 0 | – | – | {base['concept_fidelity']:.2f} | {base['class_prior']:.2f} |")
+        for r in results["types"]:
+            print(f"| {r['type']} | {r['trainable']:,} | {r['trainable_pct']:.2f} | {r['ms_per_step']:.0f} | "
+                  f"{r['peak_memory_mib']:.0f} | {r['concept_fidelity']:.2f} | {r['class_prior']:.2f} |")
+    if results.get("interference"):
+        print("\n### Interference: each concept alone vs both adapters summed\n")
+        print("| adapter | concept | fidelity alone | fidelity merged | loss |")
+        print("|---|---|---|---|---|")
+        for r in results["interference"]:
+            print(f"| {r['type']} | {r['concept']} | {r['alone']:.2f} | {r['merged']:.2f} | {r['loss']:+.2f} |")
+    if results.get("ip_adapter"):
+        ip = results["ip_adapter"]
+        print(f"\n### IP-Adapter ({ip['train_steps']} steps): samples vs the reference image's attributes\n")
+        print("| prompt | colour | shape | colour and shape |")
+        print("|---|---|---|---|")
+        for label, key in (("image prompt, empty caption", "image_prompted"), ("empty caption, no image", "text_only_baseline")):
+            r = ip[key]
+            print(f"| {label} | {r['colour']:.2f} | {r['shape']:.2f} | {r['both']:.2f} |")
+        t = ip["text_prompts"]
+        print(f"\nText prompts (n={t['n']}, colour and shape right): base {t['base']:.2f}, "
+              f"with the IP-Adapter attached and no image {t['with_adapter']:.2f}")
+
+
+def main() -> None:
+    """Run the benchmark and print its tables."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--samples", type=int, default=32, help="samples per prompt for each accuracy")
+    parser.add_argument("--types", nargs="*", default=None, help="adapter types for table 1 (default: all)")
+    parser.add_argument("--skip", choices=["types", "interference", "ip-adapter"], action="append", default=[])
+    parser.add_argument("--out", default=str(HERE / "results" / "adapters.json"))
+    parser.add_argument("--class-images", type=int, default=48, help="DreamBooth class images per run")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    CLASS_IMAGES[0] = args.class_images
+    if args.worker:
+        print("RESULT " + json.dumps(worker(args.worker, args.steps, args.samples, Path(args.work))))
+        return
+    from difforge.adapters import BUILTIN_ADAPTERS
+
+    results: dict = {"steps": args.steps, "samples": args.samples}
+    with tempfile.TemporaryDirectory() as tmp:
+        if "types" not in args.skip:
+            results["base"] = base_row(args.samples)
+            results["types"] = []
+            for kind in args.types or sorted(set(BUILTIN_ADAPTERS) - {"ip-adapter"}):
+                proc = subprocess.run([sys.executable, __file__, "--worker", kind, "--steps", str(args.steps),
+                                       "--samples", str(args.samples), "--class-images", str(args.class_images),
+                                       "--work", tmp],
+                                      capture_output=True, text=True)
+                line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+                if line is None:
+                    raise SystemExit(f"{kind}: worker failed\n{proc.stderr[-3000:]}")
+                results["types"].append(json.loads(line[len("RESULT "):]))
+                print(f"{kind}: {results['types'][-1]}", flush=True)
+        if "interference" not in args.skip:
+            results["interference"] = interference(args.steps, args.samples, Path(tmp))
+        if "ip-adapter" not in args.skip:
+            results["ip_adapter"] = ip_adapter_table(args.steps, args.samples, Path(tmp))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print_tables(results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""The adapter protocol's invariants, for every registered adapter type: merging one adapter
+at weight 1 matches the unmerged model, unmerging restores the base weights, save -> load
+round-trips exactly, and disabling every adapter gives the base model's outputs bitwise."""
+
+import pytest
+import torch
+
+from difforge import AdapterSet
+from difforge.adapters import BUILTIN_ADAPTERS
+from difforge.adapters.tuned_layer import is_adapter_tensor
+from difforge.backbone import load_backbone
+
+#: options that make each type small and valid on the tiny UNet
+OPTIONS = {
+    "lora": {"rank": 4},
+    "dora": {"rank": 4},
+    "loha": {"rank": 2},
+    "lokr": {"rank": 2},
+    "oft": {"block_size": 4},
+    "difffit": {},
+    "sara": {"ratio": 0.1},
+    "orthogonal": {"rank": 2, "slot": 1},
+    "sparse-ft": {"density": 0.1},
+    "sc-tuner": {"hidden_ratio": 0.25},
+    "ip-adapter": {"image_embed_dim": 8, "num_tokens": 2},
+}
+
+
+def _prompt(adapters: AdapterSet, name: str) -> None:
+    """Types that act only when prompted get their prompt (IP-Adapter: an image embedding)."""
+    if adapters.types[name].name == "ip-adapter":
+        embeds = torch.randn(2, 8, generator=torch.Generator().manual_seed(5))
+        adapters.types[name].set_image(adapters.model, name, embeds)
+#: max |merged - unmerged| over the UNet output (fp32); OFT's Cayley rotation is merged as a
+#: matrix product, so it rounds a little more
+MERGE_TOLERANCE = {"oft": 1e-4}
+DEFAULT_MERGE_TOLERANCE = 1e-5
+
+
+def test_every_builtin_type_is_covered():
+    assert set(OPTIONS) == set(BUILTIN_ADAPTERS)
+
+
+def _perturb(adapters: AdapterSet, name: str, seed: int = 0) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in adapters.trainable_parameters(name):
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+
+
+def _out(unet, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 4, 8, 8, generator=g)
+    cond = torch.randn(2, 16, 32, generator=g)
+    with torch.no_grad():
+        return unet(x, torch.tensor([10, 600]), cond).sample
+
+
+def _base_weights(unet):
+    return {k.replace(".base_layer", ""): v.detach().clone() for k, v in unet.named_parameters()
+            if not is_adapter_tensor(k)}
+
+
+@pytest.fixture
+def base_unet(tiny_sd_dir):
+    return load_backbone(tiny_sd_dir).denoiser.eval()
+
+
+@pytest.mark.parametrize("kind", sorted(OPTIONS))
+def test_invariants(kind, base_unet, tiny_sd_dir, tmp_path):
+    base_out = _out(base_unet)
+    base_weights = _base_weights(base_unet)
+    adapters = AdapterSet(base_unet)
+    adapters.add(kind, "concept", **OPTIONS[kind])
+    assert adapters.num_trainable("concept") > 0
+    _perturb(adapters, "concept")
+    _prompt(adapters, "concept")
+    unmerged = _out(base_unet)
+    assert (unmerged - base_out).abs().max() > 1e-4, "the perturbed adapter must change the output"
+
+    adapters.disable()
+    assert torch.equal(_out(base_unet), base_out)
+    adapters.enable()
+
+    if adapters.types["concept"].mergeable:
+        adapters.merge()
+        merged = _out(base_unet)
+        assert (merged - unmerged).abs().max() <= MERGE_TOLERANCE.get(kind, DEFAULT_MERGE_TOLERANCE)
+        adapters.unmerge()
+        restored = _base_weights(base_unet)
+        assert max((restored[k] - base_weights[k]).abs().max().item() for k in base_weights) <= 1e-6
+        assert torch.allclose(_out(base_unet), unmerged, atol=1e-6)
+    else:  # nonlinear tuners (SC-Tuner) add computation; merging must say so, not silently differ
+        with pytest.raises(ValueError, match="cannot be merged"):
+            adapters.merge()
+        assert torch.equal(_out(base_unet), unmerged)
+
+    path = adapters.save("concept", tmp_path / "adapter")
+    fresh = load_backbone(tiny_sd_dir).denoiser.eval()
+    loaded = AdapterSet(fresh)
+    loaded.load(path.parent, "concept")
+    assert loaded.types["concept"].name == kind
+    _prompt(loaded, "concept")
+    assert torch.equal(_out(fresh), unmerged)
+    saved, restored_state = adapters.state_dict("concept"), loaded.state_dict("concept")
+    assert saved.keys() == restored_state.keys()
+    assert all(torch.equal(saved[k], restored_state[k]) for k in saved)
+
+
+@pytest.mark.parametrize("kind", sorted(OPTIONS))
+def test_only_adapter_parameters_train(kind, base_unet):
+    adapters = AdapterSet(base_unet)
+    adapters.add(kind, "concept", **OPTIONS[kind])
+    trainable = {id(p) for p in adapters.trainable_parameters("concept")}
+    base = {id(p) for p in _base_params(base_unet)}
+    assert trainable and not trainable & base
+    share = adapters.num_trainable("concept") / sum(p.numel() for p in _base_params(base_unet))
+    assert 0 < share < 0.5
+
+
+def _base_params(unet):
+    return [p for k, p in unet.named_parameters() if not is_adapter_tensor(k)]
+
+
+def test_types_stack_and_weights_scale(base_unet):
+    base_out = _out(base_unet)
+    adapters = AdapterSet(base_unet)
+    adapters.add("lora", "a", rank=4)
+    adapters.add("difffit", "b")
+    adapters.add("sara", "c", ratio=0.05)
+    for i, name in enumerate("abc"):
+        _perturb(adapters, name, seed=i)
+    together = _out(base_unet)
+    adapters.set_weights({"a": 0.0, "b": 0.0, "c": 0.0})
+    assert torch.equal(_out(base_unet), base_out)
+    adapters.set_weights({"a": 1.0, "b": 1.0, "c": 1.0})
+    assert torch.equal(_out(base_unet), together)
+    adapters.merge()
+    assert (_out(base_unet) - together).abs().max() < 1e-5
+    adapters.unmerge()
+    assert torch.allclose(_out(base_unet), together, atol=1e-6)  # PEFT unmerges by subtraction
+
+
+def test_controllable_sc_tuner_reads_its_condition(base_unet):
+    adapters = AdapterSet(base_unet)
+    sc = adapters.add("sc-tuner", "control", condition_channels=1)
+    _perturb(adapters, "control")
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[:, :, :, :16] = 1
+    sc.set_condition(base_unet, "control", mask)
+    left = _out(base_unet)
+    sc.set_condition(base_unet, "control", mask.flip(-1))
+    right = _out(base_unet)
+    assert (left - right).abs().max() > 1e-4
+    sc.set_condition(base_unet, "control", mask.repeat(1, 1, 1, 1)[:1])  # CFG: half the batch
+    _out(base_unet)
+    with pytest.raises(ValueError, match="condition has 3 channels, expected 1"):
+        sc.set_condition(base_unet, "control", torch.zeros(2, 3, 32, 32))
