@@ -125,3 +125,37 @@ def learn_freeze_mask(backbone, protected: Iterator[dict[str, Any]], legal: Iter
     order = top_mass(logits.detach()).tolist()
     return FreezeMask(frozen=sorted(names[i] for i in order), ratio=ratio,
                       scores={n: float(s) for n, s in zip(names, logits.detach())}, history=history)
+
+
+def evaluate_freeze_mask(backbone, frozen: list[str], protected: Iterator[dict[str, Any]],
+                         legal: Iterator[dict[str, Any]], inner_lr: float = 5e-3, rounds: int = 4,
+                         seed: int = 123) -> dict[str, float]:
+    """Protected- and legal-domain losses after the simulated fine-tuning step that the mask
+    ``frozen`` allows (the quantity :func:`learn_freeze_mask` optimises), averaged over ``rounds``."""
+    from .objectives import DenoisingObjective
+
+    denoiser = backbone.denoiser
+    objective = DenoisingObjective(backbone)
+    theta = {n: p.detach() for n, p in denoiser.named_parameters()}
+    unknown = sorted(set(frozen) - set(theta))
+    if unknown:
+        raise ValueError(f"freeze mask names {len(unknown)} tensors the model lacks, e.g. {unknown[0]}")
+    frozen_set = set(frozen)
+    totals = {"protected_loss": 0.0, "legal_loss": 0.0}
+    for r in range(rounds):
+        for key, data in (("protected_loss", protected), ("legal_loss", legal)):
+            generator = torch.Generator().manual_seed(seed + r)
+            denoiser.zero_grad(set_to_none=True)
+            for p in denoiser.parameters():
+                p.requires_grad_(True)
+            with torch.enable_grad():
+                objective.per_sample_loss(next(data), denoiser, generator).mean().backward()
+            params = {n: theta[n] if n in frozen_set else theta[n] - inner_lr * p.grad.sign()
+                      for n, p in denoiser.named_parameters()}
+            with torch.no_grad():
+                loss = objective.per_sample_loss(next(data), _Functional(denoiser, params), generator).mean()
+            totals[key] += loss.item() / rounds
+    denoiser.zero_grad(set_to_none=True)
+    for p in denoiser.parameters():
+        p.requires_grad_(False)
+    return totals

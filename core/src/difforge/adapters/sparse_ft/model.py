@@ -45,6 +45,11 @@ class SparseFtAdapter(LayerAdapter):
                 if isinstance(module, TARGETS) and (not options.target_modules
                                                     or module_matches(name, options.target_modules))}
 
+    def num_trainable(self, model, adapter_name) -> int:
+        """Entries inside the mask: every target entry in phase 1, the kept ones after it."""
+        return int(sum(float(layer.tuners[adapter_name].mask.sum())
+                       for layer in self._layers(model, adapter_name).values()))
+
     def on_step_end(self, model, adapter_name, step, total_steps):
         options = self.options(model, adapter_name)
         if step != max(1, int(round(options.phase1_fraction * total_steps))):
