@@ -126,7 +126,7 @@ BUILTIN_COMMANDS: dict[str, Command] = {
     "train": Command("train a model or adapter from a YAML config", _configure_train, _run_train),
     "sample": Command("sample a model (optionally with adapters) into a PNG grid", _configure_sample, _run_sample),
     "plugins": Command("list plugins: version, status, load time, what each registered", _configure_plugins, _run_plugins),
-    "freeze-guard": Command("learn a FreezeAsGuard mask: tensors to freeze so a protected domain resists fine-tuning",
+    "freeze-guard": Command("learn a FreezeAsGuard mask (tensors to freeze)",
                             _configure_freeze_guard, _run_freeze_guard),
 }
 
