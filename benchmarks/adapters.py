@@ -9,7 +9,8 @@ CPU: the process's peak RSS), concept fidelity (share of samples of the instance
 the scorer reads as one red heart) and class-prior accuracy (share of "a red circle" samples
 read as one red circle), each against the base model.
 
-Table 2: two concepts (red heart as "a red sks circle", blue star as "a blue zwx square") are
+Table 2: two concepts (red heart as "a red sks circle", yellow square, a colour-shape pair held
+out of pretraining, as "a yellow zwx circle") are
 trained separately with LoRA and with Orthogonal Adaptation (slots 0 and 1 of a shared basis);
 each concept's fidelity is measured with its adapter alone and with both adapters summed.
 
@@ -39,8 +40,10 @@ CONFIGS = HERE.parent / "examples" / "configs" / "adapters"
 CONCEPTS = {
     "heart": {"shape": "heart", "colour": "red", "prompt": "a red sks circle", "class_prompt": "a red circle",
               "class_expect": ("red", "circle")},
-    "star": {"shape": "star", "colour": "blue", "prompt": "a blue zwx square", "class_prompt": "a blue square",
-             "class_expect": ("blue", "square")},
+    # a held-out colour-shape combination: the zoo VAE cannot draw stars (a VAE round trip of a
+    # star is read as a circle), so the second concept must be one the latent space can hold
+    "yellow-square": {"shape": "square", "colour": "yellow", "prompt": "a yellow zwx circle",
+                      "class_prompt": "a yellow circle", "class_expect": ("yellow", "circle")},
 }
 
 
@@ -53,7 +56,7 @@ def write_concept_images(folder: Path, concept: str) -> Path:
     spec = CONCEPTS[concept]
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(5):
-        scene = random_scene(10_000 + i, split="concepts", num_objects=1, shapes=[spec["shape"]],
+        scene = random_scene(10_000 + i, split="any", num_objects=1, shapes=[spec["shape"]],
                              colours=[spec["colour"]])
         Image.fromarray(scene.image).save(folder / f"{concept}_{i}.png")
     return folder
