@@ -101,10 +101,12 @@ class DenoisingObjective(Objective):
 
 
 def _builtin_objectives() -> dict[str, type[Objective]]:
+    from .control import ControlledDenoisingObjective
     from .dreambooth import DreamBoothObjective
     from .ip_adapter import IpAdapterObjective
 
-    return {"denoising": DenoisingObjective, "dreambooth": DreamBoothObjective, "ip-adapter": IpAdapterObjective}
+    return {"denoising": DenoisingObjective, "dreambooth": DreamBoothObjective, "ip-adapter": IpAdapterObjective,
+            "controlled-denoising": ControlledDenoisingObjective}
 
 
 BUILTIN_OBJECTIVES = _builtin_objectives()

@@ -31,10 +31,10 @@ class ScTuner(Tuner):
         nn.init.zeros_(self.up.bias)
         self.condition_proj = None
         if condition_channels:
+            # not zero-initialised: ``up`` already starts at zero, and a second zero here would
+            # leave the condition path without gradient at the start
             self.condition_proj = nn.Sequential(
                 nn.Conv2d(condition_channels, hidden, 3, padding=1), nn.SiLU(), nn.Conv2d(hidden, skip_channels, 1))
-            nn.init.zeros_(self.condition_proj[-1].weight)
-            nn.init.zeros_(self.condition_proj[-1].bias)
         self.condition: Tensor | None = None  # set per forward by ScTunerAdapter.set_condition
 
     def edit_inputs(self, args, kwargs, scale):
