@@ -65,25 +65,13 @@ class AdapterType(ABC):
         """Number of trainable scalars of one adapter."""
         return sum(p.numel() for p in self.trainable_parameters(model, adapter_name))
 
-    # -- optional hooks: the defaults suit adapters that are plain trainable tensors ----------
+    # -- optional hooks ------------------------------------------------------------------------
     #: whether :meth:`merge` can fold this adapter into the base weights
     mergeable: bool = True
 
+    @abstractmethod
     def load_state_dict(self, model: nn.Module, adapter_name: str, state: dict[str, Tensor]) -> None:
-        """Restore the tensors :meth:`state_dict` returned (used by exact resume)."""
-        own = self.state_dict(model, adapter_name)
-        missing = sorted(set(own) - set(state))
-        if missing:
-            raise ValueError(f"adapter {adapter_name!r}: state lacks {len(missing)} tensors, e.g. {missing[0]}")
-        import torch
-
-        with torch.no_grad():
-            for key, target in self._state_tensors(model, adapter_name).items():
-                target.copy_(state[key])
-
-    def _state_tensors(self, model: nn.Module, adapter_name: str) -> dict[str, Tensor]:
-        """The live tensors behind :meth:`state_dict`, keyed alike (for in-place restore)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot restore its state in place")
+        """Restore the tensors :meth:`state_dict` returned (used by load and exact resume)."""
 
     def regularization(self, model: nn.Module, adapter_name: str) -> Tensor | None:
         """A penalty the trainer adds to the loss (e.g. SaRA's nuclear norm); None for none."""

@@ -166,7 +166,7 @@ class AdapterSet:
         self._strategy_originals = {k: params[k].detach().clone() for k in keys}
         for key in keys:
             stacked = torch.stack([v.get(key, torch.zeros_like(params[key])) for v in vectors])
-            if strategy in ("orthogonal",):
+            if strategy == "orthogonal":
                 delta = (weights.reshape(-1, *[1] * (stacked.dim() - 1)) * stacked).sum(0)
             elif strategy == "svd":
                 total = (weights.reshape(-1, *[1] * (stacked.dim() - 1)) * stacked).sum(0)

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ..checkpointing import atomic_save_safetensors
 from .base import AdapterType
-from .peft_tuner import read_safetensors
+from .peft_tuner import adapter_file, read_safetensors
 from .tuned_layer import Tuner, TunedLayer, tuned_layers, wrap
 
 WEIGHT_NAME = "difforge_adapter.safetensors"
@@ -44,6 +44,12 @@ class LayerAdapter(AdapterType):
     def adapter_names(self, model) -> list[str]:
         options = getattr(model, OPTIONS_ATTR, {})
         return sorted(n for n, (kind, _) in options.items() if kind == self.name)
+
+    def set_on_tuners(self, model: nn.Module, adapter_name: str, **values: Any) -> None:
+        """Set per-forward inputs (a condition map, image tokens) on every tuner of one adapter."""
+        for layer in self._layers(model, adapter_name).values():
+            for key, value in values.items():
+                setattr(layer.tuners[adapter_name], key, value)
 
     def options(self, model: nn.Module, adapter_name: str) -> BaseModel:
         """The validated options the adapter was created with."""
@@ -128,9 +134,7 @@ class LayerAdapter(AdapterType):
 
     def load(self, model, path, adapter_name) -> None:
         """Re-create the adapter from a file written by :meth:`save`."""
-        file = Path(path)
-        if file.is_dir():
-            file = file / WEIGHT_NAME
+        file = adapter_file(path, WEIGHT_NAME)
         state, metadata = read_safetensors(file)
         kind = metadata.get("difforge_adapter_type")
         if kind != self.name:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -76,9 +75,18 @@ class PeftAdapter(AdapterType):
     def inject(self, model: nn.Module, adapter_name: str, **options: Any) -> None:
         if adapter_name in getattr(model, "peft_config", {}):
             raise ValueError(f"model already has an adapter called {adapter_name!r}")
+        opts = self.options_model(**options)
         active = self._active(model)
-        inject_peft(self.options_model(**options).to_peft(), model, adapter_name)
+        inject_peft(self._peft_config(opts), model, adapter_name)
+        self._after_inject(model, adapter_name, opts)
         self.activate(model, [*active, adapter_name], [1.0] * (len(active) + 1))
+
+    def _peft_config(self, options: BaseModel):
+        """The PEFT config for validated options."""
+        return options.to_peft()
+
+    def _after_inject(self, model: nn.Module, adapter_name: str, options: BaseModel) -> None:
+        """Adjust a freshly injected adapter (e.g. freeze part of it)."""
 
     def _active(self, model: nn.Module) -> list[str]:
         layers = tuner_layers(model)
@@ -174,9 +182,7 @@ class PeftAdapter(AdapterType):
         """Load a file written by :meth:`save` (or a directory holding one)."""
         from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
 
-        file = Path(path)
-        if file.is_dir():
-            file = file / PEFT_WEIGHT_NAME
+        file = adapter_file(path, PEFT_WEIGHT_NAME)
         state, metadata = read_safetensors(file)
         if CONFIG_METADATA_KEY not in metadata:
             raise ValueError(f"{file}: no {CONFIG_METADATA_KEY!r} metadata; was it written by difforge?")
@@ -196,6 +202,12 @@ class PeftAdapter(AdapterType):
         self.activate(model, [*active, adapter_name], [1.0] * (len(active) + 1))
 
 
+def adapter_file(path: str | Path, weight_name: str) -> Path:
+    """``path`` itself, or ``path/weight_name`` when ``path`` is a directory."""
+    path = Path(path)
+    return path / weight_name if path.is_dir() else path
+
+
 def read_safetensors(file: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     """Tensors and metadata of a safetensors file, with a one-line error naming a missing file."""
     from safetensors import safe_open
@@ -206,4 +218,4 @@ def read_safetensors(file: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
         return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
 
 
-__all__ = ["PeftAdapter", "inject_peft", "read_safetensors", "tuner_layers"]
+__all__ = ["PeftAdapter", "adapter_file", "inject_peft", "read_safetensors", "tuner_layers"]

@@ -97,8 +97,7 @@ class IpAdapter(LayerAdapter):
             projection = self.projection(model, adapter_name)
             tokens = projection(image_embeds)
             null = projection(torch.zeros_like(image_embeds[:1]))
-        for layer in self._layers(model, adapter_name).values():
-            layer.tuners[adapter_name].tokens, layer.tuners[adapter_name].null_tokens = tokens, null
+        self.set_on_tuners(model, adapter_name, tokens=tokens, null_tokens=null)
 
     def trainable_parameters(self, model, adapter_name):
         return super().trainable_parameters(model, adapter_name) + list(self.projection(model, adapter_name).parameters())

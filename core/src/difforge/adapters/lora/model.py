@@ -8,7 +8,7 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from ...checkpointing import atomic_save_safetensors
-from ..peft_tuner import PeftAdapter, json_default, read_safetensors
+from ..peft_tuner import PeftAdapter, adapter_file, json_default, read_safetensors
 from .config import DoraOptions, LoraOptions
 
 WEIGHT_NAME = "pytorch_lora_weights.safetensors"
@@ -30,10 +30,6 @@ class LoraAdapter(PeftAdapter):
     def _owns(self, config) -> bool:
         return not config.use_dora and not getattr(config, "_difforge_kind", None)
 
-    def trainable_parameters(self, model, adapter_name) -> list[nn.Parameter]:
-        return [p for n, p in model.named_parameters() if f".{adapter_name}." in n and "lora_" in n
-                and (n.endswith(f".{adapter_name}.weight") or f"lora_magnitude_vector.{adapter_name}" in n)]
-
     def save(self, model, adapter_name, path) -> Path:
         """Write ``<path>/pytorch_lora_weights.safetensors`` in the diffusers LoRA layout."""
         prefix = diffusers_prefix(model)
@@ -51,9 +47,7 @@ class LoraAdapter(PeftAdapter):
         A1111 key layouts are converted with diffusers' converters first."""
         from peft import LoraConfig
 
-        file = Path(path)
-        if file.is_dir():
-            file = file / WEIGHT_NAME
+        file = adapter_file(path, WEIGHT_NAME)
         state, metadata = read_safetensors(file)
         state = to_diffusers_layout(state, file)
         prefix = diffusers_prefix(model) + "."

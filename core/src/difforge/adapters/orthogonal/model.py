@@ -4,13 +4,11 @@ Files are plain diffusers-layout LoRA files, so they load anywhere LoRA loads.""
 from __future__ import annotations
 
 import zlib
-from typing import Any
-
 import torch
 from torch import nn
 
 from ..lora.model import LoraAdapter
-from ..peft_tuner import inject_peft, tuner_layers
+from ..peft_tuner import tuner_layers
 from .config import OrthogonalOptions
 
 KIND = "orthogonal"
@@ -32,17 +30,14 @@ class OrthogonalAdapter(LoraAdapter):
     def _owns(self, config) -> bool:
         return getattr(config, "_difforge_kind", None) == KIND
 
-    def inject(self, model: nn.Module, adapter_name: str, **options: Any) -> None:
-        if adapter_name in getattr(model, "peft_config", {}):
-            raise ValueError(f"model already has an adapter called {adapter_name!r}")
-        opts = OrthogonalOptions(**options)
-        config = opts.to_peft()
+    def _peft_config(self, options: OrthogonalOptions):
+        config = options.to_peft()
         config._difforge_kind = KIND
-        active = self._active(model)
-        inject_peft(config, model, adapter_name)
+        return config
+
+    def _after_inject(self, model: nn.Module, adapter_name: str, options: OrthogonalOptions) -> None:
         model.peft_config[adapter_name]._difforge_kind = KIND
-        self._set_bases(model, adapter_name, opts)
-        self.activate(model, [*active, adapter_name], [1.0] * (len(active) + 1))
+        self._set_bases(model, adapter_name, options)
 
     @torch.no_grad()
     def _set_bases(self, model: nn.Module, adapter_name: str, opts: OrthogonalOptions) -> None:

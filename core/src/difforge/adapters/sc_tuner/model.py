@@ -88,5 +88,4 @@ class ScTunerAdapter(LayerAdapter):
         if condition is not None and self.options(model, adapter_name).condition_channels != condition.shape[1]:
             raise ValueError(f"sc-tuner {adapter_name!r}: condition has {condition.shape[1]} channels, "
                              f"expected {self.options(model, adapter_name).condition_channels}")
-        for layer in self._layers(model, adapter_name).values():
-            layer.tuners[adapter_name].condition = condition
+        self.set_on_tuners(model, adapter_name, condition=condition)
