@@ -23,3 +23,14 @@ def test_adapter_benchmark_smoke(tmp_path):
     assert "| difffit |" in proc.stdout and "| base model |" in proc.stdout
     row = json.loads(out.read_text())["types"][0]
     assert row["trainable"] > 0 and row["steps"] == 2 and 0 <= row["concept_fidelity"] <= 1
+
+
+def test_alignment_benchmark_smoke(tmp_path):
+    out = tmp_path / "alignment.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "alignment.py"), "--runs", "alignprop-colourfulness",
+                           "pso-heldout", "--seeds", "0", "--scale", "0.02", "--samples", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| alignprop-colourfulness | colourfulness |" in proc.stdout and "| pso-heldout | shapes-alignment |" in proc.stdout
+    summary = json.loads(out.read_text())["summary"]
+    assert summary["alignprop-colourfulness"]["steps"] == 1 and summary["pso-heldout"]["seeds"] == 1

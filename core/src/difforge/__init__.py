@@ -25,6 +25,7 @@ def __getattr__(name: str):
         "load": ("api", "load"),
         "plugin_report": ("api", "plugin_report"),
         "freeze_guard": ("api", "freeze_guard"),
+        "preference_pairs": ("api", "preference_pairs"),
         "get_registry": ("plugins", "get_registry"),
         "register_plugin": ("plugins", "register_plugin"),
     }
@@ -48,6 +49,7 @@ __all__ = [
     "load_backbone",
     "load_config",
     "plugin_report",
+    "preference_pairs",
     "register_plugin",
     "sample",
     "train",

@@ -11,7 +11,7 @@ import torch
 
 from .backbone import Backbone, load_backbone
 from .config import RunConfig, load_config
-from .training import TrainResult, Trainer
+from .training import Trainer, TrainResult
 
 
 def train(config: RunConfig | str | Path | dict[str, Any], overrides: Sequence[str] | None = None, **trainer_kwargs: Any) -> TrainResult:
@@ -113,3 +113,24 @@ def freeze_guard(model: str | Path, protected: str | Path, legal: str | Path, ou
     if out is not None:
         mask.save(out)
     return mask
+
+
+def preference_pairs(model: str | Path, prompts: Sequence[str], reward: str, out: str | Path, *,
+                     samples_per_prompt: int = 4, num_steps: int = 25, guidance_scale: float = 4.0, seed: int = 0,
+                     perturb: str | None = None, word_groups: Sequence[Sequence[str]] = ()) -> Path:
+    """Build pairwise preference data from ``model``'s own samples ranked by the registered
+    ``reward`` (what ``difforge preference-pairs`` runs). With ``perturb`` (``weak`` /
+    ``medium`` / ``strong``) each rejected image also gets DCPO's perturbed caption, made by
+    swapping words within ``word_groups``. Returns the ``pairs.jsonl`` path."""
+    from .alignment import build_preference_pairs, perturb_caption
+    from .plugins import get_registry
+
+    scorer = get_registry("rewards").get(reward)
+    rejected_caption = None
+    if perturb is not None:
+        if not word_groups:
+            raise ValueError("perturb: DCPO's perturbation needs word_groups (words that may replace each other)")
+        rejected_caption = lambda prompt, image, rng: perturb_caption(prompt, word_groups, perturb, rng)  # noqa: E731
+    return build_preference_pairs(load_backbone(model), list(prompts), scorer, out, samples_per_prompt=samples_per_prompt,
+                                  num_steps=num_steps, guidance_scale=guidance_scale, seed=seed,
+                                  rejected_caption=rejected_caption)

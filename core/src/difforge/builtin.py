@@ -28,16 +28,18 @@ def difforge_register_schedulers():
 
 @hookimpl
 def difforge_register_datasets():
+    from .alignment import ALIGNMENT_DATASETS
     from .training.data import BUILTIN_DATASETS
 
-    return BUILTIN_DATASETS
+    return {**BUILTIN_DATASETS, **ALIGNMENT_DATASETS}
 
 
 @hookimpl
 def difforge_register_objectives():
+    from .alignment import ALIGNMENT_OBJECTIVES
     from .training.objectives import BUILTIN_OBJECTIVES
 
-    return BUILTIN_OBJECTIVES
+    return {**BUILTIN_OBJECTIVES, **ALIGNMENT_OBJECTIVES}
 
 
 @hookimpl

@@ -122,12 +122,47 @@ def _run_freeze_guard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_preference_pairs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="local diffusers directory, .safetensors file, or a plugin-resolved name")
+    p.add_argument("--prompts", required=True, metavar="FILE", help="text file, one prompt per line")
+    p.add_argument("--reward", required=True, help="registered reward that ranks the samples (see difforge plugins)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for pairs.jsonl and images/")
+    p.add_argument("--samples-per-prompt", type=int, default=4, help="samples per prompt; the best and worst form a pair")
+    p.add_argument("--steps", type=int, default=25, help="sampling steps")
+    p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--perturb", choices=["weak", "medium", "strong"], default=None,
+                   help="also write DCPO's perturbed caption of each rejected image")
+    p.add_argument("--word-groups", default="", metavar="A,B;C,D",
+                   help="words that may replace each other for --perturb, groups separated by ';'")
+
+
+def _run_preference_pairs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .api import preference_pairs
+
+    prompts_file = Path(args.prompts)
+    if not prompts_file.exists():
+        raise DifforgeError(f"--prompts: {prompts_file} does not exist")
+    prompts = [line.strip() for line in prompts_file.read_text().splitlines() if line.strip()]
+    groups = [[w.strip() for w in g.split(",") if w.strip()] for g in args.word_groups.split(";") if g.strip()]
+    path = preference_pairs(args.model, prompts, args.reward, args.out, samples_per_prompt=args.samples_per_prompt,
+                            num_steps=args.steps, guidance_scale=args.guidance, seed=args.seed, perturb=args.perturb,
+                            word_groups=groups)
+    count = len(path.read_text().splitlines())
+    print(f"wrote {count} preference pairs from {len(prompts)} prompts to {path}")
+    return 0
+
+
 BUILTIN_COMMANDS: dict[str, Command] = {
     "train": Command("train a model or adapter from a YAML config", _configure_train, _run_train),
     "sample": Command("sample a model (optionally with adapters) into a PNG grid", _configure_sample, _run_sample),
     "plugins": Command("list plugins: version, status, load time, what each registered", _configure_plugins, _run_plugins),
     "freeze-guard": Command("learn a FreezeAsGuard mask (tensors to freeze)",
                             _configure_freeze_guard, _run_freeze_guard),
+    "preference-pairs": Command("build pairwise preference data from a model's samples ranked by a reward",
+                                _configure_preference_pairs, _run_preference_pairs),
 }
 
 

@@ -198,9 +198,10 @@ def _validate_components(config: RunConfig, source: str) -> None:
         checks.append(("backbones", config.model.build, "model.build", None, None))
     if config.model.parameterization is not None:
         checks.append(("parameterizations", config.model.parameterization, "model.parameterization", None, None))
+    components = {}
     for kind, name, key, options, options_key in checks:
         try:
-            component = get_registry(kind).get(name)
+            component = components[kind] = get_registry(kind).get(name)
         except RegistryError as exc:
             raise ConfigError(f"{source}: {key}: {exc}") from None
         schema = getattr(component, "options_model", None)
@@ -212,6 +213,20 @@ def _validate_components(config: RunConfig, source: str) -> None:
                 sub = ".".join(str(p) for p in err["loc"])
                 msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
                 raise ConfigError(f"{source}: {options_key}.{sub}: {msg} (got {err.get('input')!r})") from None
+    _check_data_fits_objective(config, components["objectives"], components["datasets"], source)
+
+
+def _check_data_fits_objective(config: RunConfig, objective: Any, dataset: Any, source: str) -> None:
+    """An objective that needs preference pairs gets a pair dataset, and one that trains on
+    images does not (datasets declare ``provides``; the default is images with captions)."""
+    needs = set(getattr(objective, "requires", ()))
+    provides = set(getattr(dataset, "provides", {"images", "captions"}))
+    if "preference_pairs" in needs and "preference_pairs" not in provides:
+        raise ConfigError(f"{source}: data.dataset: objective {config.objective.name!r} needs preference pairs, "
+                          f"which dataset {config.data.dataset!r} does not give (use preference-pairs)")
+    if "images" in needs and "images" not in provides:
+        raise ConfigError(f"{source}: data.dataset: objective {config.objective.name!r} trains on images, "
+                          f"which dataset {config.data.dataset!r} does not give")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, data: dict[str, Any] | None = None) -> RunConfig:

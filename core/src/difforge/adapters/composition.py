@@ -13,6 +13,7 @@ intends).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,16 @@ class AdapterSet:
         """Disable every adapter: the model computes exactly its base function."""
         for adapter_type, _ in self._groups():
             adapter_type.set_enabled(self.model, False)
+
+    @contextmanager
+    def disabled(self):
+        """Context manager: inside it the model is its base (the frozen reference of
+        preference optimisation), without keeping a second copy of the weights."""
+        self.disable()
+        try:
+            yield self.model
+        finally:
+            self.enable()
 
     # -- merging ----------------------------------------------------------------------------
     def merge(self, names: list[str] | None = None, strategy: str = "linear", **options: Any) -> None:

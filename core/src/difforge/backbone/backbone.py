@@ -120,7 +120,10 @@ class Backbone(nn.Module):
         dist = self.vae.encode(pixels.to(self.vae.dtype)).latent_dist
         noise = torch.randn(dist.mean.shape, generator=generator, dtype=dist.mean.dtype)
         latents = dist.mean + dist.std * noise.to(dist.mean.device)
-        return latents * self.latent_scale
+        # the VAE's posterior mean comes out channels-last; with it, torch 2.13's CPU GroupNorm
+        # backward segfaults when only the norm's affine parameters need gradients (a frozen
+        # conv_in, as a FreezeAsGuard mask can ask): keep latents contiguous
+        return (latents * self.latent_scale).contiguous()
 
     def decode(self, latents: Tensor) -> Tensor:
         """Latents -> pixels in [-1, 1] (identity for pixel-space models)."""

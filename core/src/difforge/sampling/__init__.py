@@ -3,6 +3,7 @@
 from .guidance import BUILTIN_GUIDANCE, classifier_free_guidance
 from .samplers import (
     BUILTIN_SAMPLERS,
+    sample_consistency,
     sample_ddim,
     sample_ddpm,
     sample_euler,
@@ -15,6 +16,7 @@ __all__ = [
     "BUILTIN_SAMPLERS",
     "SamplingSchedule",
     "classifier_free_guidance",
+    "sample_consistency",
     "sample_ddim",
     "sample_ddpm",
     "sample_euler",

@@ -100,6 +100,27 @@ def sample_ddim(
     return x
 
 
+def sample_consistency(
+    denoise: Denoise,
+    noise: Tensor,
+    schedule: SamplingSchedule,
+    *,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+) -> Tensor:
+    """Multistep consistency sampling: predict x0, re-noise it to the next level (Song et al. 2023, Alg. 1)."""
+    _require_vp(schedule, "consistency")
+    x = noise
+    for i, t in enumerate(schedule.timesteps):
+        a_prev = schedule.alphas_prev[i].to(x)
+        x0 = denoise(x, _timestep(t, x))
+        x_next = a_prev.sqrt() * x0
+        if i < len(schedule) - 1:
+            x_next = x_next + (1 - a_prev).sqrt() * _randn(x, generator)
+        x = _after_step(callback, i, t, x_next, x0)
+    return x
+
+
 def sample_euler(
     denoise: Denoise,
     noise: Tensor,
@@ -145,6 +166,7 @@ def sample_flow_euler(
 BUILTIN_SAMPLERS = {
     "ddpm": sample_ddpm,
     "ddim": sample_ddim,
+    "consistency": sample_consistency,
     "euler": sample_euler,
     "flow_euler": sample_flow_euler,
 }

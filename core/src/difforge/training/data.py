@@ -84,12 +84,19 @@ class ImageFolderDataset(Dataset):
 
 
 def load_image(file: Path, resolution: int) -> torch.Tensor:
-    """Read an image as RGB, resize the short side and centre-crop to ``resolution``; [-1, 1]."""
+    """Read an image file as RGB, resize the short side and centre-crop to ``resolution``; [-1, 1]."""
     from PIL import Image
 
     with Image.open(file) as im:
         im.load()
-        im = im.convert("RGB")
+        return image_to_tensor(im, resolution)
+
+
+def image_to_tensor(im, resolution: int) -> torch.Tensor:
+    """A PIL image as RGB, short side resized and centre-cropped to ``resolution``; (3, R, R) in [-1, 1]."""
+    from PIL import Image
+
+    im = im.convert("RGB")
     w, h = im.size
     scale = resolution / min(w, h)
     if scale != 1:
@@ -162,4 +169,45 @@ class EpochBatchSampler(Sampler[list[int]]):
             yield shard[b * self.batch_size : (b + 1) * self.batch_size]
 
 
-BUILTIN_DATASETS = {"image-folder": ImageFolderDataset}
+class PromptsOptions(BaseModel):
+    """Options of the ``prompts`` dataset: inline ``prompts`` or a ``file`` with one per line."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompts: list[str] | None = None
+    file: str | None = None
+    repeats: int = Field(1, ge=1)
+
+
+class PromptsDataset(Dataset):
+    """Prompts only, for objectives that generate their own images (RL, reward backpropagation).
+
+    Items: ``{"caption": str}``.
+    """
+
+    options_model = PromptsOptions
+    provides = frozenset({"captions"})
+
+    def __init__(self, **options: Any) -> None:
+        o = PromptsOptions(**options)
+        if (o.prompts is None) == (o.file is None):
+            raise DataError("data.options: give exactly one of prompts or file")
+        if o.file is not None:
+            path = Path(o.file)
+            if not path.exists():
+                raise DataError(f"data.options.file: {path} does not exist")
+            prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        else:
+            prompts = list(o.prompts)
+        if not prompts:
+            raise DataError(f"data.options: no prompts in {o.file or 'prompts'}")
+        self.prompts = prompts * o.repeats
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"caption": self.prompts[index]}
+
+
+BUILTIN_DATASETS = {"image-folder": ImageFolderDataset, "prompts": PromptsDataset}

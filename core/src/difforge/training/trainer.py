@@ -378,11 +378,13 @@ class Trainer:
             yield from loader
 
     def _augment(self, batch: dict[str, Any]) -> dict[str, Any]:
-        if self.config.data.random_flip and "pixel_values" in batch:
-            flip = torch.rand(len(batch["pixel_values"]), generator=self.generator) < 0.5
-            pixels = batch["pixel_values"].clone()
-            pixels[flip] = pixels[flip].flip(-1)
-            batch["pixel_values"] = pixels
+        keys = [k for k in batch if k.startswith("pixel_values")]
+        if self.config.data.random_flip and keys:
+            flip = torch.rand(len(batch[keys[0]]), generator=self.generator) < 0.5
+            for key in keys:  # a preference pair is flipped together
+                pixels = batch[key].clone()
+                pixels[flip] = pixels[flip].flip(-1)
+                batch[key] = pixels
         return batch
 
     # ------------------------------------------------------------------ loop
@@ -404,11 +406,11 @@ class Trainer:
             batch = self._augment(next(batches))
             self.micro_step += 1
             self.skipped_samples += batch.pop("num_skipped", 0)
-            if "pixel_values" not in batch and "caption" not in batch:
+            if len(batch) == 0:
                 continue  # every sample of this batch was corrupt and skipped
             with acc.accumulate(self.model):
                 with acc.autocast():
-                    loss, logs = self.objective.loss(batch, self.forward_model, self.generator)
+                    loss, objective_logs = self.objective.loss(batch, self.forward_model, self.generator)
                     penalty = self.adapters.regularization() if self.adapters is not None else None
                     if penalty is not None:
                         loss = loss + penalty
@@ -434,7 +436,8 @@ class Trainer:
             step_loss = torch.stack(running).mean().item()
             running.clear()
             self.losses.append(step_loss)
-            logs = {"loss": step_loss, "lr": self.lr_scheduler.get_last_lr()[0]}
+            logs = {**{k: float(v) for k, v in objective_logs.items()},
+                    "loss": step_loss, "lr": self.lr_scheduler.get_last_lr()[0]}
             if progress is not None:
                 progress.update(1)
                 progress.set_postfix(loss=f"{step_loss:.4f}", refresh=False)

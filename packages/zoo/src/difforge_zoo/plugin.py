@@ -14,12 +14,11 @@ class ShapesAlignment(Reward):
     extra objects. Not differentiable."""
 
     name = "shapes-alignment"
+    needs_prompts = True
 
     def score(self, images, prompts=None):
         from .scorer import alignment
 
-        if prompts is None:
-            raise ValueError(f"reward {self.name!r}: needs the prompts the images were generated from")
         return torch.tensor([alignment(image, prompt)["reward"] for image, prompt in zip(images, prompts)])
 
 

@@ -1,0 +1,231 @@
+"""Alignment on the shapes world: every objective's reward gain on held-out prompts, over seeds.
+
+Runs (each trains a LoRA on shapes-sd-tiny from ``examples/configs/alignment/<objective>.yaml``
+in its own process, then samples the 24 held-out two-shape prompts of
+``prompts_heldout.txt`` ``--samples`` times each with a fixed seed):
+
+| run | objective | reward trained | measured |
+|---|---|---|---|
+| dpo | diffusion-dpo | pairs ranked by shapes-alignment | alignment, win rate vs base |
+| dcpo | dcpo | the same pairs, rejected captions perturbed (medium) | alignment, win rate vs base |
+| d3po-alignment | d3po | labels from shapes-alignment comparisons | alignment |
+| ddpo-alignment | ddpo | shapes-alignment | alignment |
+| ddpo-compressibility | ddpo | jpeg-compressibility | compressibility and alignment (reward hacking) |
+| rlcm-compressibility | rlcm (4 steps) | jpeg-compressibility | compressibility at 4 steps, alignment |
+| alignprop-colourfulness | alignprop | colourfulness | colourfulness, alignment |
+| pso-heldout | pso | 96 images of held-out colour-shape pairs (online pairs) | alignment of 4-step consistency samples of those prompts |
+| ddpo-colourfulness | ddpo | colourfulness | colourfulness (AlignProp vs DDPO per generated sample) |
+
+The preference pairs are built once from the base model (48 training prompts x 4 samples).
+Win rate: for each held-out prompt and sample seed, the tuned model's alignment beats the
+base's (ties count half).
+
+    python benchmarks/alignment.py                       # 3 seeds (2 CPU cores: about an hour)
+    python benchmarks/alignment.py --seeds 0 --runs dpo alignprop-colourfulness --scale 0.3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CONFIGS = ROOT / "examples" / "configs" / "alignment"
+WORD_GROUPS = [["red", "green", "blue", "yellow", "purple", "orange"], ["circle", "square", "triangle"],
+               ["left", "right"], ["top", "bottom"], ["small", "large"]]
+
+#: run -> (config, overrides, rewards measured, sampling steps of the measurement)
+RUNS = {
+    "dpo": ("diffusion-dpo", [], ["shapes-alignment"], 25),
+    "dcpo": ("dcpo", [], ["shapes-alignment"], 25),
+    "d3po-alignment": ("d3po", [], ["shapes-alignment"], 10),
+    "ddpo-alignment": ("ddpo", ["objective.options.reward=shapes-alignment"], ["shapes-alignment"], 10),
+    "ddpo-compressibility": ("ddpo", ["objective.options.reward=jpeg-compressibility"],
+                             ["jpeg-compressibility", "shapes-alignment"], 10),
+    "rlcm-compressibility": ("rlcm", [], ["jpeg-compressibility", "shapes-alignment"], 4),
+    "alignprop-colourfulness": ("alignprop", [], ["colourfulness", "shapes-alignment"], 10),
+    "pso-heldout": ("pso", [], ["shapes-alignment"], 4),
+    "ddpo-colourfulness": ("ddpo", ["objective.options.reward=colourfulness"], ["colourfulness", "shapes-alignment"], 10),
+}
+
+
+def prompts(name: str) -> list[str]:
+    """The prompts of ``examples/configs/alignment/prompts_<name>.txt``."""
+    return [line for line in (CONFIGS / f"prompts_{name}.txt").read_text().splitlines() if line]
+
+
+def measure(backbone, rewards: list[str], num_steps: int, samples: int, run: str) -> dict:
+    """Per-sample scores of each reward on the run's evaluation prompts (fixed seed)."""
+    import torch
+
+    import difforge
+
+    held = [p for p in evaluation_prompts(run) for _ in range(samples)]
+    options = sampler_for(run)
+    images = torch.cat([backbone.sample(held[i : i + 48], num_steps=num_steps,
+                                        generator=torch.Generator().manual_seed(1000 + i), **options)
+                        for i in range(0, len(held), 48)])
+    return {name: difforge.get_registry("rewards").get(name)(images, held).tolist() for name in rewards}
+
+
+def evaluation_prompts(run: str) -> list[str]:
+    """The held-out two-shape prompts; for PSO, the held-out colour-shape combinations it trained on."""
+    if run.startswith("pso"):
+        from difforge_zoo.shapes import HELD_OUT_COMBINATIONS, article
+
+        return [f"{article(c)} {c} {s}" for c, s in sorted(HELD_OUT_COMBINATIONS)]
+    return prompts("heldout")
+
+
+def sampler_for(run: str) -> dict:
+    """RLCM and PSO are measured with the multistep consistency sampler they were trained for
+    (PSO without guidance, as it trained); the others with DDIM and guidance 4."""
+    if run.startswith("pso"):
+        return {"sampler": "consistency", "guidance_scale": 1.0}
+    return {"sampler": "consistency" if run.startswith("rlcm") else "ddim", "guidance_scale": 4.0}
+
+
+def build_pairs(work: Path, perturb: str | None) -> Path:
+    import difforge
+
+    out = work / ("pairs-dcpo" if perturb else "pairs")
+    if not (out / "pairs.jsonl").exists():
+        difforge.preference_pairs("shapes-sd-tiny", prompts("train"), "shapes-alignment", out, samples_per_prompt=4,
+                                  num_steps=25, perturb=perturb, word_groups=WORD_GROUPS)
+    return out
+
+
+def worker(run: str, seed: int, scale: float, samples: int, work: Path) -> dict:
+    """Train one run with one seed and measure it (in its own process)."""
+    import difforge
+    from difforge.config import load_config
+
+    objective, overrides, rewards, num_steps = RUNS[run]
+    config_path = CONFIGS / f"{objective}.yaml"
+    steps = max(1, round(load_config(config_path).train.steps * scale))
+    overrides = [*overrides, f"train.seed={seed}", f"train.steps={steps}", f"output.dir={work / run / str(seed)}",
+                 "output.progress=false"]
+    if objective in ("diffusion-dpo", "dcpo"):
+        overrides.append(f"data.options.path={build_pairs(work, 'medium' if objective == 'dcpo' else None)}")
+    curve: list[dict] = []
+    started = time.perf_counter()
+    trainer = difforge.Trainer(load_config(config_path, overrides))
+    trainer.callbacks.append(lambda tr, step, logs: curve.append(
+        {"step": step, "reward": logs.get("reward"), "samples": getattr(tr.objective, "samples_used", None)}))
+    result = trainer.fit()
+    seconds = time.perf_counter() - started
+    base = measure(difforge.load("shapes-sd-tiny"), rewards, num_steps, samples, run)
+    tuned = measure(difforge.load("shapes-sd-tiny", adapters=[(result.adapter_path, 1.0)]), rewards, num_steps, samples, run)
+    pairs = None
+    if objective in ("diffusion-dpo", "dcpo"):
+        pairs = len((Path(trainer.config.data.options["path"]) / "pairs.jsonl").read_text().splitlines())
+    key = rewards[-1] if "shapes-alignment" in rewards else rewards[0]
+    wins = [1.0 if t > b else 0.5 if t == b else 0.0 for t, b in zip(tuned[key], base[key])]
+    return {"run": run, "objective": objective, "seed": seed, "steps": result.steps, "seconds": round(seconds, 1),
+            "generated_samples": getattr(trainer.objective, "samples_used", None), "preference_pairs": pairs,
+            "before": {r: statistics.mean(v) for r, v in base.items()},
+            "after": {r: statistics.mean(v) for r, v in tuned.items()},
+            "win_rate_alignment": statistics.mean(wins), "curve": curve}
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Mean ± std over seeds per run and reward."""
+    out: dict = {}
+    for run in dict.fromkeys(r["run"] for r in rows):
+        mine = [r for r in rows if r["run"] == run]
+        entry = {"seeds": len(mine), "steps": mine[0]["steps"], "seconds": statistics.mean(r["seconds"] for r in mine),
+                 "generated_samples": mine[0]["generated_samples"], "preference_pairs": mine[0]["preference_pairs"],
+                 "win_rate_alignment": _mean_std([r["win_rate_alignment"] for r in mine]), "rewards": {}}
+        for reward in mine[0]["before"]:
+            before = [r["before"][reward] for r in mine]
+            after = [r["after"][reward] for r in mine]
+            gain = [a - b for a, b in zip(after, before)]
+            entry["rewards"][reward] = {"before": statistics.mean(before), "after": _mean_std(after), "gain": _mean_std(gain)}
+        out[run] = entry
+    return out
+
+
+def _mean_std(values: list[float]) -> list[float]:
+    return [statistics.mean(values), statistics.pstdev(values) if len(values) > 1 else 0.0]
+
+
+def print_tables(results: dict) -> None:
+    """Markdown tables of a results dict."""
+    summary = results["summary"]
+    print(f"\n### Held-out prompts: reward before vs after (mean ± std over seeds, {results['samples']} samples per prompt)\n")
+    print("| run | reward | before | after | gain | steps | generated samples / pairs | s per run |")
+    print("|---|---|---|---|---|---|---|---|")
+    for run, e in summary.items():
+        used = e["preference_pairs"] and f"{e['preference_pairs']} pairs" or f"{e['generated_samples']}"
+        for reward, r in e["rewards"].items():
+            print(f"| {run} | {reward} | {r['before']:.3f} | {r['after'][0]:.3f} ± {r['after'][1]:.3f} | "
+                  f"{r['gain'][0]:+.3f} ± {r['gain'][1]:.3f} | {e['steps']} | {used} | {e['seconds']:.0f} |")
+    dpo = {k: v for k, v in summary.items() if k in ("dpo", "dcpo")}
+    if dpo:
+        print("\n### DPO family: win rate of the tuned model over the base (held-out prompts, scorer)\n")
+        print("| run | win rate |")
+        print("|---|---|")
+        for run, e in dpo.items():
+            print(f"| {run} | {e['win_rate_alignment'][0]:.3f} ± {e['win_rate_alignment'][1]:.3f} |")
+    curves = {r["run"]: r["curve"] for r in results["rows"] if r["run"] in ("alignprop-colourfulness", "ddpo-colourfulness")
+              and r["seed"] == results["rows"][0]["seed"]}
+    if len(curves) == 2:
+        print("\n### Colourfulness reached per generated sample (training batches, seed "
+              f"{results['rows'][0]['seed']})\n")
+        print("| generated samples | alignprop | ddpo |")
+        print("|---|---|---|")
+        for budget in (64, 128, 256, 512, 1024):
+            cells = []
+            for run in ("alignprop-colourfulness", "ddpo-colourfulness"):
+                seen = [c["reward"] for c in curves[run] if c["samples"] is not None and c["samples"] <= budget]
+                cells.append(f"{statistics.mean(seen[-3:]):.3f}" if seen else "–")
+            print(f"| {budget} | {cells[0]} | {cells[1]} |")
+
+
+def main() -> None:
+    """Run the benchmark and print its tables."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", nargs="*", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every config's train.steps")
+    parser.add_argument("--samples", type=int, default=4, help="samples per held-out prompt")
+    parser.add_argument("--out", default=str(HERE / "results" / "alignment.json"))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print("RESULT " + json.dumps(worker(args.worker, args.seed, args.scale, args.samples, Path(args.work))))
+        return
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in args.runs:
+            for seed in args.seeds:
+                proc = subprocess.run([sys.executable, __file__, "--worker", run, "--seed", str(seed), "--scale",
+                                       str(args.scale), "--samples", str(args.samples), "--work", tmp],
+                                      capture_output=True, text=True, cwd=ROOT)
+                line = next((out for out in proc.stdout.splitlines() if out.startswith("RESULT ")), None)
+                if line is None:
+                    raise SystemExit(f"{run} seed {seed}: worker failed\n{proc.stderr[-3000:]}")
+                rows.append(json.loads(line[len("RESULT "):]))
+                r = rows[-1]
+                print(f"{run} seed {seed}: before {r['before']} after {r['after']} ({r['seconds']} s)", flush=True)
+    results = {"samples": args.samples, "scale": args.scale, "seeds": args.seeds, "rows": rows, "summary": summarise(rows)}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print_tables(results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""Alignment: preference optimisation and reinforcement learning of diffusion models.
+
+Every method is a registered :class:`~difforge.training.Objective` that runs in the one
+training loop and declares what it needs (``preference_pairs``, ``reward``,
+``reference_model``, ``on_policy_samples``), so ``difforge train`` validates a config before
+any weights load:
+
+- ``diffusion-dpo`` / ``dcpo``: preference pairs, frozen reference (:mod:`.dpo`)
+- ``pso``: training images preferred over the model's own few-step samples (:mod:`.pso`)
+- ``d3po``: step-wise DPO on pairs of sampled trajectories with preference labels (:mod:`.d3po`)
+- ``ddpo`` / ``rlcm``: on-policy trajectories scored by a reward (:mod:`.ddpo`)
+- ``alignprop``: a differentiable reward backpropagated through the sampling chain (:mod:`.alignprop`)
+
+Preference data are built from a model's own samples or read in the Pick-a-Pic layout
+(:mod:`.preferences`).
+"""
+
+from .alignprop import AlignPropObjective
+from .d3po import D3POObjective
+from .ddpo import DDPOObjective, RLCMObjective
+from .dpo import DCPOObjective, DiffusionDPOObjective
+from .preferences import PreferencePairsDataset, build_preference_pairs, perturb_caption
+from .pso import PSOObjective
+from .reference import ReferenceModel
+
+ALIGNMENT_OBJECTIVES = {cls.name: cls for cls in (DiffusionDPOObjective, DCPOObjective, PSOObjective, D3POObjective,
+                                                  DDPOObjective, RLCMObjective, AlignPropObjective)}
+ALIGNMENT_DATASETS = {"preference-pairs": PreferencePairsDataset}
+
+__all__ = ["ALIGNMENT_DATASETS", "ALIGNMENT_OBJECTIVES", "AlignPropObjective", "D3POObjective", "DCPOObjective",
+           "DDPOObjective", "DiffusionDPOObjective", "PSOObjective", "PreferencePairsDataset", "RLCMObjective", "ReferenceModel",
+           "build_preference_pairs", "perturb_caption"]

@@ -1,0 +1,130 @@
+"""The denoising chain as a policy: DDIM steps with Gaussian log-probabilities.
+
+With ``eta > 0`` each DDIM step samples ``x_{t-1} ~ N(μ_θ(x_t, t), σ_t² I)``, so a sampling
+run is a trajectory of an MDP whose actions have tractable likelihoods (DDPO, Black et al.
+2023, §4.3). :func:`sample_trajectories` records one; :func:`step_log_prob` re-scores one of
+its steps under the current parameters (with gradients) for the policy-gradient update.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..sampling import classifier_free_guidance, schedule_from_scheduler
+from ..sampling.schedule import SamplingSchedule
+
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def ddim_step(x0: Tensor, x: Tensor, alpha: Tensor, alpha_prev: Tensor, eta: float,
+              generator: torch.Generator | None = None, x_prev: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """One stochastic DDIM step and its log-probability, mean over dimensions (Song et al. 2021, Eq. 12; DDPO Eq. 4)."""
+    eps = (x - alpha.sqrt() * x0) / (1 - alpha).sqrt()
+    sigma = eta * ((1 - alpha_prev) / (1 - alpha) * (1 - alpha / alpha_prev)).clamp_min(0).sqrt()
+    mean = alpha_prev.sqrt() * x0 + (1 - alpha_prev - sigma**2).clamp_min(0).sqrt() * eps
+    if x_prev is None:
+        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device="cpu").to(x.device)
+        x_prev = mean + sigma * noise
+    sigma = sigma.clamp_min(1e-12)
+    log_prob = -((x_prev.detach() - mean) ** 2) / (2 * sigma**2) - sigma.log() - _LOG_SQRT_2PI
+    return x_prev, log_prob.flatten(1).mean(1)
+
+
+def consistency_step(x0: Tensor, alpha_prev: Tensor, generator: torch.Generator | None = None,
+                     x_prev: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """One multistep-consistency sampling step, ``x_{t'} ~ N(√ᾱ' f_θ(x_t), (1 − ᾱ') I)``, and its log-probability (Song et al. 2023, Alg. 1; RLCM, Oertell et al. 2024)."""
+    mean = alpha_prev.sqrt() * x0
+    sigma = (1 - alpha_prev).clamp_min(0).sqrt()
+    if x_prev is None:
+        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device="cpu").to(x0.device)
+        x_prev = mean + sigma * noise
+    sigma = sigma.clamp_min(1e-12)
+    log_prob = -((x_prev.detach() - mean) ** 2) / (2 * sigma**2) - sigma.log() - _LOG_SQRT_2PI
+    return x_prev, log_prob.flatten(1).mean(1)
+
+
+POLICIES = ("ddim", "consistency")
+
+
+def policy_step(policy: str, x0: Tensor, x: Tensor, alpha: Tensor, alpha_prev: Tensor, eta: float,
+                generator: torch.Generator | None = None, x_prev: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """A step of the named policy (``ddim`` or ``consistency``) and its log-probability."""
+    if policy == "ddim":
+        return ddim_step(x0, x, alpha, alpha_prev, eta, generator, x_prev)
+    if policy == "consistency":
+        return consistency_step(x0, alpha_prev, generator, x_prev)
+    raise ValueError(f"unknown policy {policy!r}; known: {', '.join(POLICIES)}")
+
+
+@dataclass
+class Trajectories:
+    """Sampled denoising chains: ``latents[i]`` is the state before step ``i`` (``latents[-1]``
+    the final sample), ``log_probs[i]`` the log-probability of step ``i`` when sampled."""
+
+    prompts: list[str]
+    cond: Tensor
+    null: Tensor | None
+    latents: Tensor  # (steps + 1, N, ...)
+    log_probs: Tensor  # (steps, N)
+    schedule: SamplingSchedule
+    eta: float
+    guidance_scale: float
+    policy: str = "ddim"
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.schedule)
+
+    def stochastic_steps(self) -> list[int]:
+        """The steps that sampled noise. The final step to ᾱ = 1 is deterministic for both
+        policies (σ = 0): its likelihood is a point mass whose gradient would be 0/0, so it is
+        not trained (DDPO's SD schedule ends at ᾱ_0 < 1 instead, with a tiny σ)."""
+        return [i for i in range(self.num_steps) if float(self.schedule.alphas_prev[i]) < 1.0 - 1e-6]
+
+
+def guided_x0(backbone, model: nn.Module, x: Tensor, timestep: Tensor, cond: Any, null: Any, scale: float) -> Tensor:
+    """The classifier-free-guided x0 estimate of ``model`` (which may be the trained, wrapped copy)."""
+    param = backbone.parameterization
+
+    def denoise(x_: Tensor, ts: Tensor, c: Any) -> Tensor:
+        t = param.from_model_timestep(ts)
+        return param.to_x0(backbone.predict(x_, t, c, denoiser=model), x_, t)
+
+    return classifier_free_guidance(denoise, cond, null, scale)(x, timestep)
+
+
+@torch.no_grad()
+def sample_trajectories(backbone, model: nn.Module, prompts: list[str], *, num_steps: int, eta: float,
+                        guidance_scale: float, generator: torch.Generator, policy: str = "ddim") -> Trajectories:
+    """Sample one trajectory per prompt with the ``policy`` step (stochastic DDIM or multistep
+    consistency), recording every state and log-prob."""
+    if backbone.parameterization.continuous or not hasattr(backbone.scheduler, "alphas_cumprod"):
+        raise ValueError("policy-gradient sampling needs a variance-preserving (DDPM/DDIM) scheduler")
+    cond = backbone.encode_prompts(prompts)
+    null = backbone.null_condition(len(prompts)) if guidance_scale != 1.0 else None
+    schedule = schedule_from_scheduler(backbone.scheduler, num_steps)
+    x = torch.randn((len(prompts), *backbone.sample_shape()), generator=generator).to(backbone.device)
+    latents, log_probs = [x], []
+    for i, t in enumerate(schedule.timesteps):
+        timestep = t.reshape(1).expand(len(prompts)).to(x.device)
+        x0 = guided_x0(backbone, model, x, timestep, cond, null, guidance_scale)
+        x, log_prob = policy_step(policy, x0, x, schedule.alphas[i].to(x), schedule.alphas_prev[i].to(x), eta, generator)
+        latents.append(x)
+        log_probs.append(log_prob)
+    return Trajectories(list(prompts), cond, null, torch.stack(latents), torch.stack(log_probs), schedule, eta,
+                        guidance_scale, policy)
+
+
+def step_log_prob(backbone, model: nn.Module, traj: Trajectories, step: int, index: Tensor) -> Tensor:
+    """The log-probability, under ``model`` now, of step ``step`` of trajectories ``index``."""
+    x, x_prev = traj.latents[step, index], traj.latents[step + 1, index]
+    timestep = traj.schedule.timesteps[step].reshape(1).expand(len(index)).to(x.device)
+    null = traj.null[index] if traj.null is not None else None
+    x0 = guided_x0(backbone, model, x, timestep, traj.cond[index], null, traj.guidance_scale)
+    a, a_prev = traj.schedule.alphas[step].to(x), traj.schedule.alphas_prev[step].to(x)
+    return policy_step(traj.policy, x0, x, a, a_prev, traj.eta, x_prev=x_prev)[1]

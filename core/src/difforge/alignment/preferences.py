@@ -1,0 +1,229 @@
+"""Pairwise preference data: built offline from a model's own samples ranked by a reward, or
+read from local files in the Pick-a-Pic layout.
+
+The difforge layout is a folder with ``pairs.jsonl`` and the images beside it; each line is::
+
+    {"caption": "...", "chosen": "images/000003.png", "rejected": "images/000001.png",
+     "chosen_score": 0.9, "rejected_score": 0.4,
+     "caption_chosen": "...", "caption_rejected": "..."}      # the last two optional (DCPO)
+
+The Pick-a-Pic v2 layout is a table (``.parquet``, or ``.jsonl`` with the same columns) with
+``caption``, ``jpg_0``, ``jpg_1`` (encoded image bytes, or paths relative to the file) and
+``label_0`` (1 when image 0 is preferred, 0.5 for a tie); ties are dropped, as in Diffusion-DPO.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch.utils.data import Dataset
+
+from ..errors import DataError
+from ..training.data import image_to_tensor, load_image
+
+PAIRS_FILE = "pairs.jsonl"
+
+
+# ---------------------------------------------------------------------------------- building
+@torch.no_grad()
+def build_preference_pairs(
+    backbone,
+    prompts: Sequence[str],
+    reward,
+    out_dir: str | Path,
+    *,
+    samples_per_prompt: int = 4,
+    num_steps: int = 25,
+    guidance_scale: float = 4.0,
+    seed: int = 0,
+    min_margin: float = 1e-6,
+    rejected_caption: Callable[[str, torch.Tensor, random.Random], str] | None = None,
+) -> Path:
+    """Sample ``samples_per_prompt`` images per prompt, score them with ``reward`` and write
+    the best-vs-worst pair of each prompt (skipped when the scores differ by less than
+    ``min_margin``). ``rejected_caption(prompt, image, rng)`` gives DCPO's separate caption
+    of the rejected image. Returns the ``pairs.jsonl`` path."""
+    from PIL import Image
+
+    from ..sampling.grid import to_uint8
+
+    if samples_per_prompt < 2:
+        raise ValueError("samples_per_prompt: at least 2 samples are needed to form a pair")
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(seed)
+    rng = random.Random(seed)
+    rows, counter = [], 0
+    for prompt in prompts:
+        images = backbone.sample([prompt] * samples_per_prompt, num_steps=num_steps, guidance_scale=guidance_scale,
+                                 generator=generator)
+        scores = reward(images, [prompt] * samples_per_prompt).float()
+        best, worst = int(scores.argmax()), int(scores.argmin())
+        if scores[best] - scores[worst] < min_margin:
+            continue
+        files = []
+        for index in (best, worst):
+            name = f"images/{counter:06d}.png"
+            Image.fromarray(to_uint8(images[index : index + 1])[0]).save(out / name)
+            files.append(name)
+            counter += 1
+        row = {"caption": prompt, "chosen": files[0], "rejected": files[1],
+               "chosen_score": float(scores[best]), "rejected_score": float(scores[worst])}
+        if rejected_caption is not None:
+            row["caption_chosen"] = prompt
+            row["caption_rejected"] = rejected_caption(prompt, images[worst], rng)
+        rows.append(row)
+    if not rows:
+        raise ValueError(f"reward {getattr(reward, 'name', reward)!r} scored every sample of every prompt alike; no pairs")
+    target = out / PAIRS_FILE
+    target.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return target
+
+
+def perturb_caption(caption: str, word_groups: Sequence[Sequence[str]], level: str, rng: random.Random) -> str:
+    """DCPO's perturbation strategy: replace attribute words of ``caption`` by others of the
+    same group (e.g. a colour by another colour), so the caption no longer describes the
+    image it came with. ``weak`` changes one word, ``medium`` half of them, ``strong`` all."""
+    levels = {"weak", "medium", "strong"}
+    if level not in levels:
+        raise ValueError(f"perturbation level {level!r}; known: {', '.join(sorted(levels))}")
+    group_of = {w: tuple(g) for g in word_groups for w in g}
+    words = caption.split(" ")
+    slots = [i for i, w in enumerate(words) if w.strip(",") in group_of and len(group_of[w.strip(",")]) > 1]
+    if not slots:
+        return caption
+    count = {"weak": 1, "medium": max(1, len(slots) // 2), "strong": len(slots)}[level]
+    for i in rng.sample(slots, count):
+        word = words[i].strip(",")
+        replacement = rng.choice([w for w in group_of[word] if w != word])
+        words[i] = words[i].replace(word, replacement)
+    return " ".join(words)
+
+
+# ---------------------------------------------------------------------------------- loading
+class PreferencePairsOptions(BaseModel):
+    """Options of the ``preference-pairs`` dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="a folder holding pairs.jsonl, a pairs .jsonl file, or a Pick-a-Pic .parquet/.jsonl")
+    layout: str = Field("auto", pattern="^(auto|difforge|pick-a-pic)$")
+    resolution: int = Field(32, ge=4)
+    limit: int | None = Field(None, ge=1)
+
+
+class PreferencePairsDataset(Dataset):
+    """Pairs of images for one caption, the first preferred.
+
+    Items: ``{"pixel_values_chosen", "pixel_values_rejected": (3, R, R) in [-1, 1], "caption",
+    "caption_chosen", "caption_rejected": str}`` (the two captions equal ``caption`` unless
+    the data gives separate ones, as DCPO's does).
+    """
+
+    options_model = PreferencePairsOptions
+    provides = frozenset({"preference_pairs", "captions"})
+
+    def __init__(self, **options: Any) -> None:
+        o = self.options = PreferencePairsOptions(**options)
+        path = Path(o.path)
+        if path.is_dir():
+            path = path / PAIRS_FILE
+        if not path.exists():
+            raise DataError(f"data.options.path: {path} does not exist")
+        self.root = path.parent
+        rows = _read_table(path)
+        layout = o.layout
+        if layout == "auto":
+            layout = "pick-a-pic" if rows and "jpg_0" in rows[0] else "difforge"
+        self.rows = [r for r in (_from_pick_a_pic(r, path, i) if layout == "pick-a-pic" else _check_row(r, path, i)
+                                 for i, r in enumerate(rows, 1)) if r is not None]
+        if o.limit is not None:
+            self.rows = self.rows[: o.limit]
+        if not self.rows:
+            raise DataError(f"{path}: no usable preference pairs")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _image(self, value: Any) -> torch.Tensor:
+        try:
+            if isinstance(value, bytes):
+                return _decode(value, self.options.resolution)
+            return load_image(self.root / value, self.options.resolution)
+        except Exception as exc:  # noqa: BLE001 - any decoder error becomes a DataError
+            where = value if isinstance(value, str) else "embedded image"
+            raise DataError(f"cannot read image {self.root / where if isinstance(value, str) else where}: {exc}".splitlines()[0]) from None
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        row = self.rows[index]
+        return {"pixel_values_chosen": self._image(row["chosen"]), "pixel_values_rejected": self._image(row["rejected"]),
+                "caption": row["caption"], "caption_chosen": row.get("caption_chosen") or row["caption"],
+                "caption_rejected": row.get("caption_rejected") or row["caption"]}
+
+
+def _read_table(path: Path) -> list[dict[str, Any]]:
+    if path.suffix == ".parquet":
+        try:
+            import pandas as pd
+
+            return pd.read_parquet(path).to_dict("records")
+        except ImportError:
+            raise DataError(f"{path}: reading parquet needs pandas and pyarrow: pip install 'difforge[parquet]'") from None
+    rows = []
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{lineno}: not a JSON line ({exc.msg})") from None
+    return rows
+
+
+def _check_row(row: dict[str, Any], path: Path, lineno: int) -> dict[str, Any]:
+    missing = [k for k in ("caption", "chosen", "rejected") if k not in row]
+    if missing:
+        raise DataError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
+    return row
+
+
+def _from_pick_a_pic(row: dict[str, Any], path: Path, lineno: int) -> dict[str, Any] | None:
+    missing = [k for k in ("caption", "jpg_0", "jpg_1", "label_0") if k not in row]
+    if missing:
+        raise DataError(f"{path}:{lineno}: missing Pick-a-Pic column(s) {', '.join(missing)}")
+    label = float(row["label_0"])
+    if label == 0.5:
+        return None
+    images = [_image_field(row["jpg_0"]), _image_field(row["jpg_1"])]
+    chosen, rejected = images if label == 1.0 else images[::-1]
+    return {"caption": row["caption"], "chosen": chosen, "rejected": rejected}
+
+
+def _image_field(value: Any) -> bytes | str:
+    """Pick-a-Pic images are bytes in parquet; in JSON they are base64 text or a relative path."""
+    if isinstance(value, dict) and "bytes" in value:
+        value = value["bytes"]
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, str) and value.startswith("base64:"):
+        return base64.b64decode(value[len("base64:"):])
+    return str(value)
+
+
+def _decode(data: bytes, resolution: int) -> torch.Tensor:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        return image_to_tensor(im, resolution)
+
+
+__all__ = ["PAIRS_FILE", "PreferencePairsDataset", "build_preference_pairs", "perturb_caption"]

@@ -1,0 +1,112 @@
+"""Every alignment objective raises its reward on held-out prompts of the shapes world
+(small CPU budgets; benchmarks/alignment.py runs the full-size comparison)."""
+
+import difforge
+import pytest
+import torch
+from difforge.adapters import AdapterSet
+from difforge_zoo.shapes import generate
+
+TRAIN_PROMPTS = sorted({s.caption for s in generate(64, seed=11, split="train", num_objects=1)})[:12]
+HELD_OUT_PROMPTS = sorted({s.caption for s in generate(64, seed=12, split="train", num_objects=1)} - set(TRAIN_PROMPTS))[:8]
+LORA = {"type": "lora", "options": {"rank": 4, "target_modules": ["to_q", "to_k", "to_v", "to_out.0"]}}
+
+
+def mean_reward(adapter_dir, reward: str, prompts=HELD_OUT_PROMPTS, num_steps: int = 10, per_prompt: int = 4,
+                sampler: str = "ddim", guidance_scale: float = 4.0) -> float:
+    """Mean reward of samples of ``prompts`` (fixed seed) from the zoo model, with the adapter if given."""
+    backbone = difforge.load_backbone("shapes-sd-tiny")
+    if adapter_dir is not None:
+        AdapterSet(backbone.denoiser).load(adapter_dir, "tuned")
+    prompts = [p for p in prompts for _ in range(per_prompt)]
+    images = backbone.sample(prompts, num_steps=num_steps, guidance_scale=guidance_scale, sampler=sampler,
+                             generator=torch.Generator().manual_seed(123))
+    return float(difforge.get_registry("rewards").get(reward)(images, prompts).mean())
+
+
+def run(tmp_path, objective: str, options: dict, steps: int, lr: float, data: dict | None = None, batch_size: int = 4):
+    config = {"model": {"pretrained": "shapes-sd-tiny"},
+              "data": {**(data or {"dataset": "prompts", "options": {"prompts": TRAIN_PROMPTS}}), "batch_size": batch_size},
+              "adapter": LORA, "objective": {"name": objective, "options": options},
+              "train": {"steps": steps, "lr": lr, "seed": 0},
+              "output": {"dir": str(tmp_path / objective), "tensorboard": False, "progress": False}}
+    logs = []
+    result = difforge.train(config, callbacks=[lambda trainer, step, log: logs.append(log)])
+    return result, logs
+
+
+def test_alignprop_raises_a_differentiable_reward(tmp_path):
+    result, logs = run(tmp_path, "alignprop", {"reward": "colourfulness", "num_steps": 10, "truncation": 3}, steps=20, lr=1e-3)
+    before, after = mean_reward(None, "colourfulness"), mean_reward(result.adapter_path, "colourfulness")
+    assert after > before + 0.05, (before, after)
+    assert {log["truncation"] for log in logs} <= {1.0, 2.0, 3.0}
+
+
+@pytest.mark.parametrize("objective, num_steps", [("ddpo", 6), ("rlcm", 4)])
+def test_policy_gradient_raises_the_likelihood_of_advantaged_trajectories(tmp_path, objective, num_steps):
+    """One sampling round trained for 4 inner epochs: the steps of trajectories with a positive
+    advantage become more likely and those with a negative one less likely. (The reward gain
+    of DDPO needs more samples than a unit test can afford: benchmarks/alignment.py.)"""
+    from difforge.alignment.policy import step_log_prob
+    from difforge.config import load_config
+
+    options = {"reward": "colourfulness", "num_steps": num_steps, "samples_per_prompt": 4, "inner_epochs": 4,
+               "clip_range": 1.0, "stat_min_count": 4}
+    config = {"model": {"pretrained": "shapes-sd-tiny"},
+              "data": {"dataset": "prompts", "options": {"prompts": TRAIN_PROMPTS[:4]}, "batch_size": 4},
+              "adapter": LORA, "objective": {"name": objective, "options": options},
+              "train": {"steps": 4, "lr": 3e-3, "seed": 0},
+              "output": {"dir": str(tmp_path / objective), "tensorboard": False, "progress": False}}
+    trainer = difforge.Trainer(load_config(data=config))
+    trainer.fit()
+    traj, advantages = trainer.objective._round
+    assert len(trainer.objective.rounds) == 1  # every step trained the same round
+    index = torch.arange(len(advantages))
+    with torch.no_grad():
+        change = torch.stack([step_log_prob(trainer.backbone, trainer.backbone.denoiser, traj, step, index)
+                              - traj.log_probs[step] for step in traj.stochastic_steps()]).mean(0)
+    correlation = torch.corrcoef(torch.stack([change, advantages.float()]))[0, 1]
+    assert correlation > 0.5, (correlation, change, advantages)
+
+
+@pytest.fixture(scope="module")
+def colourful_pairs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pairs")
+    difforge.preference_pairs("shapes-sd-tiny", TRAIN_PROMPTS * 2, "colourfulness", out, samples_per_prompt=4,
+                              num_steps=10, perturb="strong", word_groups=[["red", "green", "blue", "yellow", "purple", "orange"]])
+    return out
+
+
+@pytest.mark.parametrize("objective", ["diffusion-dpo", "dcpo"])
+def test_preference_optimisation_learns_the_preferred_images(tmp_path, colourful_pairs, objective):
+    data = {"dataset": "preference-pairs", "options": {"path": str(colourful_pairs)}}
+    result, logs = run(tmp_path, objective, {"beta": 2000.0}, steps=40, lr=1e-3, data=data)
+    assert logs[0]["loss"] == pytest.approx(0.6931, abs=0.02)  # policy == reference at the start: -log σ(0)
+    assert sum(log["implicit_accuracy"] for log in logs[-10:]) / 10 > 0.6
+    before, after = mean_reward(None, "colourfulness"), mean_reward(result.adapter_path, "colourfulness")
+    assert after > before, (before, after)
+
+
+def test_d3po_prefers_the_labelled_winners(tmp_path):
+    """After training on one round of labelled pairs, the policy's log-probability ratio to the
+    reference is higher on the winners' steps than on the losers' (DPO's implicit accuracy)."""
+    options = {"labeller": "colourfulness", "beta": 100.0, "num_steps": 6, "pairs_per_prompt": 2, "inner_epochs": 6}
+    result, logs = run(tmp_path, "d3po", options, steps=6, lr=3e-3)
+    assert logs[0]["loss"] == pytest.approx(0.6931, abs=0.02)  # policy == reference at the start
+    assert logs[-1]["loss"] < logs[0]["loss"] - 0.05 and logs[-1]["implicit_accuracy"] > 0.7, logs
+
+
+def test_pso_tunes_the_few_step_sampler_towards_the_training_images(tmp_path):
+    """PSO on images of the colour-shape combinations the model never learned: its 4-step
+    consistency samples of those prompts align better with them."""
+    from difforge_zoo.shapes import HELD_OUT_COMBINATIONS, article
+
+    data = {"dataset": "shapes", "options": {"count": 96, "split": "heldout", "num_objects": 1}}
+    result, logs = run(tmp_path, "pso", {"beta": 2000.0, "num_steps": 4, "sampler": "consistency"}, steps=40,
+                       lr=1e-3, data=data, batch_size=8)
+    assert logs[0]["loss"] == pytest.approx(0.6931, abs=0.02)
+    prompts = [f"{article(c)} {c} {s}" for c, s in sorted(HELD_OUT_COMBINATIONS)]
+    few_step = {"num_steps": 4, "per_prompt": 8, "sampler": "consistency", "guidance_scale": 1.0}
+    before = mean_reward(None, "shapes-alignment", prompts, **few_step)
+    after = mean_reward(result.adapter_path, "shapes-alignment", prompts, **few_step)
+    assert after > before + 0.1, (before, after)

@@ -1,0 +1,210 @@
+"""Alignment building blocks: rewards, the DDIM policy's log-probabilities, preference data,
+the reference model and config validation (fast; the reward-gain tests are in test_alignment.py)."""
+
+import base64
+import io
+import json
+import math
+import random
+
+import difforge
+import pytest
+import torch
+from difforge.alignment import (
+    PreferencePairsDataset,
+    ReferenceModel,
+    build_preference_pairs,
+    perturb_caption,
+)
+from difforge.alignment.policy import (
+    consistency_step,
+    ddim_step,
+    sample_trajectories,
+    step_log_prob,
+)
+from difforge.alignment.rewards import PerPromptStatTracker
+from difforge.config import load_config
+from difforge.errors import ConfigError, DataError
+from PIL import Image
+
+
+def reward(name):
+    return difforge.get_registry("rewards").get(name)
+
+
+# ------------------------------------------------------------------------------------ rewards
+def test_rewards_reject_bad_input_with_one_line_naming_the_reward():
+    images = torch.zeros(2, 3, 8, 8)
+    with pytest.raises(ValueError, match="'colourfulness'.*got \\(3, 8, 8\\)"):
+        reward("colourfulness")(images[0])
+    with pytest.raises(ValueError, match="'jpeg-compressibility'.*torch.uint8"):
+        reward("jpeg-compressibility")(images.to(torch.uint8))
+    with pytest.raises(ValueError, match="not latents"):
+        reward("jpeg-compressibility")(torch.zeros(2, 4, 8, 8))
+    with pytest.raises(ValueError, match="2 images but 1 prompts"):
+        reward("jpeg-compressibility")(images, ["a red circle"])
+    with pytest.raises(ValueError, match="'shapes-alignment': needs the prompts"):
+        reward("shapes-alignment")(images)
+
+
+def test_compressibility_and_incompressibility_are_opposite_and_rank_noise_below_flat():
+    flat = torch.zeros(1, 3, 32, 32)
+    noise = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    images = torch.cat([flat, noise])
+    small = reward("jpeg-compressibility")(images)
+    assert torch.equal(small, -reward("jpeg-incompressibility")(images))
+    assert small[0] > small[1]
+    assert not reward("jpeg-compressibility").differentiable
+
+
+def test_colourfulness_is_differentiable_and_orders_grey_below_saturated():
+    grey = torch.zeros(1, 3, 16, 16)
+    red = torch.tensor([1.0, -1.0, -1.0]).reshape(1, 3, 1, 1).expand(1, 3, 16, 16)
+    images = torch.cat([grey, red]).clone().requires_grad_(True)
+    scores = reward("colourfulness")(images)
+    assert scores[0] < 0.01 < 0.3 < scores[1]  # pure red: 0.3 * |(rg, yb)| = 0.3 * |(1, 0.5)|
+    scores.sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
+
+
+def test_per_prompt_advantages_use_each_prompts_statistics():
+    tracker = PerPromptStatTracker(buffer_size=8, min_count=2)
+    adv = tracker.advantages(["a", "a", "b", "b"], torch.tensor([1.0, 3.0, 10.0, 30.0]))
+    assert torch.allclose(adv, torch.tensor([-1.0, 1.0, -1.0, 1.0]), atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------ policy
+def test_ddim_step_log_prob_is_the_gaussian_log_density():
+    g = torch.Generator().manual_seed(0)
+    x0, x = torch.randn(3, 4, 2, 2, generator=g), torch.randn(3, 4, 2, 2, generator=g)
+    a, a_prev = torch.tensor(0.3), torch.tensor(0.6)
+    x_prev, log_prob = ddim_step(x0, x, a, a_prev, eta=1.0, generator=g)
+    eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
+    sigma = ((1 - a_prev) / (1 - a) * (1 - a / a_prev)).sqrt()
+    mean = a_prev.sqrt() * x0 + (1 - a_prev - sigma**2).sqrt() * eps
+    expected = torch.distributions.Normal(mean, sigma).log_prob(x_prev).flatten(1).mean(1)
+    assert torch.allclose(log_prob, expected, atol=1e-5)
+    _, again = ddim_step(x0, x, a, a_prev, eta=1.0, x_prev=x_prev)
+    assert torch.equal(again, log_prob)
+    _, consistency = consistency_step(x0, a_prev, x_prev=x_prev)
+    expected = torch.distributions.Normal(a_prev.sqrt() * x0, (1 - a_prev).sqrt()).log_prob(x_prev).flatten(1).mean(1)
+    assert torch.allclose(consistency, expected, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def zoo():
+    return difforge.load_backbone("shapes-sd-tiny")
+
+
+@pytest.mark.parametrize("policy", ["ddim", "consistency"])
+def test_rescored_trajectories_match_their_sampling_log_probs(zoo, policy):
+    g = torch.Generator().manual_seed(0)
+    traj = sample_trajectories(zoo, zoo.denoiser, ["a red circle", "a blue square"], num_steps=4, eta=1.0,
+                               guidance_scale=3.0, generator=g, policy=policy)
+    assert traj.latents.shape[:2] == (5, 2) and traj.log_probs.shape == (4, 2)
+    index = torch.tensor([1, 0])
+    for step in traj.stochastic_steps():
+        with torch.no_grad():
+            again = step_log_prob(zoo, zoo.denoiser, traj, step, index)
+        assert torch.allclose(again, traj.log_probs[step, index], atol=1e-4), step
+    assert traj.stochastic_steps() == [0, 1, 2]  # the last step, to ᾱ = 1, is deterministic
+
+
+# ------------------------------------------------------------------------------------ reference
+def test_reference_is_the_base_model_without_a_copy():
+    from difforge.adapters import AdapterSet
+
+    zoo = difforge.load_backbone("shapes-sd-tiny")  # its own copy: an adapter is attached
+
+    class Trainer:
+        backbone = zoo
+        adapters = AdapterSet(zoo.denoiser)
+
+    x, t = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1)), torch.tensor([500, 500])
+    cond = zoo.encode_prompts(["a red circle"] * 2)
+    with torch.no_grad():
+        base = zoo.predict(x, t, cond)
+    Trainer.adapters.add("lora", "policy", rank=4, target_modules=["to_q", "to_v"])
+    with torch.no_grad():
+        for name, param in zoo.denoiser.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.2, generator=torch.Generator().manual_seed(2))
+    reference = ReferenceModel(Trainer)
+    assert not reference.keeps_a_copy
+    with torch.no_grad():
+        assert not torch.allclose(zoo.predict(x, t, cond), base)
+    with reference.active() as model:
+        assert torch.equal(zoo.predict(x, t, cond, denoiser=model), base)
+    with torch.no_grad():
+        assert not torch.allclose(zoo.predict(x, t, cond), base)  # re-enabled afterwards
+
+
+# ------------------------------------------------------------------------------------ data
+def test_build_preference_pairs_writes_best_vs_worst(zoo, tmp_path):
+    path = build_preference_pairs(zoo, ["a red circle", "a blue square"], reward("colourfulness"), tmp_path,
+                                  samples_per_prompt=4, num_steps=8, seed=0,
+                                  rejected_caption=lambda p, image, rng: perturb_caption(p, [["red", "blue"]], "strong", rng))
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert rows and all(r["chosen_score"] > r["rejected_score"] for r in rows)
+    data = PreferencePairsDataset(path=str(tmp_path))
+    item = data[0]
+    assert item["pixel_values_chosen"].shape == (3, 32, 32) and item["caption_rejected"] != item["caption"]
+
+
+def _png(colour) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 32), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_pick_a_pic_layout_orders_pairs_by_label_and_drops_ties(tmp_path):
+    red, blue = _png((255, 0, 0)), _png((0, 0, 255))
+    b64 = lambda data: "base64:" + base64.b64encode(data).decode()  # noqa: E731
+    rows = [{"caption": "red wins", "jpg_0": b64(red), "jpg_1": b64(blue), "label_0": 1.0},
+            {"caption": "blue wins", "jpg_0": b64(red), "jpg_1": b64(blue), "label_0": 0.0},
+            {"caption": "tie", "jpg_0": b64(red), "jpg_1": b64(blue), "label_0": 0.5}]
+    (tmp_path / "pickapic.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = PreferencePairsDataset(path=str(tmp_path / "pickapic.jsonl"), resolution=16)
+    assert len(data) == 2
+    assert data[0]["pixel_values_chosen"][0].mean() > 0.9 and data[1]["pixel_values_chosen"][2].mean() > 0.9
+
+
+def test_bad_preference_rows_and_images_name_the_file(tmp_path):
+    (tmp_path / "pairs.jsonl").write_text('{"caption": "x", "chosen": "a.png"}\n')
+    with pytest.raises(DataError, match=r"pairs.jsonl:1: missing field\(s\) rejected"):
+        PreferencePairsDataset(path=str(tmp_path))
+    (tmp_path / "pairs.jsonl").write_text('{"caption": "x", "chosen": "a.png", "rejected": "b.png"}\n')
+    (tmp_path / "a.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="cannot read image .*a.png"):
+        PreferencePairsDataset(path=str(tmp_path))[0]
+
+
+def test_caption_perturbation_levels():
+    groups = [["red", "blue", "green"], ["circle", "square"], ["left", "right"]]
+    caption = "a red circle on the left and a blue square on the right"
+    changed = {level: sum(a != b for a, b in zip(caption.split(), perturb_caption(caption, groups, level, random.Random(0)).split()))
+               for level in ("weak", "medium", "strong")}
+    assert changed == {"weak": 1, "medium": 3, "strong": 6}
+    with pytest.raises(ValueError, match="perturbation level"):
+        perturb_caption(caption, groups, "extreme", random.Random(0))
+
+
+# ------------------------------------------------------------------------------------ configs
+def _config(objective, options, dataset="prompts", data_options=None):
+    return {"model": {"pretrained": "shapes-sd-tiny"},
+            "data": {"dataset": dataset, "options": data_options or {"prompts": ["a red circle"]}},
+            "adapter": {"type": "lora"}, "objective": {"name": objective, "options": options}}
+
+
+def test_configs_are_checked_before_any_weights_load():
+    with pytest.raises(ConfigError, match="objective 'diffusion-dpo' needs preference pairs"):
+        load_config(data=_config("diffusion-dpo", {}))
+    with pytest.raises(ConfigError, match="objective.options.reward: .*'jpeg-compressibility' is not differentiable"):
+        load_config(data=_config("alignprop", {"reward": "jpeg-compressibility"}))
+    with pytest.raises(ConfigError, match="objective.options.reward: .*unknown reward 'jpeg-compresibility'"):
+        load_config(data=_config("ddpo", {"reward": "jpeg-compresibility"}))
+    with pytest.raises(ConfigError, match="objective 'denoising' trains on images"):
+        load_config(data=_config("denoising", {}))
+    assert load_config(data=_config("ddpo", {"reward": "shapes-alignment"})).objective.name == "ddpo"
+    assert math.isclose(load_config(data=_config("diffusion-dpo", {"beta": 100}, "preference-pairs", {"path": "x"}))
+                        .objective.options["beta"], 100)
