@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -36,6 +35,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from worker import emit, run_worker  # noqa: E402
 CONFIGS = HERE.parent / "examples" / "configs" / "adapters"
 CONCEPTS = {
     "heart": {"shape": "heart", "colour": "red", "prompt": "a red sks circle", "class_prompt": "a red circle",
@@ -236,7 +237,7 @@ def main() -> None:
     args = parser.parse_args()
     CLASS_IMAGES[0] = args.class_images
     if args.worker:
-        print("RESULT " + json.dumps(worker(args.worker, args.steps, args.samples, Path(args.work))))
+        emit(worker(args.worker, args.steps, args.samples, Path(args.work)))
         return
     from difforge.adapters import BUILTIN_ADAPTERS
 
@@ -246,14 +247,9 @@ def main() -> None:
             results["base"] = base_row(args.samples)
             results["types"] = []
             for kind in args.types or sorted(set(BUILTIN_ADAPTERS) - {"ip-adapter"}):
-                proc = subprocess.run([sys.executable, __file__, "--worker", kind, "--steps", str(args.steps),
-                                       "--samples", str(args.samples), "--class-images", str(args.class_images),
-                                       "--work", tmp],
-                                      capture_output=True, text=True)
-                line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
-                if line is None:
-                    raise SystemExit(f"{kind}: worker failed\n{proc.stderr[-3000:]}")
-                results["types"].append(json.loads(line[len("RESULT "):]))
+                results["types"].append(run_worker(__file__, [
+                    "--worker", kind, "--steps", str(args.steps), "--samples", str(args.samples),
+                    "--class-images", str(args.class_images), "--work", tmp], label=kind))
                 print(f"{kind}: {results['types'][-1]}", flush=True)
         if "interference" not in args.skip:
             results["interference"] = interference(args.steps, args.samples, Path(tmp))

@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +39,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from worker import emit, run_worker  # noqa: E402
 CONFIGS = ROOT / "examples" / "configs" / "alignment"
 WORD_GROUPS = [["red", "green", "blue", "yellow", "purple", "orange"], ["circle", "square", "triangle"],
                ["left", "right"], ["top", "bottom"], ["small", "large"]]
@@ -187,8 +188,10 @@ def print_tables(results: dict) -> None:
         for budget in (64, 128, 256, 512, 1024):
             cells = []
             for run in ("alignprop-colourfulness", "ddpo-colourfulness"):
-                seen = [c["reward"] for c in curves[run] if c["samples"] is not None and c["samples"] <= budget]
-                cells.append(f"{statistics.mean(seen[-3:]):.3f}" if seen else "–")
+                used = [c for c in curves[run] if c["samples"] is not None]
+                seen = [c["reward"] for c in used if c["samples"] <= budget]
+                reached = used and used[-1]["samples"] >= budget
+                cells.append(f"{statistics.mean(seen[-3:]):.3f}" if seen and reached else "–")
             print(f"| {budget} | {cells[0]} | {cells[1]} |")
 
 
@@ -205,19 +208,15 @@ def main() -> None:
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print("RESULT " + json.dumps(worker(args.worker, args.seed, args.scale, args.samples, Path(args.work))))
+        emit(worker(args.worker, args.seed, args.scale, args.samples, Path(args.work)))
         return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for run in args.runs:
             for seed in args.seeds:
-                proc = subprocess.run([sys.executable, __file__, "--worker", run, "--seed", str(seed), "--scale",
-                                       str(args.scale), "--samples", str(args.samples), "--work", tmp],
-                                      capture_output=True, text=True, cwd=ROOT)
-                line = next((out for out in proc.stdout.splitlines() if out.startswith("RESULT ")), None)
-                if line is None:
-                    raise SystemExit(f"{run} seed {seed}: worker failed\n{proc.stderr[-3000:]}")
-                rows.append(json.loads(line[len("RESULT "):]))
+                rows.append(run_worker(__file__, ["--worker", run, "--seed", str(seed), "--scale", str(args.scale),
+                                                  "--samples", str(args.samples), "--work", tmp],
+                                       label=f"{run} seed {seed}", cwd=ROOT))
                 r = rows[-1]
                 print(f"{run} seed {seed}: before {r['before']} after {r['after']} ({r['seconds']} s)", flush=True)
     results = {"samples": args.samples, "scale": args.scale, "seeds": args.seeds, "rows": rows, "summary": summarise(rows)}

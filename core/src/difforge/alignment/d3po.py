@@ -14,7 +14,6 @@ experiments do with the relative scale of an objective; ties are dropped.
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import torch
@@ -23,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from ..training.objectives import Objective
-from .policy import sample_trajectories, step_log_prob
+from .policy import round_minibatches, sample_trajectories, step_log_prob
 from .reference import ReferenceModel
 from .rewards import resolve_reward
 
@@ -86,14 +85,8 @@ class D3POObjective(Objective):
         self._round = (traj, winners, losers)
         if len(winners) == 0:
             return
-        size = o.minibatch_size or len(winners)
-        rng = random.Random(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-        stochastic = traj.stochastic_steps()
-        train_steps = max(1, round(o.timestep_fraction * len(stochastic)))
-        for _ in range(o.inner_epochs):
-            order = torch.randperm(len(winners), generator=generator)
-            for start in range(0, len(winners), size):
-                self._queue.append((order[start : start + size], sorted(rng.sample(stochastic, train_steps))))
+        self._queue.extend(round_minibatches(len(winners), o.minibatch_size, o.inner_epochs, traj.stochastic_steps(),
+                                             o.timestep_fraction, generator))
 
     def loss(self, batch: dict[str, Any], denoiser: nn.Module, generator: torch.Generator):
         if not hasattr(self, "reference"):

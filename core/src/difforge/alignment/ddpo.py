@@ -14,7 +14,6 @@ policy is multistep consistency sampling with 2–4 steps.
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import torch
@@ -22,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from ..training.objectives import Objective
-from .policy import Trajectories, sample_trajectories, step_log_prob
+from .policy import Trajectories, round_minibatches, sample_trajectories, step_log_prob
 from .rewards import PerPromptStatTracker, resolve_reward
 
 
@@ -88,15 +87,8 @@ class DDPOObjective(Objective):
         self.samples_used += len(prompts)
         self.rounds.append({"reward_mean": float(rewards.mean()), "reward_std": float(rewards.std(unbiased=False)),
                             "samples": self.samples_used})
-        size = o.minibatch_size or len(prompts)
-        rng = random.Random(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-        stochastic = traj.stochastic_steps()
-        train_steps = max(1, round(o.timestep_fraction * len(stochastic)))
-        for _ in range(o.inner_epochs):
-            order = torch.randperm(len(prompts), generator=generator)
-            for start in range(0, len(prompts), size):
-                steps = sorted(rng.sample(stochastic, train_steps))
-                self._queue.append((order[start : start + size], steps))
+        self._queue.extend(round_minibatches(len(prompts), o.minibatch_size, o.inner_epochs, traj.stochastic_steps(),
+                                             o.timestep_fraction, generator))
 
     def loss(self, batch: dict[str, Any], denoiser: nn.Module, generator: torch.Generator):
         if not self._queue:

@@ -9,6 +9,7 @@ its steps under the current parameters (with gradients) for the policy-gradient 
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,13 @@ from ..sampling.schedule import SamplingSchedule
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
+def _gaussian_log_prob(x_prev: Tensor, mean: Tensor, sigma: Tensor) -> Tensor:
+    """log N(x_prev; mean, σ² I), mean over dimensions as in DDPO's code; x_prev is data (no gradient)."""
+    sigma = sigma.clamp_min(1e-12)
+    log_prob = -((x_prev.detach() - mean) ** 2) / (2 * sigma**2) - sigma.log() - _LOG_SQRT_2PI
+    return log_prob.flatten(1).mean(1)
+
+
 def ddim_step(x0: Tensor, x: Tensor, alpha: Tensor, alpha_prev: Tensor, eta: float,
               generator: torch.Generator | None = None, x_prev: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """One stochastic DDIM step and its log-probability, mean over dimensions (Song et al. 2021, Eq. 12; DDPO Eq. 4)."""
@@ -30,9 +38,7 @@ def ddim_step(x0: Tensor, x: Tensor, alpha: Tensor, alpha_prev: Tensor, eta: flo
     if x_prev is None:
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device="cpu").to(x.device)
         x_prev = mean + sigma * noise
-    sigma = sigma.clamp_min(1e-12)
-    log_prob = -((x_prev.detach() - mean) ** 2) / (2 * sigma**2) - sigma.log() - _LOG_SQRT_2PI
-    return x_prev, log_prob.flatten(1).mean(1)
+    return x_prev, _gaussian_log_prob(x_prev, mean, sigma)
 
 
 def consistency_step(x0: Tensor, alpha_prev: Tensor, generator: torch.Generator | None = None,
@@ -43,9 +49,7 @@ def consistency_step(x0: Tensor, alpha_prev: Tensor, generator: torch.Generator 
     if x_prev is None:
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device="cpu").to(x0.device)
         x_prev = mean + sigma * noise
-    sigma = sigma.clamp_min(1e-12)
-    log_prob = -((x_prev.detach() - mean) ** 2) / (2 * sigma**2) - sigma.log() - _LOG_SQRT_2PI
-    return x_prev, log_prob.flatten(1).mean(1)
+    return x_prev, _gaussian_log_prob(x_prev, mean, sigma)
 
 
 POLICIES = ("ddim", "consistency")
@@ -85,6 +89,22 @@ class Trajectories:
         policies (σ = 0): its likelihood is a point mass whose gradient would be 0/0, so it is
         not trained (DDPO's SD schedule ends at ᾱ_0 < 1 instead, with a tiny σ)."""
         return [i for i in range(self.num_steps) if float(self.schedule.alphas_prev[i]) < 1.0 - 1e-6]
+
+
+def round_minibatches(count: int, size: int | None, epochs: int, steps: list[int], fraction: float,
+                      generator: torch.Generator) -> list[tuple[Tensor, list[int]]]:
+    """The optimizer steps of one sampling round: for each of ``epochs`` passes, a fresh
+    permutation of the ``count`` items cut into minibatches of ``size`` (default: all), each
+    trained on a random ``fraction`` of the trainable ``steps`` (DDPO's timestep fraction)."""
+    rng = random.Random(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+    per_item = max(1, round(fraction * len(steps)))
+    size = size or count
+    queue = []
+    for _ in range(epochs):
+        order = torch.randperm(count, generator=generator)
+        for start in range(0, count, size):
+            queue.append((order[start : start + size], sorted(rng.sample(steps, per_item))))
+    return queue
 
 
 def guided_x0(backbone, model: nn.Module, x: Tensor, timestep: Tensor, cond: Any, null: Any, scale: float) -> Tensor:

@@ -41,12 +41,14 @@ class PSOObjective(DiffusionDPOObjective):
     def setup(self, trainer) -> None:
         """The frozen reference, and (offline) the reference images of the whole dataset."""
         super().setup(trainer)
+        self.samples_used = 0
         self.offline: dict[str, torch.Tensor] = {}
         if not self.options.online:
             generator = torch.Generator().manual_seed(trainer.config.train.seed + 29)
             captions = sorted({trainer.dataset[i]["caption"] for i in range(len(trainer.dataset))})
             for caption in captions:
                 self.offline[caption] = self.reference_samples([caption], trainer.backbone.denoiser, generator)[0]
+            self.samples_used = len(captions)
 
     @torch.no_grad()
     def reference_samples(self, captions: list[str], denoiser: nn.Module, generator: torch.Generator) -> torch.Tensor:
@@ -66,6 +68,7 @@ class PSOObjective(DiffusionDPOObjective):
         x_w = bb.encode_images(batch["pixel_values"].to(bb.device), generator=generator)
         if self.options.online:
             x_l = self.reference_samples(captions, bb.denoiser, generator)
+            self.samples_used += len(captions)
         else:
             x_l = torch.stack([self.offline[c] for c in captions])
         cond = bb.encode_prompts(captions)

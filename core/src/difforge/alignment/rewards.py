@@ -45,7 +45,3 @@ class PerPromptStatTracker:
             pool = torch.tensor(list(self.history[prompt])) if len(self.history[prompt]) >= self.min_count else rewards
             out[mask] = (rewards[mask] - pool.mean()) / (pool.std(unbiased=False) + 1e-6)
         return out
-
-    def state_dict(self) -> dict[str, list[float]]:
-        """The per-prompt reward buffers (for checkpoints)."""
-        return {k: list(v) for k, v in self.history.items()}

@@ -2,8 +2,7 @@
 pixel analysis (palette assignment, connected components, shape geometry). No learned model.
 
 ``score(images, prompts)`` gives the prompt-alignment reward in [0, 1] and per-attribute
-accuracies; :func:`detect` returns the objects found in one image; :func:`detect_style` reads
-the background texture (plain, stripes, dots).
+accuracies; :func:`detect` returns the objects found in one image.
 """
 
 from __future__ import annotations
@@ -217,36 +216,6 @@ def score(images, prompts: Sequence[str]) -> dict[str, object]:
         if values:
             summary[f"mean_{key}" if key == "reward" else f"{key}_accuracy"] = sum(values) / len(values)
     return summary
-
-
-#: background texture contrast (grey levels) above which a texture counts as present
-STYLE_CONTRAST = 6.0
-
-
-def style_contrasts(image) -> dict[str, float]:
-    """How strongly the background shows each texture: the darkness of the best-aligned phase
-    of the generator's 4-pixel grid (diagonal lines for ``stripes``, points for ``dots``) minus
-    the mean darkness of the other phases, over background (non-object) pixels."""
-    rgb = _to_uint8_hwc(image).astype(np.float32)
-    saturation = rgb.max(-1) - rgb.min(-1)
-    background = saturation <= MIN_SATURATION
-    darkness = 255.0 - rgb.mean(-1)
-    ys, xs = np.nonzero(background)
-    values = darkness[ys, xs]
-
-    def contrast(phase: np.ndarray, phases: int) -> float:
-        means = np.array([values[phase == k].mean() if np.any(phase == k) else 0.0 for k in range(phases)])
-        best = int(means.argmax())
-        return float(means[best] - np.delete(means, best).mean())
-
-    return {"stripes": contrast((xs - ys) % 4, 4), "dots": contrast((xs % 4) * 4 + ys % 4, 16)}
-
-
-def detect_style(image) -> str:
-    """The background texture of one image: ``plain``, ``stripes`` or ``dots``."""
-    contrasts = style_contrasts(image)
-    style = max(contrasts, key=contrasts.get)
-    return style if contrasts[style] > STYLE_CONTRAST else "plain"
 
 
 def scene_matches(scene, detections: Sequence[Detection]) -> bool:

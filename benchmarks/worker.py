@@ -1,0 +1,26 @@
+"""Benchmarks run each measurement in a fresh process (so peak memory and RNG state are its
+own): the parent calls :func:`run_worker`, the child prints its result with :func:`emit`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+PREFIX = "RESULT "
+
+
+def emit(result: dict) -> None:
+    """Print a worker's result where :func:`run_worker` finds it."""
+    print(PREFIX + json.dumps(result), flush=True)
+
+
+def run_worker(script: str | Path, args: list[str], label: str, cwd: str | Path | None = None) -> dict:
+    """Run ``script --worker ...`` in a new Python process and return the dict it emitted;
+    a failed worker stops the benchmark with its label and the end of its stderr."""
+    proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, cwd=cwd)
+    line = next((out for out in proc.stdout.splitlines() if out.startswith(PREFIX)), None)
+    if line is None:
+        raise SystemExit(f"{label}: worker failed\n{proc.stderr[-3000:]}")
+    return json.loads(line[len(PREFIX):])
