@@ -139,6 +139,34 @@ def test_reference_is_the_base_model_without_a_copy():
         assert not torch.allclose(zoo.predict(x, t, cond), base)  # re-enabled afterwards
 
 
+def test_seppo_snapshots_restore_the_policy_and_follow_the_strategy():
+    from difforge.alignment.seppo import PolicySnapshots
+
+    params = [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.ones(2))]
+    snapshots = PolicySnapshots(params, max_kept=3)
+    for step in range(4):
+        with torch.no_grad():
+            params[0].fill_(step)
+        snapshots.take(step * 10)
+    assert snapshots.steps == [0, 20, 30]  # the initial snapshot stays; the oldest later one goes
+    with torch.no_grad():
+        params[0].fill_(7.0)
+    with snapshots.loaded(1):
+        assert torch.equal(params[0], torch.full((3,), 2.0))
+    assert torch.equal(params[0], torch.full((3,), 7.0))  # the policy's own values are back
+    g = torch.Generator().manual_seed(0)
+    assert snapshots.choose("initial", g) == 0 and snapshots.choose("latest", g) == 2
+    assert {snapshots.choose("random", g) for _ in range(50)} == {0, 1, 2}
+
+
+def test_seppo_flipper_learns_reference_samples_the_policy_fits_better_than_the_anchor_as_winners():
+    from difforge.alignment.seppo import flipper_sign
+
+    winner = torch.tensor([0.10, 0.10, 0.30])
+    reference = torch.tensor([0.20, 0.05, 0.30])
+    assert flipper_sign(winner, reference).tolist() == [1.0, -1.0, -1.0]
+
+
 # ------------------------------------------------------------------------------------ data
 def test_build_preference_pairs_writes_best_vs_worst(zoo, tmp_path):
     path = build_preference_pairs(zoo, ["a red circle", "a blue square"], reward("colourfulness"), tmp_path,

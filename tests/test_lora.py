@@ -168,3 +168,41 @@ def test_kohya_lora_files_load(tiny_sd_dir, tmp_path):
     fresh = load_backbone(tiny_sd_dir).eval()
     AdapterSet(fresh.denoiser).load(tmp_path / "kohya.safetensors", name="kohya")
     torch.testing.assert_close(_out(fresh), expected, atol=1e-6, rtol=1e-5)
+
+
+def test_text_encoder_lora_loads_beside_a_unet_lora_in_difforge_and_diffusers(tiny_sd_dir, tmp_path):
+    """A text-encoder LoRA (as TexForce trains) is saved with diffusers' ``text_encoder.`` keys,
+    ``difforge.load`` routes it to the text encoder and a UNet LoRA to the UNet, and diffusers'
+    ``load_lora_weights`` gives the same text embeddings."""
+    import difforge
+
+    backbone = load_backbone(tiny_sd_dir)
+    text = AdapterSet(backbone.text_encoder.eval())
+    text.add("lora", "te", rank=4, target_modules=["q_proj", "k_proj", "v_proj", "out_proj"])
+    _randomise(text, "te", 5)
+    unet = AdapterSet(backbone.denoiser.eval())
+    unet.add("lora", "unet", rank=4)
+    _randomise(unet, "unet", 6)
+    with torch.no_grad():
+        ours_cond = backbone.encode_prompts(["a red circle"])
+    ours = _out(backbone)
+    text.save("te", tmp_path / "te")
+    unet.save("unet", tmp_path / "unet")
+    assert difforge.adapters.adapter_component_of_file(tmp_path / "te") == "text_encoder"
+    assert difforge.adapters.adapter_component_of_file(tmp_path / "unet") == "denoiser"
+
+    loaded = difforge.load(tiny_sd_dir, adapters=[(tmp_path / "unet", 1.0), (tmp_path / "te", 1.0)])
+    with torch.no_grad():
+        assert torch.equal(loaded.encode_prompts(["a red circle"]), ours_cond)
+    assert torch.equal(_out(loaded), ours)
+    base = load_backbone(tiny_sd_dir)
+    with torch.no_grad():
+        assert not torch.allclose(base.encode_prompts(["a red circle"]), ours_cond)
+
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_sd_dir, local_files_only=True)
+    pipe.load_lora_weights(tmp_path / "te", adapter_name="te")
+    ids = pipe.tokenizer(["a red circle"], padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                         return_tensors="pt").input_ids
+    with torch.no_grad():
+        theirs = pipe.text_encoder(ids)[0]
+    torch.testing.assert_close(theirs, ours_cond, atol=1e-5, rtol=1e-5)

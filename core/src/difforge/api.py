@@ -27,13 +27,22 @@ def train(config: RunConfig | str | Path | dict[str, Any], overrides: Sequence[s
 
 
 def load(model: str | Path, adapters: Sequence[tuple[str | Path, float]] = (), **options: Any) -> Backbone:
-    """Load a backbone and apply adapters ``[(path, weight), ...]`` (any type difforge saved, or diffusers / kohya LoRA files)."""
-    from .adapters import AdapterSet
+    """Load a backbone and apply adapters ``[(path, weight), ...]`` (any type difforge saved, or
+    diffusers / kohya LoRA files). Text-encoder adapters (e.g. from TexForce) go to the text
+    encoder (``backbone.text_encoder_adapters``), the others to the denoiser (``backbone.adapters``)."""
+    from .adapters import AdapterSet, adapter_component_of_file
 
     backbone = load_backbone(model, **options)
-    if adapters:
-        backbone.adapters = AdapterSet(backbone.denoiser)
-        for i, (path, weight) in enumerate(adapters):
+    for i, (path, weight) in enumerate(adapters):
+        if adapter_component_of_file(path) == "text_encoder":
+            if backbone.text_encoder is None:
+                raise ValueError(f"{path}: a text-encoder adapter, but the model has no text encoder")
+            if getattr(backbone, "text_encoder_adapters", None) is None:
+                backbone.text_encoder_adapters = AdapterSet(backbone.text_encoder)
+            backbone.text_encoder_adapters.load(path, name=f"adapter_{i}", weight=weight)
+        else:
+            if getattr(backbone, "adapters", None) is None:
+                backbone.adapters = AdapterSet(backbone.denoiser)
             backbone.adapters.load(path, name=f"adapter_{i}", weight=weight)
     return backbone
 

@@ -50,10 +50,13 @@ class DataConfig(_Section):
 
 
 class AdapterConfig(_Section):
-    """The adapter to train; omit the section to fine-tune the whole denoiser."""
+    """The adapter to train; omit the section to fine-tune the whole denoiser. ``component``
+    chooses the model it is attached to: the denoiser, or the text encoder (the LoRA family
+    only; e.g. TexForce)."""
 
     type: str = "lora"
     name: str = "default"
+    component: Literal["denoiser", "text_encoder"] = "denoiser"
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -227,6 +230,9 @@ def _check_data_fits_objective(config: RunConfig, objective: Any, dataset: Any, 
     if "images" in needs and "images" not in provides:
         raise ConfigError(f"{source}: data.dataset: objective {config.objective.name!r} trains on images, "
                           f"which dataset {config.data.dataset!r} does not give")
+    if "text_encoder_adapter" in needs and (config.adapter is None or config.adapter.component != "text_encoder"):
+        raise ConfigError(f"{source}: adapter.component: objective {config.objective.name!r} trains an adapter on the "
+                          f"text encoder; set adapter.component: text_encoder")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, data: dict[str, Any] | None = None) -> RunConfig:

@@ -8,7 +8,7 @@ Adaptation, composable sparse fine-tuning, SCEdit's SC-Tuner and IP-Adapter on t
 from __future__ import annotations
 
 from .base import AdapterType
-from .composition import MERGE_STRATEGIES, AdapterSet, adapter_type_of_file
+from .composition import MERGE_STRATEGIES, AdapterSet, adapter_component_of_file, adapter_type_of_file
 from .difffit import DiffFitAdapter, DiffFitOptions
 from .ip_adapter import IpAdapter, IpAdapterOptions
 from .layer_adapter import LayerAdapter
@@ -33,5 +33,5 @@ __all__ = [
     "DoraAdapter", "DoraOptions", "IpAdapter", "IpAdapterOptions", "LayerAdapter", "LohaAdapter", "LohaOptions", "LokrAdapter", "LokrOptions",
     "LoraAdapter", "LoraOptions", "OftAdapter", "OftOptions", "OrthogonalAdapter", "OrthogonalOptions",
     "PeftAdapter", "SaraAdapter", "SaraOptions", "ScTunerAdapter", "ScTunerOptions", "SparseFtAdapter", "SparseFtOptions", "TunedLayer", "Tuner",
-    "adapter_type_of_file",
+    "adapter_component_of_file", "adapter_type_of_file",
 ]

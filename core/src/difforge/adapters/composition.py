@@ -41,6 +41,23 @@ def adapter_type_of_file(path: str | Path) -> str:
     return metadata.get("difforge_adapter_type", "lora")
 
 
+def adapter_component_of_file(path: str | Path) -> str:
+    """``text_encoder`` for an adapter file whose keys all address a CLIP text encoder (a
+    diffusers ``text_encoder.`` prefix or PEFT's ``text_model.`` keys), else ``denoiser``."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.safetensors"))
+        if not files:
+            raise FileNotFoundError(f"{path}: no .safetensors adapter file")
+        path = files[0]
+    with safe_open(str(path), "pt") as f:
+        keys = list(f.keys())
+    text = ("text_encoder.", "text_model.")
+    return "text_encoder" if keys and all(k.startswith(text) for k in keys) else "denoiser"
+
+
 class AdapterSet:
     """The named adapters attached to one model, each with its type and weight."""
 

@@ -7,8 +7,10 @@ any weights load:
 
 - ``diffusion-dpo`` / ``dcpo``: preference pairs, frozen reference (:mod:`.dpo`)
 - ``pso``: training images preferred over the model's own few-step samples (:mod:`.pso`)
+- ``seppo``: winning images against samples of previous checkpoints, with the anchor-based flipper (:mod:`.seppo`)
 - ``d3po``: step-wise DPO on pairs of sampled trajectories with preference labels (:mod:`.d3po`)
 - ``ddpo`` / ``rlcm``: on-policy trajectories scored by a reward (:mod:`.ddpo`)
+- ``texforce``: DDPO's policy gradient on a LoRA of the text encoder (:mod:`.texforce`)
 - ``alignprop``: a differentiable reward backpropagated through the sampling chain (:mod:`.alignprop`)
 
 Preference data are built from a model's own samples or read in the Pick-a-Pic layout
@@ -22,11 +24,14 @@ from .dpo import DCPOObjective, DiffusionDPOObjective
 from .preferences import PreferencePairsDataset, build_preference_pairs, perturb_caption
 from .pso import PSOObjective
 from .reference import ReferenceModel
+from .seppo import SePPOObjective
+from .texforce import TexForceObjective
 
-ALIGNMENT_OBJECTIVES = {cls.name: cls for cls in (DiffusionDPOObjective, DCPOObjective, PSOObjective, D3POObjective,
-                                                  DDPOObjective, RLCMObjective, AlignPropObjective)}
+ALIGNMENT_OBJECTIVES = {cls.name: cls for cls in (DiffusionDPOObjective, DCPOObjective, PSOObjective, SePPOObjective,
+                                                  D3POObjective, DDPOObjective, RLCMObjective, TexForceObjective,
+                                                  AlignPropObjective)}
 ALIGNMENT_DATASETS = {"preference-pairs": PreferencePairsDataset}
 
 __all__ = ["ALIGNMENT_DATASETS", "ALIGNMENT_OBJECTIVES", "AlignPropObjective", "D3POObjective", "DCPOObjective",
            "DDPOObjective", "DiffusionDPOObjective", "PSOObjective", "PreferencePairsDataset", "RLCMObjective", "ReferenceModel",
-           "build_preference_pairs", "perturb_caption"]
+           "SePPOObjective", "TexForceObjective", "build_preference_pairs", "perturb_caption"]

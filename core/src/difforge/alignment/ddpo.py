@@ -90,6 +90,10 @@ class DDPOObjective(Objective):
         self._queue.extend(round_minibatches(len(prompts), o.minibatch_size, o.inner_epochs, traj.stochastic_steps(),
                                              o.timestep_fraction, generator))
 
+    def step_log_prob(self, denoiser: nn.Module, traj: Trajectories, step: int, index: torch.Tensor) -> torch.Tensor:
+        """The log-probability of a recorded step under the current policy."""
+        return step_log_prob(self.backbone, denoiser, traj, step, index)
+
     def loss(self, batch: dict[str, Any], denoiser: nn.Module, generator: torch.Generator):
         if not self._queue:
             self.start_round(list(batch["caption"]), denoiser, generator)
@@ -99,7 +103,7 @@ class DDPOObjective(Objective):
         o = self.options
         losses, clipped = [], []
         for step in steps:
-            log_prob = step_log_prob(self.backbone, denoiser, traj, step, index)
+            log_prob = self.step_log_prob(denoiser, traj, step, index)
             ratio = torch.exp(log_prob - traj.log_probs[step, index])
             unclipped = -adv * ratio
             clipped_loss = -adv * ratio.clamp(1 - o.clip_range, 1 + o.clip_range)

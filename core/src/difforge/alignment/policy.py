@@ -140,11 +140,15 @@ def sample_trajectories(backbone, model: nn.Module, prompts: list[str], *, num_s
                         guidance_scale, policy)
 
 
-def step_log_prob(backbone, model: nn.Module, traj: Trajectories, step: int, index: Tensor) -> Tensor:
-    """The log-probability, under ``model`` now, of step ``step`` of trajectories ``index``."""
+def step_log_prob(backbone, model: nn.Module, traj: Trajectories, step: int, index: Tensor,
+                  cond: Any = None, null: Any = None) -> Tensor:
+    """The log-probability, under ``model`` now, of step ``step`` of trajectories ``index``;
+    ``cond``/``null`` replace the conditioning recorded when sampling (e.g. re-encoded prompts)."""
     x, x_prev = traj.latents[step, index], traj.latents[step + 1, index]
     timestep = traj.schedule.timesteps[step].reshape(1).expand(len(index)).to(x.device)
-    null = traj.null[index] if traj.null is not None else None
-    x0 = guided_x0(backbone, model, x, timestep, traj.cond[index], null, traj.guidance_scale)
+    cond = traj.cond[index] if cond is None else cond
+    if null is None and traj.null is not None:
+        null = traj.null[index]
+    x0 = guided_x0(backbone, model, x, timestep, cond, null, traj.guidance_scale)
     a, a_prev = traj.schedule.alphas[step].to(x), traj.schedule.alphas_prev[step].to(x)
     return policy_step(traj.policy, x0, x, a, a_prev, traj.eta, x_prev=x_prev)[1]

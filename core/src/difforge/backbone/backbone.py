@@ -131,9 +131,9 @@ class Backbone(nn.Module):
             return latents
         return self.vae.decode(latents.to(self.vae.dtype) / self.latent_scale).sample
 
-    @torch.no_grad()
     def encode_prompts(self, prompts: Sequence[str]) -> Tensor:
-        """Prompts -> the text encoder's last hidden states (Stable Diffusion's conditioning)."""
+        """Prompts -> the text encoder's last hidden states (Stable Diffusion's conditioning);
+        differentiable only while the text encoder has trainable parameters (e.g. a LoRA)."""
         if self.text_encoder is None or self.tokenizer is None:
             raise ValueError("this backbone has no text encoder/tokenizer; it cannot encode prompts")
         tokens = self.tokenizer(
@@ -143,7 +143,9 @@ class Backbone(nn.Module):
             truncation=True,
             return_tensors="pt",
         ).input_ids.to(self.text_encoder.device)
-        return self.text_encoder(tokens)[0]
+        trains = torch.is_grad_enabled() and any(p.requires_grad for p in self.text_encoder.parameters())
+        with torch.set_grad_enabled(trains):
+            return self.text_encoder(tokens)[0]
 
     def null_condition(self, batch: int) -> Tensor | None:
         """The unconditional input for classifier-free guidance."""

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..adapters import AdapterSet
+from ..adapters import AdapterSet, PeftAdapter
+from ..adapters.lora.config import TEXT_ENCODER_TARGET_MODULES
 from ..backbone import Backbone, load_backbone
 from ..checkpointing import (
     atomic_save_json,
@@ -176,10 +177,17 @@ class Trainer:
         self.adapters: AdapterSet | None = None
         if cfg.adapter is not None and cfg.train.freeze_mask:
             raise ConfigError("train.freeze_mask: a FreezeAsGuard mask applies to full fine-tuning; remove the adapter section")
+        #: the module holding the trained parameters: the denoiser, or the text encoder
+        self.adapted: torch.nn.Module = denoiser
         if cfg.adapter is not None:
-            self.adapters = AdapterSet(denoiser)
-            self.adapters.add(cfg.adapter.type, cfg.adapter.name, **cfg.adapter.options)
+            self.adapted = self._adapted_component(cfg.adapter)
+            self.adapters = AdapterSet(self.adapted)
+            options = dict(cfg.adapter.options)
+            if self.adapted is not denoiser:
+                options.setdefault("target_modules", list(TEXT_ENCODER_TARGET_MODULES))
+            self.adapters.add(cfg.adapter.type, cfg.adapter.name, **options)
             denoiser.requires_grad_(False)
+            self.adapted.requires_grad_(False)
             self.trainable = self.adapters.trainable_parameters(cfg.adapter.name)
             for p in self.trainable:
                 p.requires_grad_(True)
@@ -188,7 +196,7 @@ class Trainer:
             if cfg.train.freeze_mask:
                 self._apply_freeze_mask(denoiser, cfg.train.freeze_mask)
             self.trainable = [p for p in denoiser.parameters() if p.requires_grad]
-        self.trainable_names = [n for n, p in denoiser.named_parameters() if p.requires_grad]
+        self.trainable_names = [n for n, p in self.adapted.named_parameters() if p.requires_grad]
         if cfg.train.gradient_checkpointing:
             if not getattr(denoiser, "_supports_gradient_checkpointing", False):
                 raise ConfigError(
@@ -197,11 +205,12 @@ class Trainer:
             denoiser.enable_gradient_checkpointing()
         weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(acc.mixed_precision, torch.float32)
         for frozen in (bb.vae, bb.text_encoder):
-            if frozen is not None:
+            if frozen is not None and frozen is not self.adapted:
                 frozen.to(acc.device).eval()
                 if weight_dtype != torch.float32:
                     frozen.to(dtype=weight_dtype)
         denoiser.to(acc.device)
+        self.adapted.to(acc.device)
         self.ema = None
         if cfg.train.ema is not None:
             from diffusers.training_utils import EMAModel
@@ -212,6 +221,19 @@ class Trainer:
                 update_after_step=cfg.train.ema.update_after_step,
             )
         self.objective = self._build_objective()
+
+    def _adapted_component(self, adapter) -> torch.nn.Module:
+        """The module ``adapter.component`` names, checked to accept the adapter type."""
+        if adapter.component == "denoiser":
+            return self.backbone.denoiser
+        if self.backbone.text_encoder is None:
+            raise ConfigError("adapter.component: 'text_encoder', but this model has no text encoder")
+        from ..plugins import get_registry
+
+        if not isinstance(get_registry("adapters").get(adapter.type), PeftAdapter):
+            raise ConfigError(f"adapter.component: the text encoder takes the PEFT (LoRA family) adapter types "
+                              f"(lora, dora, loha, lokr, oft), not {adapter.type!r}")
+        return self.backbone.text_encoder
 
     @staticmethod
     def _apply_freeze_mask(denoiser: torch.nn.Module, path: str) -> None:
@@ -278,7 +300,7 @@ class Trainer:
         path = self.output_dir / f"checkpoint-{self.step}"
         if acc.is_main_process:
             def fill(tmp: Path) -> None:
-                params = dict(self.backbone.denoiser.named_parameters())
+                params = dict(self.adapted.named_parameters())
                 atomic_save_safetensors({n: params[n] for n in self.trainable_names}, tmp / "trainable.safetensors")
                 if self.adapters is not None:  # index sets and masks that are not parameters
                     state = self.adapters.state_dict(self.config.adapter.name)
@@ -335,7 +357,7 @@ class Trainer:
         if self.adapters is not None and (path / "adapter_state.safetensors").exists():
             self.adapters.load_state_dict(self.config.adapter.name, load_file(str(path / "adapter_state.safetensors")))
         weights = load_file(str(path / "trainable.safetensors"))
-        params = dict(self.backbone.denoiser.named_parameters())
+        params = dict(self.adapted.named_parameters())
         missing = [n for n in self.trainable_names if n not in weights]
         if missing:
             raise TrainingError(f"{path}: checkpoint lacks {len(missing)} trained tensors, e.g. {missing[0]}")

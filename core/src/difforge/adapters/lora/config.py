@@ -6,6 +6,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 #: attention projections of diffusers UNets and transformers, the usual LoRA targets
 DEFAULT_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
+#: attention projections of a CLIP text encoder (diffusers' text-encoder LoRA targets)
+TEXT_ENCODER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
 class LoraOptions(BaseModel):

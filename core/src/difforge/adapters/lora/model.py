@@ -16,8 +16,12 @@ METADATA_KEY = "lora_adapter_metadata"
 
 
 def diffusers_prefix(model: nn.Module) -> str:
-    """The key prefix diffusers uses for this denoiser in LoRA files (``unet`` / ``transformer``)."""
-    return "unet" if "UNet" in type(model).__name__ else "transformer"
+    """The key prefix diffusers uses for this model in LoRA files (``unet`` / ``transformer`` /
+    ``text_encoder``)."""
+    name = type(model).__name__
+    if name.startswith("CLIPText"):
+        return "text_encoder"
+    return "unet" if "UNet" in name else "transformer"
 
 
 class LoraAdapter(PeftAdapter):
