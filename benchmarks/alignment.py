@@ -14,6 +14,8 @@ in its own process, then samples the 24 held-out two-shape prompts of
 | rlcm-compressibility | rlcm (4 steps) | jpeg-compressibility | compressibility at 4 steps, alignment |
 | alignprop-colourfulness | alignprop | colourfulness | colourfulness, alignment |
 | pso-heldout | pso | 96 images of held-out colour-shape pairs (online pairs) | alignment of 4-step consistency samples of those prompts |
+| seppo-heldout | seppo | the same 96 images as winners; references from previous checkpoints | alignment of DDIM samples of those prompts |
+| texforce-heldout | texforce (text-encoder LoRA) | shapes-alignment on the 6 held-out colour-shape prompts | alignment of DDIM samples of those prompts |
 | ddpo-colourfulness | ddpo | colourfulness | colourfulness (AlignProp vs DDPO per generated sample) |
 
 The preference pairs are built once from the base model (48 training prompts x 4 samples).
@@ -56,6 +58,8 @@ RUNS = {
     "rlcm-compressibility": ("rlcm", [], ["jpeg-compressibility", "shapes-alignment"], 4),
     "alignprop-colourfulness": ("alignprop", [], ["colourfulness", "shapes-alignment"], 10),
     "pso-heldout": ("pso", [], ["shapes-alignment"], 4),
+    "seppo-heldout": ("seppo", [], ["shapes-alignment"], 10),
+    "texforce-heldout": ("texforce", [], ["shapes-alignment"], 10),
     "ddpo-colourfulness": ("ddpo", ["objective.options.reward=colourfulness"], ["colourfulness", "shapes-alignment"], 10),
 }
 
@@ -80,8 +84,9 @@ def measure(backbone, rewards: list[str], num_steps: int, samples: int, run: str
 
 
 def evaluation_prompts(run: str) -> list[str]:
-    """The held-out two-shape prompts; for PSO, the held-out colour-shape combinations it trained on."""
-    if run.startswith("pso"):
+    """The held-out two-shape prompts; for PSO, SePPO and TexForce, the held-out colour-shape
+    combinations they trained on."""
+    if run.startswith(("pso", "seppo", "texforce")):
         from difforge_zoo.shapes import HELD_OUT_COMBINATIONS, article
 
         return [f"{article(c)} {c} {s}" for c, s in sorted(HELD_OUT_COMBINATIONS)]

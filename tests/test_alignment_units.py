@@ -233,6 +233,23 @@ def test_configs_are_checked_before_any_weights_load():
         load_config(data=_config("ddpo", {"reward": "jpeg-compresibility"}))
     with pytest.raises(ConfigError, match="objective 'denoising' trains on images"):
         load_config(data=_config("denoising", {}))
+    with pytest.raises(ConfigError, match="objective 'seppo' trains on images"):
+        load_config(data=_config("seppo", {}))
+    with pytest.raises(ConfigError, match="objective.options.ref_strategy: "):
+        load_config(data=_config("seppo", {"ref_strategy": "oldest"}, "shapes", {"count": 4}))
+    with pytest.raises(ConfigError, match="adapter.component: objective 'texforce' trains an adapter on the text encoder"):
+        load_config(data=_config("texforce", {"reward": "shapes-alignment"}))
+    texforce = _config("texforce", {"reward": "shapes-alignment"})
+    texforce["adapter"]["component"] = "text_encoder"
+    assert load_config(data=texforce).adapter.component == "text_encoder"
     assert load_config(data=_config("ddpo", {"reward": "shapes-alignment"})).objective.name == "ddpo"
     assert math.isclose(load_config(data=_config("diffusion-dpo", {"beta": 100}, "preference-pairs", {"path": "x"}))
                         .objective.options["beta"], 100)
+
+
+def test_the_text_encoder_takes_only_peft_adapters(tmp_path):
+    config = _config("texforce", {"reward": "shapes-alignment"})
+    config["adapter"] = {"type": "difffit", "component": "text_encoder"}
+    config["output"] = {"dir": str(tmp_path), "tensorboard": False, "progress": False}
+    with pytest.raises(ConfigError, match="adapter.component: the text encoder takes the PEFT .* not 'difffit'"):
+        difforge.Trainer(load_config(data=config))
