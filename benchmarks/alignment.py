@@ -16,6 +16,7 @@ in its own process, then samples the 24 held-out two-shape prompts of
 | pso-heldout | pso | 96 images of held-out colour-shape pairs (online pairs) | alignment of 4-step consistency samples of those prompts |
 | seppo-heldout | seppo | the same 96 images as winners; references from previous checkpoints | alignment of DDIM samples of those prompts |
 | texforce-heldout | texforce (text-encoder LoRA) | shapes-alignment on the 6 held-out colour-shape prompts | alignment of DDIM samples of those prompts |
+| texforce-compressibility | texforce (text-encoder LoRA), lr 1e-2, 200 steps | jpeg-compressibility on the training prompts | compressibility and alignment |
 | ddpo-colourfulness | ddpo | colourfulness | colourfulness (AlignProp vs DDPO per generated sample) |
 
 The preference pairs are built once from the base model (48 training prompts x 4 samples).
@@ -60,6 +61,10 @@ RUNS = {
     "pso-heldout": ("pso", [], ["shapes-alignment"], 4),
     "seppo-heldout": ("seppo", [], ["shapes-alignment"], 10),
     "texforce-heldout": ("texforce", [], ["shapes-alignment"], 10),
+    "texforce-compressibility": ("texforce", ["objective.options.reward=jpeg-compressibility", "train.lr=1e-2",
+                                              "train.steps=200", "data.batch_size=4",
+                                              "data.options={file: examples/configs/alignment/prompts_train.txt}"],
+                                 ["jpeg-compressibility", "shapes-alignment"], 10),
     "ddpo-colourfulness": ("ddpo", ["objective.options.reward=colourfulness"], ["colourfulness", "shapes-alignment"], 10),
 }
 
@@ -84,9 +89,9 @@ def measure(backbone, rewards: list[str], num_steps: int, samples: int, run: str
 
 
 def evaluation_prompts(run: str) -> list[str]:
-    """The held-out two-shape prompts; for PSO, SePPO and TexForce, the held-out colour-shape
-    combinations they trained on."""
-    if run.startswith(("pso", "seppo", "texforce")):
+    """The held-out two-shape prompts; for PSO, SePPO and TexForce on alignment, the held-out
+    colour-shape combinations they trained on."""
+    if run.startswith(("pso", "seppo", "texforce-heldout")):
         from difforge_zoo.shapes import HELD_OUT_COMBINATIONS, article
 
         return [f"{article(c)} {c} {s}" for c, s in sorted(HELD_OUT_COMBINATIONS)]
@@ -118,7 +123,7 @@ def worker(run: str, seed: int, scale: float, samples: int, work: Path) -> dict:
 
     objective, overrides, rewards, num_steps = RUNS[run]
     config_path = CONFIGS / f"{objective}.yaml"
-    steps = max(1, round(load_config(config_path).train.steps * scale))
+    steps = max(1, round(load_config(config_path, overrides).train.steps * scale))
     overrides = [*overrides, f"train.seed={seed}", f"train.steps={steps}", f"output.dir={work / run / str(seed)}",
                  "output.progress=false"]
     if objective in ("diffusion-dpo", "dcpo"):
