@@ -15,6 +15,7 @@ in its own process, then samples the 24 held-out two-shape prompts of
 | alignprop-colourfulness | alignprop | colourfulness | colourfulness, alignment |
 | pso-heldout | pso | 96 images of held-out colour-shape pairs (online pairs) | alignment of 4-step consistency samples of those prompts |
 | seppo-heldout | seppo | the same 96 images as winners; references from previous checkpoints | alignment of DDIM samples of those prompts |
+| seppo-noflip / seppo-initial | seppo without the flipper / with the initial model as the only reference | as seppo-heldout |
 | texforce-heldout | texforce (text-encoder LoRA) | shapes-alignment on the 6 held-out colour-shape prompts | alignment of DDIM samples of those prompts |
 | texforce-compressibility | texforce (text-encoder LoRA), lr 1e-2, 200 steps | jpeg-compressibility on the training prompts | compressibility and alignment |
 | ddpo-colourfulness | ddpo | colourfulness | colourfulness (AlignProp vs DDPO per generated sample) |
@@ -60,6 +61,8 @@ RUNS = {
     "alignprop-colourfulness": ("alignprop", [], ["colourfulness", "shapes-alignment"], 10),
     "pso-heldout": ("pso", [], ["shapes-alignment"], 4),
     "seppo-heldout": ("seppo", [], ["shapes-alignment"], 10),
+    "seppo-noflip": ("seppo", ["objective.options.flipper=false"], ["shapes-alignment"], 10),
+    "seppo-initial": ("seppo", ["objective.options.ref_strategy=initial"], ["shapes-alignment"], 10),
     "texforce-heldout": ("texforce", [], ["shapes-alignment"], 10),
     "texforce-compressibility": ("texforce", ["objective.options.reward=jpeg-compressibility", "train.lr=1e-2",
                                               "train.steps=200", "data.batch_size=4",
