@@ -25,7 +25,6 @@ same sampling without the image; text prompts are checked with the adapter attac
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import sys
@@ -36,7 +35,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from worker import emit, run_worker  # noqa: E402
+from worker import emit, run_worker, write_results  # noqa: E402
 CONFIGS = HERE.parent / "examples" / "configs" / "adapters"
 CONCEPTS = {
     "heart": {"shape": "heart", "colour": "red", "prompt": "a red sks circle", "class_prompt": "a red circle",
@@ -255,9 +254,7 @@ def main() -> None:
             results["interference"] = interference(args.steps, args.samples, Path(tmp))
         if "ip-adapter" not in args.skip:
             results["ip_adapter"] = ip_adapter_table(args.steps, args.samples, Path(tmp))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    write_results(results, args.out)
     print_tables(results)
 
 

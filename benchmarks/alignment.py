@@ -31,7 +31,6 @@ base's (ties count half).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -44,7 +43,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from worker import emit, run_worker  # noqa: E402
+from worker import emit, run_worker, write_results  # noqa: E402
 CONFIGS = ROOT / "examples" / "configs" / "alignment"
 WORD_GROUPS = [["red", "green", "blue", "yellow", "purple", "orange"], ["circle", "square", "triangle"],
                ["left", "right"], ["top", "bottom"], ["small", "large"]]
@@ -233,9 +232,7 @@ def main() -> None:
                 r = rows[-1]
                 print(f"{run} seed {seed}: before {r['before']} after {r['after']} ({r['seconds']} s)", flush=True)
     results = {"samples": args.samples, "scale": args.scale, "seeds": args.seeds, "rows": rows, "summary": summarise(rows)}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    write_results(results, args.out)
     print_tables(results)
 
 

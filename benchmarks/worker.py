@@ -24,3 +24,11 @@ def run_worker(script: str | Path, args: list[str], label: str, cwd: str | Path 
     if line is None:
         raise SystemExit(f"{label}: worker failed\n{proc.stderr[-3000:]}")
     return json.loads(line[len(PREFIX):])
+
+
+def write_results(results: dict, out: str | Path) -> Path:
+    """Write a benchmark's results as JSON to ``out`` (creating its folder)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    return out

@@ -26,18 +26,23 @@ from .tuned_layer import is_adapter_tensor
 MERGE_STRATEGIES = ("linear", "cat", "svd", "ties", "dare_linear", "dare_ties", "magnitude_prune", "orthogonal")
 
 
-def adapter_type_of_file(path: str | Path) -> str:
-    """The adapter type recorded in a file (or directory) written by difforge; ``lora`` for
-    diffusers / kohya LoRA files without difforge metadata."""
-    from .peft_tuner import read_safetensors
-
+def _weights_file(path: str | Path) -> Path:
+    """``path``, or the (first) ``.safetensors`` file of the directory ``path``."""
     path = Path(path)
     if path.is_dir():
         files = sorted(path.glob("*.safetensors"))
         if not files:
             raise FileNotFoundError(f"{path}: no .safetensors adapter file")
-        path = files[0]
-    _, metadata = read_safetensors(path)
+        return files[0]
+    return path
+
+
+def adapter_type_of_file(path: str | Path) -> str:
+    """The adapter type recorded in a file (or directory) written by difforge; ``lora`` for
+    diffusers / kohya LoRA files without difforge metadata."""
+    from .peft_tuner import read_safetensors
+
+    _, metadata = read_safetensors(_weights_file(path))
     return metadata.get("difforge_adapter_type", "lora")
 
 
@@ -46,13 +51,7 @@ def adapter_component_of_file(path: str | Path) -> str:
     diffusers ``text_encoder.`` prefix or PEFT's ``text_model.`` keys), else ``denoiser``."""
     from safetensors import safe_open
 
-    path = Path(path)
-    if path.is_dir():
-        files = sorted(path.glob("*.safetensors"))
-        if not files:
-            raise FileNotFoundError(f"{path}: no .safetensors adapter file")
-        path = files[0]
-    with safe_open(str(path), "pt") as f:
+    with safe_open(str(_weights_file(path)), "pt") as f:
         keys = list(f.keys())
     text = ("text_encoder.", "text_model.")
     return "text_encoder" if keys and all(k.startswith(text) for k in keys) else "denoiser"

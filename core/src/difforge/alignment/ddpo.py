@@ -90,9 +90,16 @@ class DDPOObjective(Objective):
         self._queue.extend(round_minibatches(len(prompts), o.minibatch_size, o.inner_epochs, traj.stochastic_steps(),
                                              o.timestep_fraction, generator))
 
-    def step_log_prob(self, denoiser: nn.Module, traj: Trajectories, step: int, index: torch.Tensor) -> torch.Tensor:
+    def conditioning(self, traj: Trajectories, index: torch.Tensor) -> tuple[Any, Any]:
+        """Conditioning of trajectories ``index`` for re-scoring: ``(None, None)`` reuses what
+        was recorded when sampling (TexForce re-encodes the prompts instead)."""
+        return None, None
+
+    def step_log_prob(self, denoiser: nn.Module, traj: Trajectories, step: int, index: torch.Tensor,
+                      conditioning: tuple[Any, Any] | None = None) -> torch.Tensor:
         """The log-probability of a recorded step under the current policy."""
-        return step_log_prob(self.backbone, denoiser, traj, step, index)
+        cond, null = conditioning if conditioning is not None else self.conditioning(traj, index)
+        return step_log_prob(self.backbone, denoiser, traj, step, index, cond=cond, null=null)
 
     def loss(self, batch: dict[str, Any], denoiser: nn.Module, generator: torch.Generator):
         if not self._queue:
@@ -102,8 +109,9 @@ class DDPOObjective(Objective):
         adv = advantages[index]
         o = self.options
         losses, clipped = [], []
+        conditioning = self.conditioning(traj, index)  # once per minibatch, shared by its steps
         for step in steps:
-            log_prob = self.step_log_prob(denoiser, traj, step, index)
+            log_prob = self.step_log_prob(denoiser, traj, step, index, conditioning)
             ratio = torch.exp(log_prob - traj.log_probs[step, index])
             unclipped = -adv * ratio
             clipped_loss = -adv * ratio.clamp(1 - o.clip_range, 1 + o.clip_range)

@@ -84,16 +84,19 @@ class PolicySnapshots:
 
     @contextmanager
     def loaded(self, index: int):
-        """Inside: the parameters hold snapshot ``index``; afterwards their own values again."""
-        with torch.no_grad():
-            current = [p.detach().clone() for p in self.params]
-            for p, value in zip(self.params, self.states[index]):
-                p.copy_(value)
-            try:
-                yield
-            finally:
-                for p, value in zip(self.params, current):
-                    p.copy_(value)
+        """Inside: the parameters hold snapshot ``index``; afterwards their own values again
+        (the storages are swapped, so nothing is copied or allocated)."""
+        state = self.states[index]
+
+        def swap() -> None:
+            for i, p in enumerate(self.params):
+                p.data, state[i] = state[i], p.data
+
+        swap()
+        try:
+            yield
+        finally:
+            swap()
 
 
 def flipper_sign(policy_error_winner: Tensor, policy_error_reference: Tensor) -> Tensor:

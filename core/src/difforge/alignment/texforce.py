@@ -14,11 +14,12 @@ The tuned text encoder is an ordinary text-encoder LoRA file (diffusers layout, 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from torch import nn
 
 from .ddpo import DDPOObjective
-from .policy import Trajectories, step_log_prob
+from .policy import Trajectories
 
 
 class TexForceObjective(DDPOObjective):
@@ -27,9 +28,8 @@ class TexForceObjective(DDPOObjective):
     name = "texforce"
     requires = frozenset({"captions", "reward", "on_policy_samples", "text_encoder_adapter"})
 
-    def step_log_prob(self, denoiser: nn.Module, traj: Trajectories, step: int, index: torch.Tensor) -> torch.Tensor:
-        """The step's log-probability with the prompts re-encoded by the current text encoder."""
+    def conditioning(self, traj: Trajectories, index: torch.Tensor) -> tuple[Any, Any]:
+        """The prompts (and the empty prompt of guidance) re-encoded by the current text encoder."""
         bb = self.backbone
         cond = bb.encode_prompts([traj.prompts[i] for i in index.tolist()])
-        null = bb.null_condition(len(index)) if traj.null is not None else None
-        return step_log_prob(bb, denoiser, traj, step, index, cond=cond, null=null)
+        return cond, bb.null_condition(len(index)) if traj.null is not None else None
