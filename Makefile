@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CONSTRAINTS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),constraints/cuda.txt,constraints/cpu.txt)
 DEMO_DIR ?= outputs/quickstart
 STAMP := $(VENV)/.difforge-installed
-SOURCES := $(CONSTRAINTS) core/pyproject.toml packages/testkit/pyproject.toml packages/zoo/pyproject.toml
+SOURCES := $(CONSTRAINTS) core/pyproject.toml packages/testkit/pyproject.toml packages/zoo/pyproject.toml plugins/audio/pyproject.toml
 
 .PHONY: venv demo test bench clean
 
@@ -15,7 +15,7 @@ venv: $(STAMP)
 $(STAMP): $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e "core[dev,tensorboard]" -e packages/testkit -e packages/zoo
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e "core[dev,tensorboard]" -e packages/testkit -e packages/zoo -e plugins/audio
 	touch $(STAMP)
 
 demo: venv

@@ -51,6 +51,11 @@ class Reward(ABC):
     def score(self, images: Tensor, prompts: Sequence[str] | None) -> Tensor:
         """The scores, one per image."""
 
+    def example_inputs(self) -> tuple[Tensor, list[str] | None]:
+        """A small valid input ``(images, prompts)``; conformance checks
+        (``difforge_testkit.check_plugin``) score it. Domain rewards override it."""
+        return torch.zeros(2, 3, 16, 16), ["a prompt", "another"]
+
 
 def jpeg_kilobytes(images: Tensor, quality: int = 95) -> Tensor:
     """The JPEG size (kB at ``quality``) of each image in [-1, 1]."""

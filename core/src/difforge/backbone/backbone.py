@@ -29,9 +29,16 @@ _TIMESTEP_KWARG = {"DiTTransformer2DModel": "timestep"}
 SINGLE_FILE_CONFIG_KEY = "difforge_denoiser_config"
 
 
+def denoiser_class_name(denoiser: nn.Module) -> str:
+    """The diffusers class a denoiser is, or wraps: a wrapper that adds inputs of its own (e.g. a
+    ControlNet-controlled UNet) exposes the model it wraps as ``wrapped_denoiser`` and is called
+    with that model's arguments."""
+    return type(getattr(denoiser, "wrapped_denoiser", denoiser)).__name__
+
+
 def conditioning_kind(denoiser: nn.Module) -> str:
     """``"text"``, ``"class"`` or ``"none"``: what the denoiser is conditioned on."""
-    kwarg = _CONDITIONING_KWARG.get(type(denoiser).__name__)
+    kwarg = _CONDITIONING_KWARG.get(denoiser_class_name(denoiser))
     if kwarg == "encoder_hidden_states":
         return "text"
     if kwarg == "class_labels":
@@ -39,7 +46,7 @@ def conditioning_kind(denoiser: nn.Module) -> str:
         classes = getattr(config, "num_class_embeds", None) or getattr(
             config, "num_embeds_ada_norm", None
         )
-        if type(denoiser).__name__ == "DiTTransformer2DModel" or classes:
+        if denoiser_class_name(denoiser) == "DiTTransformer2DModel" or classes:
             return "class"
     return "none"
 
@@ -164,7 +171,7 @@ class Backbone(nn.Module):
         """The raw denoiser output at ``(x_t, t)`` (``t`` in the parameterisation's units);
         ``denoiser`` may be an accelerate/DDP-wrapped copy of ``self.denoiser``."""
         model = denoiser if denoiser is not None else self.denoiser
-        name = type(self.denoiser).__name__
+        name = denoiser_class_name(self.denoiser)
         timestep = self.parameterization.model_timestep(t)
         kwargs: dict[str, Any] = {}
         cond_kwarg = _CONDITIONING_KWARG.get(name, "encoder_hidden_states")
@@ -244,7 +251,7 @@ class Backbone(nn.Module):
         config = self.denoiser.config
         channels = getattr(config, "in_channels", 4)
         size = getattr(config, "sample_size", 32)
-        if type(self.denoiser).__name__ == "UNet1DModel":
+        if denoiser_class_name(self.denoiser) == "UNet1DModel":
             return (channels, int(size))
         if isinstance(size, (list, tuple)):
             return (channels, *size)
@@ -252,7 +259,10 @@ class Backbone(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, path: str | Path) -> None:
-        """Save in diffusers directory layout (a pipeline if text/VAE components exist)."""
+        """Save in diffusers directory layout: a Stable Diffusion pipeline when it has a VAE, a text
+        encoder and a tokenizer; otherwise ``denoiser/``, ``scheduler/`` and whichever of
+        ``vae/``, ``text_encoder/`` + ``tokenizer/`` it has (e.g. a pixel-space text-to-image
+        model)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         if self.text_encoder is not None and self.vae is not None and self.tokenizer is not None:
@@ -274,6 +284,9 @@ class Backbone(nn.Module):
         self.scheduler.save_pretrained(path / "scheduler")
         if self.vae is not None:
             self.vae.save_pretrained(path / "vae")
+        if self.text_encoder is not None and self.tokenizer is not None:
+            self.text_encoder.save_pretrained(path / "text_encoder")
+            self.tokenizer.save_pretrained(path / "tokenizer")
         (path / "difforge_backbone.json").write_text(
             json.dumps({"parameterization": self.parameterization.name}, indent=2)
         )

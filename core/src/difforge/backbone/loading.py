@@ -98,8 +98,14 @@ def _load(path: Path, torch_dtype, options: dict[str, Any]) -> Backbone:
         denoiser = _load_model_dir(path / "denoiser", torch_dtype)
         scheduler = _load_scheduler(path / "scheduler")
         vae = _load_model_dir(path / "vae", torch_dtype) if (path / "vae").exists() else None
+        encoder = tokenizer = None
+        if (path / "text_encoder").exists():
+            from transformers import CLIPTextModel, CLIPTokenizer
+
+            encoder = CLIPTextModel.from_pretrained(path / "text_encoder", use_safetensors=True, torch_dtype=torch_dtype)
+            tokenizer = CLIPTokenizer.from_pretrained(path / "tokenizer")
         options.setdefault("parameterization", meta.get("parameterization"))
-        return Backbone(denoiser, scheduler, vae=vae, **options)
+        return Backbone(denoiser, scheduler, vae=vae, text_encoder=encoder, tokenizer=tokenizer, **options)
     if (path / "config.json").exists():
         denoiser = _load_model_dir(path, torch_dtype)
         scheduler_dir = path.parent / "scheduler"

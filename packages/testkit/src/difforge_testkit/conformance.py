@@ -18,8 +18,9 @@ def _check_component(kind: str, name: str, obj: Any) -> None:
     where = f"{kind} {name!r}"
     if kind == "rewards":
         assert isinstance(obj, Reward), f"{where}: must be a difforge.rewards.Reward instance"
-        scores = obj(torch.zeros(2, 3, 16, 16), ["a prompt", "another"])
-        assert isinstance(scores, torch.Tensor) and scores.shape == (2,), f"{where}: must return (N,) scores"
+        images, prompts = obj.example_inputs()
+        scores = obj(images, prompts)
+        assert isinstance(scores, torch.Tensor) and scores.shape == (len(images),), f"{where}: must return (N,) scores"
     elif kind == "adapters":
         assert isinstance(obj, AdapterType), f"{where}: must be an AdapterType instance"
     elif kind == "objectives":

@@ -1,0 +1,115 @@
+"""Music ControlNet's control inputs: melody, dynamics and rhythm as time-varying signals,
+any subset of them, each optionally given on only part of the timeline.
+
+A :class:`Controls` holds the three signals of a clip (as :mod:`difforge_audio.features`
+extracts them) and a per-control mask saying in which frames each is specified. The ControlNet
+sees them as one ``(CONTROL_CHANNELS, n_mels, frames)`` image: the 12 one-hot melody channels,
+the dynamics curve, the onset activation, then one mask channel per control, each constant
+along the frequency axis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import features
+from .codec import MelCodec
+from .music import NUM_FRAMES
+
+CONTROL_NAMES = ("melody", "dynamics", "rhythm")
+CONTROL_CHANNELS = 12 + 1 + 1 + len(CONTROL_NAMES)
+DYNAMICS_RANGE_DB = (-40.0, 10.0)  # mapped to [-1, 1] in the control image
+
+
+@dataclass
+class Controls:
+    """The melody (pitch class per frame, -1 silent), dynamics (dB per frame) and rhythm (onset
+    activation per frame) of a clip, with a boolean mask per control (frames where it is given)."""
+
+    melody: np.ndarray
+    dynamics: np.ndarray
+    rhythm: np.ndarray
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        frames = len(self.melody)
+        for name in CONTROL_NAMES:
+            signal = getattr(self, name)
+            if signal.shape != (frames,):
+                raise ValueError(f"control {name!r} must have shape ({frames},), got {signal.shape}")
+        for name in list(self.masks):
+            if name not in CONTROL_NAMES:
+                raise ValueError(f"unknown control {name!r}; known: {', '.join(CONTROL_NAMES)}")
+        for name in CONTROL_NAMES:
+            mask = np.asarray(self.masks.get(name, np.ones(frames, bool)), dtype=bool)
+            if mask.shape != (frames,):
+                raise ValueError(f"mask of control {name!r} must have shape ({frames},), got {mask.shape}")
+            self.masks[name] = mask
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.melody)
+
+    def only(self, names: Iterable[str]) -> Controls:
+        """These controls with every other one unspecified."""
+        names = set(names)
+        unknown = names - set(CONTROL_NAMES)
+        if unknown:
+            raise ValueError(f"unknown control(s) {sorted(unknown)}; known: {', '.join(CONTROL_NAMES)}")
+        masks = {n: self.masks[n] & (n in names) for n in CONTROL_NAMES}
+        return Controls(self.melody.copy(), self.dynamics.copy(), self.rhythm.copy(), masks)
+
+    def within(self, start: int, stop: int) -> Controls:
+        """These controls specified only in frames ``start .. stop`` (the rest left to the model)."""
+        span = np.zeros(self.num_frames, bool)
+        span[start:stop] = True
+        return Controls(self.melody.copy(), self.dynamics.copy(), self.rhythm.copy(),
+                        {n: self.masks[n] & span for n in CONTROL_NAMES})
+
+    def image(self, n_mels: int) -> torch.Tensor:
+        """The ``(CONTROL_CHANNELS, n_mels, frames)`` ControlNet input; unspecified frames are 0."""
+        frames = self.num_frames
+        rows = np.zeros((CONTROL_CHANNELS, frames), np.float32)
+        voiced = self.melody >= 0
+        rows[self.melody[voiced], np.nonzero(voiced)[0]] = 1.0
+        rows[:12] *= self.masks["melody"]
+        low, high = DYNAMICS_RANGE_DB
+        rows[12] = np.clip(2 * (self.dynamics - low) / (high - low) - 1, -1, 1) * self.masks["dynamics"]
+        rows[13] = self.rhythm * self.masks["rhythm"]
+        for i, name in enumerate(CONTROL_NAMES):
+            rows[14 + i] = self.masks[name]
+        return torch.from_numpy(np.repeat(rows[:, None, :], n_mels, axis=1))
+
+
+def extract_controls(spectrogram, codec: MelCodec | None = None) -> Controls:
+    """Melody, dynamics and rhythm of a spectrogram, all specified everywhere."""
+    times = features.onsets(spectrogram, codec)
+    return Controls(
+        melody=features.melody(spectrogram, codec),
+        dynamics=features.dynamics(spectrogram, codec).astype(np.float32),
+        rhythm=features.onset_activation(times, NUM_FRAMES),
+    )
+
+
+def random_masks(rng: np.random.Generator, frames: int = NUM_FRAMES) -> dict[str, np.ndarray]:
+    """Training-time masks, as Music ControlNet trains for any subset of controls, partially
+    specified in time: each control is absent (25 %), given everywhere (35 %) or given on all but
+    a random span of 25-75 % of the timeline, or only on such a span (20 % each)."""
+    masks = {}
+    for name in CONTROL_NAMES:
+        draw = rng.random()
+        mask = np.ones(frames, bool)
+        if draw < 0.25:
+            mask[:] = False
+        elif draw >= 0.6:
+            length = int(rng.integers(frames // 4, 3 * frames // 4 + 1))
+            start = int(rng.integers(0, frames - length + 1))
+            span = np.zeros(frames, bool)
+            span[start:start + length] = True
+            mask = span if draw >= 0.8 else ~span
+        masks[name] = mask
+    return masks

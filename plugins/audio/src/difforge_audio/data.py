@@ -1,0 +1,143 @@
+"""Datasets the audio plugin registers: music-world clips as spectrograms, and audio preference
+pairs (Tango 2's Audio-Alpaca layout: ``pairs.jsonl`` beside ``.wav`` files)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch.utils.data import Dataset
+
+from .codec import MelCodec
+from .music import NUM_SAMPLES, SAMPLE_RATE, random_clip
+
+PAIRS_FILE = "pairs.jsonl"
+
+
+class MusicClipsOptions(BaseModel):
+    """Options of the ``music-clips`` dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(1024, ge=1)
+    seed: int = 0
+
+
+class MusicClipsDataset(Dataset):
+    """``count`` synthesised clips of the music world; item ``i`` depends only on ``(seed, i)``.
+
+    Items: ``{"pixel_values": (1, 64, 64) log-mel in [-1, 1], "caption": str}``.
+    """
+
+    options_model = MusicClipsOptions
+
+    def __init__(self, **options: Any) -> None:
+        self.options = MusicClipsOptions(**options)
+        self.codec = MelCodec()
+
+    def __len__(self) -> int:
+        return self.options.count
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        clip = random_clip(self.options.seed * 1_000_003 + index)
+        return {"pixel_values": torch.from_numpy(self.codec.encode(clip.audio)), "caption": clip.caption}
+
+
+def read_wav(path: Path) -> np.ndarray:
+    """A mono clip of the music world's rate and length from a .wav file (clear errors otherwise)."""
+    import soundfile
+
+    try:
+        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # noqa: BLE001 - any decoder error becomes one line naming the file
+        raise ValueError(f"cannot read audio {path}: {exc}".splitlines()[0]) from None
+    if rate != SAMPLE_RATE:
+        raise ValueError(f"{path}: sample rate {rate} Hz, expected {SAMPLE_RATE} Hz")
+    audio = audio.mean(axis=1)
+    if len(audio) < NUM_SAMPLES:
+        audio = np.pad(audio, (0, NUM_SAMPLES - len(audio)))
+    return audio[:NUM_SAMPLES]
+
+
+def write_wav(path: Path, audio: np.ndarray) -> Path:
+    """Write a mono 16-bit .wav at the music world's rate."""
+    import soundfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(str(path), np.clip(audio, -1, 1), SAMPLE_RATE, subtype="PCM_16")
+    return path
+
+
+class AudioPreferencePairsOptions(BaseModel):
+    """Options of the ``audio-preference-pairs`` dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="a folder holding pairs.jsonl, or a pairs .jsonl file")
+    limit: int | None = Field(None, ge=1)
+
+
+class AudioPreferencePairsDataset(Dataset):
+    """Pairs of clips for one caption, the first preferred (Tango 2's layout: each line of
+    ``pairs.jsonl`` has ``caption``, ``chosen`` and ``rejected`` .wav paths relative to it, and
+    optionally ``chosen_spectrogram`` / ``rejected_spectrogram`` ``.npy`` files holding the exact
+    generated spectrograms, which are then used instead of re-analysing the audio).
+
+    Items: ``{"pixel_values_chosen", "pixel_values_rejected": (1, 64, 64) in [-1, 1], "caption",
+    "caption_chosen", "caption_rejected": str}``, as the core's preference objectives expect.
+    """
+
+    options_model = AudioPreferencePairsOptions
+    provides = frozenset({"preference_pairs", "captions"})
+
+    def __init__(self, **options: Any) -> None:
+        o = self.options = AudioPreferencePairsOptions(**options)
+        path = Path(o.path)
+        if path.is_dir():
+            path = path / PAIRS_FILE
+        if not path.exists():
+            raise ValueError(f"data.options.path: {path} does not exist")
+        self.root, self.codec = path.parent, MelCodec()
+        self.rows = []
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: not a JSON line ({exc.msg})") from None
+            missing = [k for k in ("caption", "chosen", "rejected") if k not in row]
+            if missing:
+                raise ValueError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
+            self.rows.append(row)
+        if o.limit is not None:
+            self.rows = self.rows[: o.limit]
+        if not self.rows:
+            raise ValueError(f"{path}: no preference pairs")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _spectrogram(self, row: dict[str, Any], side: str) -> torch.Tensor:
+        stored = row.get(f"{side}_spectrogram")
+        if stored:
+            file = self.root / stored
+            try:
+                spec = np.load(file, allow_pickle=False)
+            except Exception as exc:  # noqa: BLE001
+                raise ValueError(f"cannot read spectrogram {file}: {exc}".splitlines()[0]) from None
+            expected = (1, self.codec.n_mels, spec.shape[-1])
+            if spec.shape != expected or spec.shape[-1] < 1:
+                raise ValueError(f"{file}: spectrogram shape {spec.shape}, expected (1, {self.codec.n_mels}, frames)")
+            return torch.from_numpy(spec.astype(np.float32))
+        return torch.from_numpy(self.codec.encode(read_wav(self.root / row[side])))
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        row = self.rows[index]
+        return {"pixel_values_chosen": self._spectrogram(row, "chosen"),
+                "pixel_values_rejected": self._spectrogram(row, "rejected"),
+                "caption": row["caption"], "caption_chosen": row["caption"], "caption_rejected": row["caption"]}

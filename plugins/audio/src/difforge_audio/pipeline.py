@@ -1,0 +1,58 @@
+"""Generate spectrograms (and audio) from captions, optionally under Music ControlNet controls."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .controlnet import ControlledUNet
+from .controls import Controls
+
+
+class MusicPipeline:
+    """The base backbone, an optional ControlNet, and the codec that turns spectrograms into audio.
+
+    Args:
+        backbone: a text-to-spectrogram ``difforge.Backbone`` (e.g. ``load_base()``).
+        controlnet: a ``ControlNetModel`` made for it (e.g. ``load_controlnet()``), or ``None``.
+    """
+
+    def __init__(self, backbone, controlnet=None, conditioning_scale: float = 1.0) -> None:
+        from difforge.backbone import Backbone
+
+        self.base = backbone
+        self.controlled = None
+        if controlnet is not None:
+            wrapper = ControlledUNet(backbone.denoiser, controlnet, conditioning_scale)
+            self.controlled = Backbone(wrapper, backbone.scheduler, backbone.parameterization.name,
+                                       text_encoder=backbone.text_encoder, tokenizer=backbone.tokenizer)
+
+    @classmethod
+    def from_pretrained(cls, base: str = "music-sd-tiny", controlnet: str | None = "music-controlnet-tiny"):
+        """The embedded models (or local paths)."""
+        from .models import load_base, load_controlnet
+
+        return cls(load_base(base), load_controlnet(controlnet) if controlnet else None)
+
+    @torch.no_grad()
+    def __call__(self, prompts: Sequence[str], controls: Sequence[Controls] | None = None, *,
+                 num_steps: int = 30, guidance_scale: float = 3.0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Spectrograms ``(N, 1, n_mels, frames)`` in [-1, 1] for ``prompts`` (and ``controls``,
+        one per prompt, if given)."""
+        if controls is None:
+            return self.base.sample(list(prompts), num_steps=num_steps, guidance_scale=guidance_scale,
+                                    generator=generator)
+        if self.controlled is None:
+            raise ValueError("controls were given but this pipeline has no ControlNet")
+        if len(controls) != len(prompts):
+            raise ValueError(f"got {len(controls)} controls for {len(prompts)} prompts; give one per prompt")
+        n_mels = self.base.sample_shape()[1]
+        images = torch.stack([c.image(n_mels) for c in controls])
+        self.controlled.denoiser.set_control(images)
+        try:
+            return self.controlled.sample(list(prompts), num_steps=num_steps, guidance_scale=guidance_scale,
+                                          generator=generator)
+        finally:
+            self.controlled.denoiser.set_control(None)

@@ -1,0 +1,214 @@
+"""Train music-sd-tiny: a text-to-spectrogram diffusion model for the music world, from scratch.
+
+Stages (seeded; about half an hour on 2 CPU cores):
+
+1. tokenizer  CLIP BPE files spelling the music-world caption vocabulary as single tokens
+2. data       synthesised clips -> normalised log-mel spectrograms (1 x 64 mels x 64 frames)
+3. model      a tiny CLIP text encoder trained jointly with a pixel-space UNet2DConditionModel
+              over the spectrograms (epsilon prediction, cosine noise schedule, 10 % caption
+              dropout for classifier-free guidance, EMA)
+4. eval       samples every caption and reads tempo / register order / dynamics back with the
+              analytic scorer
+
+    python plugins/audio/training/train_music_sd.py --out DIR [--quick]
+
+The result is a difforge backbone directory (``difforge.load_backbone(DIR)``: ``denoiser/``,
+``scheduler/``, ``text_encoder/``, ``tokenizer/``) with ``metrics.json`` and a model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from difforge_audio.codec import MelCodec  # noqa: E402
+from difforge_audio.music import DYNAMICS, ORDERS, TEMPI, TIMBRES, caption_for, random_clip, vocabulary  # noqa: E402
+
+MAX_LENGTH = 24
+FULL = {"clips": 6000, "steps": 2400, "batch": 16, "eval_per_caption": 4}
+QUICK = {"clips": 64, "steps": 10, "batch": 8, "eval_per_caption": 1}
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def warmup_cosine(optimizer, steps: int):
+    """Linear warm-up over 2 % of the steps, then cosine decay to zero."""
+    warmup = max(1, steps // 50)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / steps)))
+
+
+def make_data(count: int, seed_offset: int = 0) -> tuple[torch.Tensor, list[str]]:
+    """Spectrograms and captions of clips ``seed_offset .. seed_offset + count``."""
+    codec = MelCodec()
+    clips = [random_clip(seed_offset + i) for i in range(count)]
+    specs = torch.from_numpy(np.stack([codec.encode(c.audio) for c in clips]))
+    return specs, [c.caption for c in clips]
+
+
+def build_models(tokenizer):
+    """The text encoder and the UNet, randomly initialised."""
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=MAX_LENGTH, bos_token_id=0, eos_token_id=1, pad_token_id=1))
+    unet = UNet2DConditionModel(
+        sample_size=64, in_channels=1, out_channels=1, block_out_channels=(16, 32, 64, 64), layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        cross_attention_dim=64, attention_head_dim=8, norm_num_groups=8,
+    )
+    scheduler = DDPMScheduler(beta_schedule="squaredcos_cap_v2", clip_sample=False, prediction_type="epsilon")
+    return text_encoder, unet, scheduler
+
+
+def train(specs, captions, tokenizer, steps: int, batch: int, log: dict):
+    """Joint text encoder + UNet training on the denoising loss."""
+    from diffusers.training_utils import EMAModel
+
+    text_encoder, unet, scheduler = build_models(tokenizer)
+    tokens = tokenizer(captions, padding="max_length", max_length=MAX_LENGTH, truncation=True,
+                       return_tensors="pt").input_ids
+    null = tokenizer([""], padding="max_length", max_length=MAX_LENGTH, return_tensors="pt").input_ids
+    params = [*unet.parameters(), *text_encoder.parameters()]
+    ema = EMAModel(params, decay=0.999)
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-2)
+    lr = warmup_cosine(opt, steps)
+    alphas = scheduler.alphas_cumprod
+    g = torch.Generator().manual_seed(3)
+    t0, losses = time.time(), []
+    for step in range(steps):
+        idx = torch.randint(0, len(specs), (batch,), generator=g)
+        x0, ids = specs[idx], tokens[idx].clone()
+        drop = torch.rand(batch, generator=g) < 0.1
+        ids[drop] = null
+        noise = torch.randn(x0.shape, generator=g)
+        t = torch.randint(0, len(alphas), (batch,), generator=g)
+        a = alphas[t].reshape(-1, 1, 1, 1)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        loss = F.mse_loss(unet(x_t, t, text_encoder(ids)[0]).sample, noise)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step(), lr.step(), opt.zero_grad()
+        ema.step(params)
+        losses.append(loss.item())
+        if (step + 1) % 200 == 0:
+            print(f"step {step + 1}/{steps} loss {np.mean(losses[-200:]):.4f} "
+                  f"({(time.time() - t0) / (step + 1):.3f} s/step)", flush=True)
+    ema.copy_to(params)
+    log["train"] = {"steps": steps, "batch": batch, "clips": len(specs), "seconds": round(time.time() - t0, 1),
+                    "unet_params": sum(p.numel() for p in unet.parameters()),
+                    "text_encoder_params": sum(p.numel() for p in text_encoder.parameters()),
+                    "loss_first": float(np.mean(losses[:50])), "loss_last": float(np.mean(losses[-200:]))}
+    return text_encoder.eval(), unet.eval(), scheduler
+
+
+def all_captions() -> list[str]:
+    """Every caption of the grammar (tempo x timbre x order x dynamics)."""
+    return [caption_for(*combo) for combo in itertools.product(TEMPI, TIMBRES, ORDERS, DYNAMICS)]
+
+
+def evaluate(path: Path, per_caption: int, guidance: float = 3.0, steps: int = 30, seed: int = 0) -> dict:
+    """Sample every caption with difforge (DDIM, CFG) and read the attributes back with the scorer."""
+    import difforge
+    from difforge_audio.scorer import caption_adherence
+
+    backbone = difforge.load_backbone(path)
+    prompts = all_captions() * per_caption
+    g = torch.Generator().manual_seed(seed)
+    specs = torch.cat([backbone.sample(prompts[i: i + 72], num_steps=steps, guidance_scale=guidance, generator=g)
+                       for i in range(0, len(prompts), 72)])
+    rows = [caption_adherence(s, p) for s, p in zip(specs, prompts)]
+    result = {key: round(float(np.mean([r[key] for r in rows])), 4) for key in ("tempo", "order", "dynamics", "reward")}
+    return {"guidance_scale": guidance, "sampler": "ddim", "steps": steps, "seed": seed, "n": len(prompts),
+            "caption_adherence": result}
+
+
+def write_model_card(out: Path, log: dict, metrics: dict) -> Path:
+    """README.md with data, training, wall time and measured quality."""
+    t, m = log["train"], metrics["caption_adherence"]
+    text = f"""# music-sd-tiny
+
+A tiny text-to-spectrogram diffusion model for difforge's music world, trained from scratch by
+`plugins/audio/training/train_music_sd.py` (seed 0) on 2 CPU cores.
+
+- **Data**: {t['clips']} synthesised clips (seeds 0..{t['clips'] - 1}) of the music world: 2.048 s at
+  8 kHz, log-mel spectrograms of 64 mel bands (150-2500 Hz) x 64 frames, in [-1, 1].
+- **Text encoder**: a CLIP text transformer ({t['text_encoder_params']:,} parameters, 2 layers, width 64)
+  trained jointly with the UNet; its tokenizer spells each caption word as one token.
+- **Denoiser**: `UNet2DConditionModel` over the spectrogram ({t['unet_params']:,} parameters),
+  epsilon prediction, DDPM cosine schedule (1000 steps), 10 % caption dropout, EMA 0.999.
+- **Training**: {t['steps']} steps, batch {t['batch']}, AdamW lr 1e-3 (warm-up + cosine),
+  {t['seconds'] / 60:.1f} min; loss {t['loss_first']:.3f} -> {t['loss_last']:.3f}.
+
+## Measured quality
+
+Every caption of the grammar, {metrics['n']} samples (DDIM {metrics['steps']} steps, guidance
+{metrics['guidance_scale']}), read back with `difforge_audio.scorer` (which reads the generator's
+own clips 100 % correctly):
+
+| attribute | accuracy |
+|---|---|
+| tempo (slow / fast) | {m['tempo']:.2f} |
+| register order (low then high / high then low) | {m['order']:.2f} |
+| dynamics (louder / quieter / steady) | {m['dynamics']:.2f} |
+| mean caption adherence | {m['reward']:.2f} |
+"""
+    (out / "README.md").write_text(text)
+    return out / "README.md"
+
+
+def main() -> None:
+    """Train, save, evaluate."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run (for tests)")
+    parser.add_argument("--steps", type=int, default=None, help="override the training steps")
+    args = parser.parse_args()
+    budget = dict(QUICK if args.quick else FULL)
+    if args.steps:
+        budget["steps"] = args.steps
+    seed_everything(0)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from difforge.backbone import Backbone
+    from difforge.tokenizers import build_clip_tokenizer
+
+    log: dict = {}
+    t0 = time.time()
+    tokenizer = build_clip_tokenizer(out / "tokenizer", [*vocabulary(), ","], max_length=MAX_LENGTH)
+    specs, captions = make_data(budget["clips"])
+    log["data_seconds"] = round(time.time() - t0, 1)
+    print(f"{len(specs)} clips in {log['data_seconds']} s", flush=True)
+    text_encoder, unet, scheduler = train(specs, captions, tokenizer, budget["steps"], budget["batch"], log)
+    Backbone(unet, scheduler, text_encoder=text_encoder, tokenizer=tokenizer).save_pretrained(out)
+    metrics = evaluate(out, budget["eval_per_caption"])
+    log["total_seconds"] = round(time.time() - t0, 1)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out / "training_log.json").write_text(json.dumps(log, indent=2))
+    write_model_card(out, log, metrics)
+    print(json.dumps(metrics["caption_adherence"]), f"total {log['total_seconds']} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

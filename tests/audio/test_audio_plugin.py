@@ -1,0 +1,109 @@
+"""difforge-audio as a plugin: registered through the entry point, its datasets and reward,
+clear errors on bad input, and the core without it."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("difforge_audio")
+
+from difforge_audio.codec import MelCodec  # noqa: E402
+from difforge_audio.data import AudioPreferencePairsDataset, MusicClipsDataset, write_wav  # noqa: E402
+from difforge_audio.music import SAMPLE_RATE, random_clip  # noqa: E402
+from difforge_audio.preferences import perturb_events  # noqa: E402
+from difforge_testkit import check_plugin  # noqa: E402
+
+from difforge.plugins import get_registry  # noqa: E402
+
+
+def test_plugin_loads_and_honours_the_protocols():
+    registered = check_plugin("difforge-audio")
+    assert set(registered["datasets"]) == {"music-clips", "audio-preference-pairs"}
+    assert registered["rewards"] == ["music-caption-adherence"]
+    assert {"audio-generate", "audio-preferences"} <= set(registered["commands"])
+
+
+def test_reward_scores_spectrograms_and_rejects_images():
+    reward = get_registry("rewards").get("music-caption-adherence")
+    codec = MelCodec()
+    clips = [random_clip(s) for s in range(3)]
+    specs = torch.from_numpy(np.stack([codec.encode(c.audio) for c in clips]))
+    assert reward(specs, [c.caption for c in clips]).tolist() == [1.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="music-caption-adherence.*1-channel spectrograms"):
+        reward(torch.zeros(1, 3, 64, 64), [clips[0].caption])
+    with pytest.raises(ValueError, match="needs the prompts"):
+        reward(specs)
+
+
+def test_music_clips_dataset():
+    data = MusicClipsDataset(count=3, seed=1)
+    item = data[2]
+    assert len(data) == 3 and item["pixel_values"].shape == (1, 64, 64) and "melody" in item["caption"]
+    assert torch.equal(item["pixel_values"], MusicClipsDataset(count=3, seed=1)[2]["pixel_values"])
+
+
+def test_event_perturbations():
+    caption = "a fast bright melody, low notes then high notes, getting louder"
+    assert perturb_events(caption, "misordered") == "a fast bright melody, high notes then low notes, getting louder"
+    assert perturb_events(caption, "missing") == "a fast bright melody, getting louder"
+    with pytest.raises(ValueError, match="unknown perturbation"):
+        perturb_events(caption, "shuffled")
+
+
+def test_preference_pairs_from_audio_and_stored_spectrograms(tmp_path):
+    codec = MelCodec()
+    a, b = random_clip(0), random_clip(1)
+    write_wav(tmp_path / "audio" / "a.wav", a.audio)
+    write_wav(tmp_path / "audio" / "b.wav", b.audio)
+    (tmp_path / "spectrograms").mkdir()
+    np.save(tmp_path / "spectrograms" / "a.npy", codec.encode(a.audio), allow_pickle=False)
+    rows = [{"caption": a.caption, "chosen": "audio/a.wav", "rejected": "audio/b.wav",
+             "chosen_spectrogram": "spectrograms/a.npy"}]
+    (tmp_path / "pairs.jsonl").write_text("\n".join(map(json.dumps, rows)) + "\n")
+    item = AudioPreferencePairsDataset(path=str(tmp_path))[0]
+    assert torch.equal(item["pixel_values_chosen"], torch.from_numpy(codec.encode(a.audio)))
+    assert (item["pixel_values_rejected"] - torch.from_numpy(codec.encode(b.audio))).abs().max() < 0.02  # 16-bit wav
+    assert item["caption_rejected"] == a.caption
+
+
+def test_preference_pairs_bad_input_is_one_clear_line(tmp_path):
+    (tmp_path / "pairs.jsonl").write_text('{"caption": "x", "chosen": "a.wav"}\n')
+    with pytest.raises(ValueError, match=r"pairs.jsonl:1: missing field\(s\) rejected"):
+        AudioPreferencePairsDataset(path=str(tmp_path))
+    (tmp_path / "pairs.jsonl").write_text('{"caption": "x", "chosen": "a.wav", "rejected": "b.wav"}\n')
+    (tmp_path / "a.wav").write_bytes(b"RIFF not really a wave file")
+    with pytest.raises(ValueError, match=r"cannot read audio .*a.wav"):
+        AudioPreferencePairsDataset(path=str(tmp_path))[0]
+    import soundfile
+
+    soundfile.write(str(tmp_path / "a.wav"), np.zeros(1000, np.float32), SAMPLE_RATE * 2)
+    with pytest.raises(ValueError, match=r"a.wav: sample rate 16000 Hz, expected 8000 Hz"):
+        AudioPreferencePairsDataset(path=str(tmp_path))[0]
+
+
+HIDE_AUDIO = textwrap.dedent("""
+    import importlib.metadata as metadata, sys
+    found = metadata.entry_points
+    metadata.entry_points = lambda **kw: type(found(**kw))(
+        e for e in found(**kw) if not e.value.startswith("difforge_audio"))
+    sys.modules["difforge_audio"] = None  # as if uninstalled: importing it fails
+    from difforge.cli import main
+    from difforge.plugins import get_registry
+    code = main(["plugins"])
+    assert "music-caption-adherence" not in get_registry("rewards").names()
+    assert "shapes-alignment" in get_registry("rewards").names()
+    sys.exit(code)
+""")
+
+
+def test_core_without_the_plugin_lists_it_as_not_installed():
+    proc = subprocess.run([sys.executable, "-c", HIDE_AUDIO], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("difforge-audio"))
+    assert "not installed" in row
+    assert "pip install -e plugins/audio" in proc.stdout

@@ -1,0 +1,66 @@
+"""Music ControlNet inputs: control images, subsets, time masks, and the controlled UNet wrapper."""
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("difforge_audio")
+
+from difforge_audio.codec import MelCodec  # noqa: E402
+from difforge_audio.controlnet import ControlledUNet, controlnet_from_unet  # noqa: E402
+from difforge_audio.controls import CONTROL_CHANNELS, Controls, extract_controls, random_masks  # noqa: E402
+from difforge_audio.music import NUM_FRAMES, random_clip  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def controls():
+    return extract_controls(MelCodec().encode(random_clip(1).audio))
+
+
+def test_control_image_layout(controls):
+    image = controls.image(64)
+    assert image.shape == (CONTROL_CHANNELS, 64, NUM_FRAMES)
+    assert torch.equal(image[:, 0], image[:, 40])  # constant along the frequency axis
+    voiced = controls.melody >= 0
+    assert torch.equal(image[:12, 0].argmax(0)[voiced], torch.from_numpy(controls.melody[voiced]))
+    assert image[14:, 0].eq(1).all()  # every control given everywhere
+    assert image[13, 0].max() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_subsets_and_time_spans(controls):
+    melody_only = controls.only(["melody"]).image(8)
+    assert melody_only[12:14].abs().sum() == 0 and melody_only[15:].sum() == 0 and melody_only[14].eq(1).all()
+    half = controls.within(0, 32).image(8)
+    assert half[:, :, 32:].abs().sum() == 0 and half[14:, 0, :32].eq(1).all()
+    with pytest.raises(ValueError, match="unknown control"):
+        controls.only(["timbre"])
+    with pytest.raises(ValueError, match="control 'dynamics' must have shape"):
+        Controls(controls.melody, controls.dynamics[:10], controls.rhythm)
+
+
+def test_training_masks_cover_absent_full_and_partial():
+    rng = np.random.default_rng(0)
+    kinds = {"absent": 0, "full": 0, "partial": 0}
+    for _ in range(300):
+        for mask in random_masks(rng).values():
+            kinds["absent" if not mask.any() else "full" if mask.all() else "partial"] += 1
+    total = sum(kinds.values())
+    assert 0.18 < kinds["absent"] / total < 0.32 and 0.28 < kinds["full"] / total < 0.42
+    assert 0.32 < kinds["partial"] / total < 0.48
+
+
+def test_controlled_unet_starts_as_the_base_and_repeats_controls_for_guidance(tiny_spectrogram_unet, controls):
+    unet = tiny_spectrogram_unet
+    controlnet = controlnet_from_unet(unet)
+    model = ControlledUNet(unet, controlnet)
+    x, t, cond = torch.randn(2, 1, 64, 64), torch.tensor([10, 500]), torch.randn(2, 4, 32)
+    with torch.no_grad():
+        base = unet(x, t, encoder_hidden_states=cond).sample
+        model.set_control(controls.image(64)[None])  # one control, a batch of two (guidance)
+        controlled = model(x, t, encoder_hidden_states=cond).sample
+        assert torch.allclose(base, controlled, atol=1e-6)  # zero-initialised ControlNet outputs
+        for p in controlnet.controlnet_down_blocks.parameters():
+            p.add_(0.05)
+        assert not torch.allclose(base, model(x, t, encoder_hidden_states=cond).sample, atol=1e-4)
+    with pytest.raises(ValueError, match="control must be"):
+        model.set_control(torch.zeros(1, 3, 64, 64))
