@@ -18,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from difforge_audio.codec import MelCodec
 from difforge_audio.controls import extract_controls
 from difforge_audio.data import read_wav, write_wav
 from difforge_audio.evaluation import CONDITIONS, Reference, format_table, generate_under, summarise
-from difforge_audio.music import DYNAMICS, DURATION_S, TIMBRES, Note, synthesize
+from difforge_audio.music import DURATION_S, DYNAMICS, TIMBRES, Note, synthesize
 from difforge_audio.pipeline import MusicPipeline
 from difforge_audio.plots import plot_clip
 

@@ -4,9 +4,8 @@ import pytest
 @pytest.fixture
 def tiny_spectrogram_unet():
     """A small random UNet2DConditionModel over 1 x 64 x 64 spectrograms."""
-    from diffusers import UNet2DConditionModel
-
     import torch
+    from diffusers import UNet2DConditionModel
 
     torch.manual_seed(0)
     return UNet2DConditionModel(

@@ -12,13 +12,12 @@ import torch
 
 pytest.importorskip("difforge_audio")
 
+from difforge.plugins import get_registry  # noqa: E402
 from difforge_audio.codec import MelCodec  # noqa: E402
 from difforge_audio.data import AudioPreferencePairsDataset, MusicClipsDataset, write_wav  # noqa: E402
 from difforge_audio.music import SAMPLE_RATE, random_clip  # noqa: E402
 from difforge_audio.preferences import perturb_events  # noqa: E402
 from difforge_testkit import check_plugin  # noqa: E402
-
-from difforge.plugins import get_registry  # noqa: E402
 
 
 def test_plugin_loads_and_honours_the_protocols():

@@ -26,14 +26,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-
 from difforge_audio.codec import MelCodec  # noqa: E402
 from difforge_audio.controlnet import ControlledUNet, controlnet_from_unet  # noqa: E402
-from difforge_audio.controls import extract_controls, random_masks  # noqa: E402
+from difforge_audio.controls import Controls, extract_controls, random_masks  # noqa: E402
 from difforge_audio.music import random_clip  # noqa: E402
 
-FULL = {"clips": 4000, "steps": 1800, "batch": 16, "eval_clips": 32}
-QUICK = {"clips": 32, "steps": 4, "batch": 4, "eval_clips": 2}
+FULL = {"clips": 4000, "steps": 1800, "batch": 16, "eval_clips": 32, "eval_steps": 30}
+QUICK = {"clips": 32, "steps": 4, "batch": 4, "eval_clips": 2, "eval_steps": 3}
 
 
 def warmup_cosine(optimizer, steps: int):
@@ -59,7 +58,7 @@ def make_data(count: int, seed_offset: int = 500_000):
 
 def train(backbone, specs, captions, controls, steps: int, batch: int, log: dict):
     """Train a ControlNet on the frozen base's denoising loss."""
-    unet, text_encoder, tokenizer = backbone.denoiser, backbone.text_encoder, backbone.tokenizer
+    unet, text_encoder = backbone.denoiser, backbone.text_encoder
     unet.requires_grad_(False)
     text_encoder.requires_grad_(False)
     controlnet = controlnet_from_unet(unet)
@@ -78,7 +77,7 @@ def train(backbone, specs, captions, controls, steps: int, batch: int, log: dict
         idx = torch.randint(0, len(specs), (batch,), generator=g)
         x0, cond = specs[idx], states[idx].clone()
         cond[torch.rand(batch, generator=g) < 0.1] = null
-        images = torch.stack([controls[i].__class__(controls[i].melody, controls[i].dynamics, controls[i].rhythm,
+        images = torch.stack([Controls(controls[i].melody, controls[i].dynamics, controls[i].rhythm,
                                                     random_masks(rng)).image(n_mels) for i in idx.tolist()])
         noise = torch.randn(x0.shape, generator=g)
         t = torch.randint(0, len(alphas), (batch,), generator=g)
@@ -149,7 +148,7 @@ def main() -> None:
     print(f"{len(specs)} clips with controls in {log['data_seconds']} s", flush=True)
     controlnet = train(backbone, specs, captions, controls, budget["steps"], budget["batch"], log)
     controlnet.save_pretrained(out, safe_serialization=True)
-    steps, guidance = 30, 3.0
+    steps, guidance = budget["eval_steps"], 3.0
     table = evaluate_controls(MusicPipeline(backbone, controlnet), references(budget["eval_clips"]),
                               num_steps=steps, guidance_scale=guidance)
     metrics = {"n": budget["eval_clips"], "steps": steps, "guidance_scale": guidance, "table": table}

@@ -19,7 +19,6 @@ The result is a difforge backbone directory (``difforge.load_backbone(DIR)``: ``
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import os
@@ -32,13 +31,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-
 from difforge_audio.codec import MelCodec  # noqa: E402
-from difforge_audio.music import DYNAMICS, ORDERS, TEMPI, TIMBRES, caption_for, random_clip, vocabulary  # noqa: E402
+from difforge_audio.music import all_captions, random_clip, vocabulary  # noqa: E402
 
 MAX_LENGTH = 24
-FULL = {"clips": 6000, "steps": 2400, "batch": 16, "eval_per_caption": 4}
-QUICK = {"clips": 64, "steps": 10, "batch": 8, "eval_per_caption": 1}
+FULL = {"clips": 6000, "steps": 2400, "batch": 16, "eval_per_caption": 4, "eval_steps": 30}
+QUICK = {"clips": 64, "steps": 10, "batch": 8, "eval_per_caption": 1, "eval_steps": 3}
 
 
 def seed_everything(seed: int) -> None:
@@ -81,17 +79,24 @@ def build_models(tokenizer):
     return text_encoder, unet, scheduler
 
 
-def train(specs, captions, tokenizer, steps: int, batch: int, log: dict):
-    """Joint text encoder + UNet training on the denoising loss."""
+def train(specs, captions, tokenizer, steps: int, batch: int, log: dict, lr_max: float = 1e-3, init: Path | None = None):
+    """Joint text encoder + UNet training on the denoising loss (from scratch, or continued from
+    the model saved in ``init``)."""
     from diffusers.training_utils import EMAModel
 
     text_encoder, unet, scheduler = build_models(tokenizer)
+    if init is not None:
+        from difforge import load_backbone
+
+        previous = load_backbone(init)
+        unet.load_state_dict(previous.denoiser.state_dict())
+        text_encoder.load_state_dict(previous.text_encoder.state_dict())
     tokens = tokenizer(captions, padding="max_length", max_length=MAX_LENGTH, truncation=True,
                        return_tensors="pt").input_ids
     null = tokenizer([""], padding="max_length", max_length=MAX_LENGTH, return_tensors="pt").input_ids
     params = [*unet.parameters(), *text_encoder.parameters()]
     ema = EMAModel(params, decay=0.999)
-    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-2)
+    opt = torch.optim.AdamW(params, lr=lr_max, weight_decay=1e-2)
     lr = warmup_cosine(opt, steps)
     alphas = scheduler.alphas_cumprod
     g = torch.Generator().manual_seed(3)
@@ -115,16 +120,14 @@ def train(specs, captions, tokenizer, steps: int, batch: int, log: dict):
             print(f"step {step + 1}/{steps} loss {np.mean(losses[-200:]):.4f} "
                   f"({(time.time() - t0) / (step + 1):.3f} s/step)", flush=True)
     ema.copy_to(params)
-    log["train"] = {"steps": steps, "batch": batch, "clips": len(specs), "seconds": round(time.time() - t0, 1),
+    log.setdefault("stages", []).append({"steps": steps, "lr": lr_max, "init": str(init) if init else None,
+                                         "loss_last": float(np.mean(losses[-200:])), "seconds": round(time.time() - t0, 1)})
+    log["train"] = {"steps": sum(s["steps"] for s in log["stages"]), "batch": batch, "clips": len(specs),
+                    "seconds": round(sum(s["seconds"] for s in log["stages"]), 1),
                     "unet_params": sum(p.numel() for p in unet.parameters()),
                     "text_encoder_params": sum(p.numel() for p in text_encoder.parameters()),
                     "loss_first": float(np.mean(losses[:50])), "loss_last": float(np.mean(losses[-200:]))}
     return text_encoder.eval(), unet.eval(), scheduler
-
-
-def all_captions() -> list[str]:
-    """Every caption of the grammar (tempo x timbre x order x dynamics)."""
-    return [caption_for(*combo) for combo in itertools.product(TEMPI, TIMBRES, ORDERS, DYNAMICS)]
 
 
 def evaluate(path: Path, per_caption: int, guidance: float = 3.0, steps: int = 30, seed: int = 0) -> dict:
@@ -146,6 +149,10 @@ def evaluate(path: Path, per_caption: int, guidance: float = 3.0, steps: int = 3
 def write_model_card(out: Path, log: dict, metrics: dict) -> Path:
     """README.md with data, training, wall time and measured quality."""
     t, m = log["train"], metrics["caption_adherence"]
+    stages = "\n".join(f"  - stage {i}: {st['steps']} steps at peak lr {st['lr']:g}"
+                       f"{' continuing stage ' + str(i - 1) + ' (--init)' if st['init'] else ' from scratch'}"
+                       f", final loss {st['loss_last']:.4f}, {st['seconds'] / 60:.1f} min"
+                       for i, st in enumerate(log["stages"], 1))
     text = f"""# music-sd-tiny
 
 A tiny text-to-spectrogram diffusion model for difforge's music world, trained from scratch by
@@ -157,8 +164,8 @@ A tiny text-to-spectrogram diffusion model for difforge's music world, trained f
   trained jointly with the UNet; its tokenizer spells each caption word as one token.
 - **Denoiser**: `UNet2DConditionModel` over the spectrogram ({t['unet_params']:,} parameters),
   epsilon prediction, DDPM cosine schedule (1000 steps), 10 % caption dropout, EMA 0.999.
-- **Training**: {t['steps']} steps, batch {t['batch']}, AdamW lr 1e-3 (warm-up + cosine),
-  {t['seconds'] / 60:.1f} min; loss {t['loss_first']:.3f} -> {t['loss_last']:.3f}.
+- **Training**: {t['steps']} steps, batch {t['batch']}, AdamW (warm-up + cosine per stage), {t['seconds'] / 60:.1f} min:
+{stages}
 
 ## Measured quality
 
@@ -183,6 +190,8 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run (for tests)")
     parser.add_argument("--steps", type=int, default=None, help="override the training steps")
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    parser.add_argument("--init", default=None, help="continue from the model in this directory (a second stage)")
     args = parser.parse_args()
     budget = dict(QUICK if args.quick else FULL)
     if args.steps:
@@ -195,14 +204,17 @@ def main() -> None:
     from difforge.tokenizers import build_clip_tokenizer
 
     log: dict = {}
+    if args.init and (Path(args.init) / "training_log.json").exists():
+        log["stages"] = json.loads((Path(args.init) / "training_log.json").read_text()).get("stages", [])
     t0 = time.time()
     tokenizer = build_clip_tokenizer(out / "tokenizer", [*vocabulary(), ","], max_length=MAX_LENGTH)
     specs, captions = make_data(budget["clips"])
     log["data_seconds"] = round(time.time() - t0, 1)
     print(f"{len(specs)} clips in {log['data_seconds']} s", flush=True)
-    text_encoder, unet, scheduler = train(specs, captions, tokenizer, budget["steps"], budget["batch"], log)
+    text_encoder, unet, scheduler = train(specs, captions, tokenizer, budget["steps"], budget["batch"], log,
+                                          lr_max=args.lr, init=Path(args.init) if args.init else None)
     Backbone(unet, scheduler, text_encoder=text_encoder, tokenizer=tokenizer).save_pretrained(out)
-    metrics = evaluate(out, budget["eval_per_caption"])
+    metrics = evaluate(out, budget["eval_per_caption"], steps=budget["eval_steps"])
     log["total_seconds"] = round(time.time() - t0, 1)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (out / "training_log.json").write_text(json.dumps(log, indent=2))

@@ -19,7 +19,7 @@ SILENCE_DB = 40.0  # frames this far below the clip's loudest frame carry no mel
 DYNAMICS_WINDOW = 15  # frames of the Savitzky-Golay smoothing (≈ 0.5 s)
 RHYTHM_TOLERANCE_S = 0.07
 EDGE_FRAMES = 2
-ONSET_RANGE_DB = 40.0
+ONSET_RANGE_DB = 30.0
 
 
 def chromagram(spectrogram, codec: MelCodec | None = None) -> np.ndarray:

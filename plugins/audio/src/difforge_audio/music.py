@@ -89,6 +89,13 @@ def caption_for(tempo: str, timbre: str, order: str, dynamics: str) -> str:
     return f"a {tempo} {timbre} melody, {ORDERS[order]}, {DYNAMICS[dynamics]}"
 
 
+def all_captions() -> list[str]:
+    """Every caption of the grammar (tempo x timbre x order x dynamics), in a fixed order."""
+    import itertools
+
+    return [caption_for(*combo) for combo in itertools.product(TEMPI, TIMBRES, ORDERS, DYNAMICS)]
+
+
 def parse_caption(caption: str) -> dict[str, str | None]:
     """The attributes a caption asks for (``None`` for those it does not mention)."""
     text = caption.lower()

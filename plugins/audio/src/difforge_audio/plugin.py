@@ -4,7 +4,6 @@ sub-commands. Only difforge's public plugin API is used."""
 from __future__ import annotations
 
 import torch
-
 from difforge import hookimpl
 from difforge.rewards import Reward
 
