@@ -34,8 +34,22 @@ def test_every_hookspec_has_a_test_and_a_docs_entry(hook):
     assert inspect.getdoc(getattr(hookspecs, hook)), f"{hook} has no docstring"
 
 
+def _first_party_packages():
+    yield difforge
+    for name in ("difforge_zoo", "difforge_audio"):
+        try:
+            yield importlib.import_module(name)
+        except ImportError:
+            continue
+
+
 def _public_objects():
-    for info in pkgutil.walk_packages(difforge.__path__, prefix="difforge."):
+    for package in _first_party_packages():
+        yield from _public_objects_of(package)
+
+
+def _public_objects_of(package):
+    for info in pkgutil.walk_packages(package.__path__, prefix=package.__name__ + "."):
         module = importlib.import_module(info.name)
         for name, obj in vars(module).items():
             if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:

@@ -56,6 +56,7 @@ class ControlledUNet(nn.Module):
         return self
 
     def forward(self, sample: Tensor, timestep, encoder_hidden_states: Tensor | None = None, **kwargs):
+        """The UNet's output, with the ControlNet's residuals when a control is set."""
         if self.control is None:
             return self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states, **kwargs)
         control = self.control.to(sample.device, sample.dtype)
