@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--caption", default="a fast bright melody, high notes then low notes, getting louder",
                         help="text prompt (for the generated reference and every controlled clip)")
     parser.add_argument("--count", type=int, default=4, help="clips per condition")
-    parser.add_argument("--steps", type=int, default=30, help="DDIM steps")
+    parser.add_argument("--steps", type=int, default=50, help="sampling steps (DDPM)")
     parser.add_argument("--out", default="outputs/audio/music_controlnet", help="output folder")
     args = parser.parse_args()
 

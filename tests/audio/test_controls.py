@@ -8,7 +8,9 @@ pytest.importorskip("difforge_audio")
 
 from difforge_audio.codec import MelCodec  # noqa: E402
 from difforge_audio.controlnet import ControlledUNet, controlnet_from_unet  # noqa: E402
-from difforge_audio.controls import CONTROL_CHANNELS, Controls, extract_controls, random_masks  # noqa: E402
+from difforge_audio.controls import (  # noqa: E402
+    CONTROL_CHANNELS, Controls, chroma_to_mel, extract_controls, random_masks,
+)
 from difforge_audio.music import NUM_FRAMES, random_clip  # noqa: E402
 
 
@@ -20,18 +22,23 @@ def controls():
 def test_control_image_layout(controls):
     image = controls.image(64)
     assert image.shape == (CONTROL_CHANNELS, 64, NUM_FRAMES)
-    assert torch.equal(image[:, 0], image[:, 40])  # constant along the frequency axis
-    voiced = controls.melody >= 0
-    assert torch.equal(image[:12, 0].argmax(0)[voiced], torch.from_numpy(controls.melody[voiced]))
-    assert image[14:, 0].eq(1).all()  # every control given everywhere
-    assert image[13, 0].max() == pytest.approx(1.0, abs=1e-3)
+    assert torch.equal(image[1:, 0], image[1:, 40])  # dynamics, rhythm and masks: constant along frequency
+    voiced = np.nonzero(controls.melody >= 0)[0]
+    bands = image[0][:, voiced].argmax(0).numpy()  # the melody sits on the bands of its pitch class
+    assert (chroma_to_mel(64).argmax(0)[bands] == controls.melody[voiced]).all()
+    assert image[0][:, controls.melody < 0].abs().sum() == 0
+    assert image[3:, 0].eq(1).all()  # every control given everywhere
+    assert image[2, 0].max() == pytest.approx(1.0, abs=1e-3)
+    with pytest.raises(ValueError, match="64 mel bands, got n_mels=32"):
+        controls.image(32)
 
 
 def test_subsets_and_time_spans(controls):
-    melody_only = controls.only(["melody"]).image(8)
-    assert melody_only[12:14].abs().sum() == 0 and melody_only[15:].sum() == 0 and melody_only[14].eq(1).all()
-    half = controls.within(0, 32).image(8)
-    assert half[:, :, 32:].abs().sum() == 0 and half[14:, 0, :32].eq(1).all()
+    melody_only = controls.only(["melody"]).image(64)
+    assert melody_only[1:3].abs().sum() == 0 and melody_only[4:].sum() == 0 and melody_only[3].eq(1).all()
+    assert melody_only[0].abs().sum() > 0
+    half = controls.within(0, 32).image(64)
+    assert half[:, :, 32:].abs().sum() == 0 and half[3:, 0, :32].eq(1).all()
     with pytest.raises(ValueError, match="unknown control"):
         controls.only(["timbre"])
     with pytest.raises(ValueError, match="control 'dynamics' must have shape"):

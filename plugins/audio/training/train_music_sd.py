@@ -35,7 +35,7 @@ from difforge_audio.codec import MelCodec  # noqa: E402
 from difforge_audio.music import all_captions, random_clip, vocabulary  # noqa: E402
 
 MAX_LENGTH = 24
-FULL = {"clips": 6000, "steps": 2400, "batch": 16, "eval_per_caption": 4, "eval_steps": 30}
+FULL = {"clips": 6000, "steps": 2400, "batch": 16, "eval_per_caption": 1, "eval_steps": 50}
 QUICK = {"clips": 64, "steps": 10, "batch": 8, "eval_per_caption": 1, "eval_steps": 3}
 
 
@@ -130,19 +130,21 @@ def train(specs, captions, tokenizer, steps: int, batch: int, log: dict, lr_max:
     return text_encoder.eval(), unet.eval(), scheduler
 
 
-def evaluate(path: Path, per_caption: int, guidance: float = 3.0, steps: int = 30, seed: int = 0) -> dict:
-    """Sample every caption with difforge (DDIM, CFG) and read the attributes back with the scorer."""
+def evaluate(path: Path, per_caption: int, guidance: float = 3.0, steps: int = 50, seed: int = 0,
+             sampler: str = "ddpm") -> dict:
+    """Sample every caption with difforge (ancestral DDPM sampling, CFG) and read the attributes
+    back with the scorer."""
     import difforge
     from difforge_audio.scorer import caption_adherence
 
     backbone = difforge.load_backbone(path)
     prompts = all_captions() * per_caption
     g = torch.Generator().manual_seed(seed)
-    specs = torch.cat([backbone.sample(prompts[i: i + 72], num_steps=steps, guidance_scale=guidance, generator=g)
-                       for i in range(0, len(prompts), 72)])
+    specs = torch.cat([backbone.sample(prompts[i: i + 72], num_steps=steps, sampler=sampler, guidance_scale=guidance,
+                                       generator=g) for i in range(0, len(prompts), 72)])
     rows = [caption_adherence(s, p) for s, p in zip(specs, prompts)]
     result = {key: round(float(np.mean([r[key] for r in rows])), 4) for key in ("tempo", "order", "dynamics", "reward")}
-    return {"guidance_scale": guidance, "sampler": "ddim", "steps": steps, "seed": seed, "n": len(prompts),
+    return {"guidance_scale": guidance, "sampler": sampler, "steps": steps, "seed": seed, "n": len(prompts),
             "caption_adherence": result}
 
 
@@ -169,7 +171,7 @@ A tiny text-to-spectrogram diffusion model for difforge's music world, trained f
 
 ## Measured quality
 
-Every caption of the grammar, {metrics['n']} samples (DDIM {metrics['steps']} steps, guidance
+Every caption of the grammar, {metrics['n']} samples ({metrics['sampler'].upper()} {metrics['steps']} steps, guidance
 {metrics['guidance_scale']}), read back with `difforge_audio.scorer` (which reads the generator's
 own clips 100 % correctly):
 

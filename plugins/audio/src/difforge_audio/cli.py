@@ -18,7 +18,8 @@ def configure_generate(p: argparse.ArgumentParser) -> None:
                    help=f"comma-separated subset of {', '.join(CONTROL_NAMES)} to apply (with --controls-from)")
     p.add_argument("--frames", default=None, metavar="START:STOP",
                    help="give the controls only in these spectrogram frames (0-64); the rest is left to the model")
-    p.add_argument("--steps", type=int, default=30, help="DDIM steps")
+    p.add_argument("--steps", type=int, default=50, help="sampling steps")
+    p.add_argument("--sampler", default="ddpm", help="registered sampler (ddpm, ddim, ...)")
     p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", default="outputs/audio", help="output folder for .wav files and plots")
@@ -48,7 +49,7 @@ def run_generate(args: argparse.Namespace) -> int:
             frames = (start, stop)
         controls = [full.only(names).within(*frames) for _ in args.prompt]
     pipe = MusicPipeline.from_pretrained(controlnet="music-controlnet-tiny" if controls else None)
-    specs = pipe(args.prompt, controls, num_steps=args.steps, guidance_scale=args.guidance,
+    specs = pipe(args.prompt, controls, num_steps=args.steps, sampler=args.sampler, guidance_scale=args.guidance,
                  generator=torch.Generator().manual_seed(args.seed))
     for i, (prompt, spec) in enumerate(zip(args.prompt, specs)):
         wav = write_wav(out / f"clip_{i:02d}.wav", codec.decode(spec, seed=i))

@@ -3,9 +3,14 @@ any subset of them, each optionally given on only part of the timeline.
 
 A :class:`Controls` holds the three signals of a clip (as :mod:`difforge_audio.features`
 extracts them) and a per-control mask saying in which frames each is specified. The ControlNet
-sees them as one ``(CONTROL_CHANNELS, n_mels, frames)`` image: the 12 one-hot melody channels,
-the dynamics curve, the onset activation, then one mask channel per control, each constant
-along the frequency axis.
+sees them as one ``(CONTROL_CHANNELS, n_mels, frames)`` image aligned with the spectrogram:
+
+- melody: each frame's pitch class drawn on the mel bands of that pitch class in every octave
+  (a chroma-to-mel projection), so a convolution finds it where the notes' partials go; a
+  pitch class repeated over the frequency axis (the first design) left the ControlNet blind
+  to melody (accuracy at chance, measured);
+- dynamics and rhythm (onset activation): constant along the frequency axis;
+- one mask channel per control (1 where it is given).
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from .codec import MelCodec
 from .music import NUM_FRAMES
 
 CONTROL_NAMES = ("melody", "dynamics", "rhythm")
-CONTROL_CHANNELS = 12 + 1 + 1 + len(CONTROL_NAMES)
+CONTROL_CHANNELS = 1 + 1 + 1 + len(CONTROL_NAMES)
+PITCH_WIDTH = 0.6  # semitones: the Gaussian width of a pitch class on the mel axis
 DYNAMICS_RANGE_DB = (-40.0, 10.0)  # mapped to [-1, 1] in the control image
 
 
@@ -73,16 +79,30 @@ class Controls:
     def image(self, n_mels: int) -> torch.Tensor:
         """The ``(CONTROL_CHANNELS, n_mels, frames)`` ControlNet input; unspecified frames are 0."""
         frames = self.num_frames
-        rows = np.zeros((CONTROL_CHANNELS, frames), np.float32)
-        voiced = self.melody >= 0
-        rows[self.melody[voiced], np.nonzero(voiced)[0]] = 1.0
-        rows[:12] *= self.masks["melody"]
+        image = np.zeros((CONTROL_CHANNELS, n_mels, frames), np.float32)
+        voiced = (self.melody >= 0) & self.masks["melody"]
+        pitch_map = chroma_to_mel(n_mels)  # (12, n_mels)
+        image[0][:, voiced] = pitch_map[self.melody[voiced]].T
         low, high = DYNAMICS_RANGE_DB
-        rows[12] = np.clip(2 * (self.dynamics - low) / (high - low) - 1, -1, 1) * self.masks["dynamics"]
-        rows[13] = self.rhythm * self.masks["rhythm"]
+        image[1] = np.clip(2 * (self.dynamics - low) / (high - low) - 1, -1, 1) * self.masks["dynamics"]
+        image[2] = self.rhythm * self.masks["rhythm"]
         for i, name in enumerate(CONTROL_NAMES):
-            rows[14 + i] = self.masks[name]
-        return torch.from_numpy(np.repeat(rows[:, None, :], n_mels, axis=1))
+            image[3 + i] = self.masks[name]
+        return torch.from_numpy(image)
+
+
+def chroma_to_mel(n_mels: int, codec: MelCodec | None = None) -> np.ndarray:
+    """(12, n_mels): how strongly each mel band (by its centre frequency) belongs to each pitch
+    class, a Gaussian in circular semitone distance."""
+    import librosa
+
+    codec = codec or MelCodec()
+    if n_mels != codec.n_mels:
+        raise ValueError(f"controls are drawn for {codec.n_mels} mel bands, got n_mels={n_mels}")
+    centres = librosa.mel_frequencies(n_mels=n_mels + 2, fmin=codec.fmin, fmax=codec.fmax, htk=True)[1:-1]
+    semitone = 12 * np.log2(centres / 440.0) + 9  # pitch class 0 = C
+    distance = (semitone[None, :] - np.arange(12)[:, None] + 6) % 12 - 6
+    return np.exp(-0.5 * (distance / PITCH_WIDTH) ** 2).astype(np.float32)
 
 
 def extract_controls(spectrogram, codec: MelCodec | None = None) -> Controls:

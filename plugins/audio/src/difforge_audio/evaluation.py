@@ -14,6 +14,7 @@ from . import features
 from .codec import MelCodec
 from .controls import CONTROL_NAMES, Controls, extract_controls
 from .music import HOP_LENGTH, NUM_FRAMES, SAMPLE_RATE, random_clip
+from .pipeline import DEFAULT_SAMPLER, DEFAULT_STEPS
 
 HELD_OUT_SEED = 1_000_000  # reference clips come from seeds never used in training
 METRICS = ("melody_accuracy", "dynamics_correlation", "rhythm_f1")
@@ -65,15 +66,18 @@ def control_metrics(generated, reference: Reference, frames: tuple[int, int] = (
 
 
 def generate_under(pipeline, refs: list[Reference], given: Sequence[str], frames: tuple[int, int], *,
-                   num_steps: int = 30, guidance_scale: float = 3.0, seed: int = 0) -> torch.Tensor:
+                   num_steps: int = DEFAULT_STEPS, sampler: str = DEFAULT_SAMPLER, guidance_scale: float = 3.0,
+                   seed: int = 0) -> torch.Tensor:
     """Spectrograms for the references' captions with their controls ``given`` in ``frames``
     (nothing given: the base model alone)."""
     generator = torch.Generator().manual_seed(seed)
     prompts = [r.caption for r in refs]
     if not given:
-        return pipeline(prompts, num_steps=num_steps, guidance_scale=guidance_scale, generator=generator)
+        return pipeline(prompts, num_steps=num_steps, sampler=sampler, guidance_scale=guidance_scale,
+                        generator=generator)
     controls = [r.controls.only(given).within(*frames) for r in refs]
-    return pipeline(prompts, controls, num_steps=num_steps, guidance_scale=guidance_scale, generator=generator)
+    return pipeline(prompts, controls, num_steps=num_steps, sampler=sampler, guidance_scale=guidance_scale,
+                    generator=generator)
 
 
 def summarise(specs, refs: list[Reference], frames: tuple[int, int]) -> dict[str, float]:
@@ -87,11 +91,12 @@ def summarise(specs, refs: list[Reference], frames: tuple[int, int]) -> dict[str
     return row
 
 
-def evaluate_controls(pipeline, refs: list[Reference], conditions: dict | None = None, *, num_steps: int = 30,
-                      guidance_scale: float = 3.0, seed: int = 0) -> dict[str, dict[str, float]]:
+def evaluate_controls(pipeline, refs: list[Reference], conditions: dict | None = None, *,
+                      num_steps: int = DEFAULT_STEPS, sampler: str = DEFAULT_SAMPLER, guidance_scale: float = 3.0,
+                      seed: int = 0) -> dict[str, dict[str, float]]:
     """:func:`summarise` per condition of ``conditions`` (default :data:`CONDITIONS`), every
     condition drawn with the same seed."""
-    return {name: summarise(generate_under(pipeline, refs, given, frames, num_steps=num_steps,
+    return {name: summarise(generate_under(pipeline, refs, given, frames, num_steps=num_steps, sampler=sampler,
                                            guidance_scale=guidance_scale, seed=seed), refs, frames)
             for name, (given, frames) in (conditions or CONDITIONS).items()}
 
@@ -107,7 +112,8 @@ def format_table(table: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def caption_adherence_table(backbone, prompts: Sequence[str], per_prompt: int = 4, *, num_steps: int = 30,
+def caption_adherence_table(backbone, prompts: Sequence[str], per_prompt: int = 4, *,
+                            num_steps: int = DEFAULT_STEPS, sampler: str = DEFAULT_SAMPLER,
                             guidance_scale: float = 3.0, seed: int = 0, batch: int = 48) -> dict[str, float]:
     """Mean per-attribute caption adherence (tempo, ``order`` = the caption's events, dynamics)
     of ``per_prompt`` samples of each prompt, read by the analytic scorer."""
@@ -115,7 +121,8 @@ def caption_adherence_table(backbone, prompts: Sequence[str], per_prompt: int = 
 
     prompts = [p for p in prompts for _ in range(per_prompt)]
     generator = torch.Generator().manual_seed(seed)
-    specs = torch.cat([backbone.sample(prompts[i:i + batch], num_steps=num_steps, guidance_scale=guidance_scale,
-                                       generator=generator) for i in range(0, len(prompts), batch)])
+    specs = torch.cat([backbone.sample(prompts[i:i + batch], num_steps=num_steps, sampler=sampler,
+                                       guidance_scale=guidance_scale, generator=generator)
+                       for i in range(0, len(prompts), batch)])
     rows = [caption_adherence(s, p) for s, p in zip(specs, prompts)]
     return {key: float(np.mean([r[key] for r in rows])) for key in ("tempo", "order", "dynamics", "reward")}

@@ -22,6 +22,7 @@ import torch
 from .codec import MelCodec
 from .data import PAIRS_FILE, write_wav
 from .music import ORDERS
+from .pipeline import DEFAULT_SAMPLER, DEFAULT_STEPS
 from .scorer import caption_adherence
 
 
@@ -43,7 +44,7 @@ def perturb_events(caption: str, kind: str) -> str:
 
 @torch.no_grad()
 def build_audio_preferences(backbone, prompts: Sequence[str], out_dir: str | Path, *, samples_per_prompt: int = 2,
-                            perturbed_per_prompt: int = 2, num_steps: int = 30, guidance_scale: float = 3.0,
+                            perturbed_per_prompt: int = 2, num_steps: int = DEFAULT_STEPS, guidance_scale: float = 3.0,
                             min_margin: float = 0.2, seed: int = 0) -> Path:
     """Generate, score and pair clips for ``prompts``; returns the ``pairs.jsonl`` path.
 
@@ -64,7 +65,8 @@ def build_audio_preferences(backbone, prompts: Sequence[str], out_dir: str | Pat
         kinds = [("misordered", "missing")[i % 2] for i in range(perturbed_per_prompt)]
         rng.shuffle(kinds)
         sources = [prompt] * samples_per_prompt + [perturb_events(prompt, k) for k in kinds]
-        specs = backbone.sample(sources, num_steps=num_steps, guidance_scale=guidance_scale, generator=generator)
+        specs = backbone.sample(sources, num_steps=num_steps, sampler=DEFAULT_SAMPLER, guidance_scale=guidance_scale,
+                                generator=generator)
         scores = [caption_adherence(s, prompt)["reward"] for s in specs]
         best = int(np.argmax(scores[:samples_per_prompt]))
         worst = int(np.argmin(scores))
