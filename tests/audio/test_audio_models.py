@@ -1,0 +1,56 @@
+"""The embedded audio models: offline loading, the model cards' numbers (with tolerance), and
+Music ControlNet's measured effect over the uncontrolled base model."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("difforge_audio")
+
+import difforge  # noqa: E402
+from difforge_audio.evaluation import CONDITIONS, evaluate_controls, references  # noqa: E402
+from difforge_audio.models import BASE_MODEL, CONTROLNET, load_base, load_controlnet, model_path  # noqa: E402
+from difforge_audio.music import all_captions  # noqa: E402
+from difforge_audio.pipeline import MusicPipeline  # noqa: E402
+from difforge_audio.scorer import caption_adherence  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return MusicPipeline(load_base(), load_controlnet())
+
+
+def test_base_model_loads_offline_by_name(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    backbone = difforge.load_backbone(BASE_MODEL)  # resolved by the plugin's difforge_resolve_model hook
+    assert backbone.conditioning == "text" and backbone.vae is None
+    assert backbone.sample_shape() == (1, 64, 64)
+    assert sum(f.stat().st_size for f in model_path(BASE_MODEL).rglob("*.safetensors")) < 12e6
+
+
+def test_base_model_card_numbers_reproduce(pipeline):
+    card = json.loads((model_path(BASE_MODEL) / "metrics.json").read_text())
+    prompts = all_captions()
+    specs = pipeline(prompts, num_steps=card["steps"], sampler=card["sampler"], guidance_scale=card["guidance_scale"],
+                     generator=torch.Generator().manual_seed(0))
+    measured = np.mean([caption_adherence(s, p)["reward"] for s, p in zip(specs, prompts)])
+    assert measured >= card["caption_adherence"]["reward"] - 0.1, (measured, card["caption_adherence"])
+
+
+def test_controlnet_follows_controls_far_above_the_uncontrolled_model(pipeline):
+    metrics = json.loads((model_path(CONTROLNET) / "metrics.json").read_text())
+    card = metrics["table"]
+    names = ("uncontrolled", "all", "all, first half only")
+    table = evaluate_controls(pipeline, references(8), {n: CONDITIONS[n] for n in names},
+                              num_steps=metrics["steps"], sampler=metrics["sampler"])
+    base, controlled, half = (table[n] for n in names)
+    assert controlled["melody_accuracy"] > base["melody_accuracy"] + 0.3
+    assert controlled["dynamics_correlation"] > base["dynamics_correlation"] + 0.1
+    assert controlled["rhythm_f1"] > base["rhythm_f1"] + 0.1
+    assert half["melody_accuracy"] > half["unspecified/melody_accuracy"] + 0.3  # only the given half follows
+    for metric in ("melody_accuracy", "rhythm_f1"):
+        assert controlled[metric] >= card["all"][metric] - 0.15, (metric, controlled, card["all"])
