@@ -109,7 +109,7 @@ Music ControlNet for `music-sd-tiny`, trained by `plugins/audio/training/train_m
 (seed 5) on 2 CPU cores with the base model frozen.
 
 - **Controls** (extracted with librosa from each clip): melody (top chroma pitch class per frame,
-  12 one-hot channels), dynamics (frame energy in dB, Savitzky-Golay smoothed), rhythm (onset
+  drawn on the mel bands of that pitch class in every octave), dynamics (frame energy in dB, Savitzky-Golay smoothed), rhythm (onset
   activations), plus one mask channel per control. Random subsets and random time spans are given
   during training, so any subset, partially specified in time, is supported.
 - **Model**: diffusers `ControlNetModel.from_unet` ({t['params']:,} parameters), conditioning encoder
