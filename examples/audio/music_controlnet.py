@@ -22,7 +22,7 @@ from difforge_audio.codec import MelCodec
 from difforge_audio.controls import extract_controls
 from difforge_audio.data import read_wav, write_wav
 from difforge_audio.evaluation import CONDITIONS, Reference, format_table, generate_under, summarise
-from difforge_audio.music import DURATION_S, DYNAMICS, TIMBRES, Note, synthesize
+from difforge_audio.music import DURATION_S, DYNAMICS, TIMBRES, Note, caption_for, synthesize
 from difforge_audio.pipeline import MusicPipeline
 from difforge_audio.plots import plot_clip
 
@@ -39,6 +39,17 @@ def melody_clip(notes: str, bpm: float, dynamics: str, timbre: str) -> np.ndarra
     return synthesize(played, timbre, dynamics)
 
 
+def notes_caption(args: argparse.Namespace) -> str:
+    """A caption that agrees with the typed notes, so text and controls do not pull apart
+    (with a conflicting caption the text wins over the dynamics control)."""
+    import librosa
+
+    pitches = [int(librosa.note_to_midi(name)) for name in args.notes.split()]
+    half = max(1, len(pitches) // 2)
+    order = "rising" if np.mean(pitches[half:] or pitches) > np.mean(pitches[:half]) else "falling"
+    return caption_for("fast" if args.bpm >= 120 else "slow", args.timbre, order, args.dynamics)
+
+
 def main() -> None:
     """Parse arguments, build the controls, generate every condition, write and report."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -47,14 +58,17 @@ def main() -> None:
     parser.add_argument("--dynamics", choices=list(DYNAMICS), default="louder", help="dynamics of --notes")
     parser.add_argument("--timbre", choices=TIMBRES, default="bright", help="timbre of --notes")
     parser.add_argument("--from-wav", help="take the controls from this .wav instead")
-    parser.add_argument("--caption", default="a fast bright melody, high notes then low notes, getting louder",
-                        help="text prompt (for the generated reference and every controlled clip)")
+    parser.add_argument("--caption", default=None,
+                        help="text prompt for every clip (default: one that agrees with --notes, or a fixed one)")
     parser.add_argument("--count", type=int, default=4, help="clips per condition")
     parser.add_argument("--steps", type=int, default=50, help="sampling steps (DDPM)")
     parser.add_argument("--out", default="outputs/audio/music_controlnet", help="output folder")
     args = parser.parse_args()
 
     t0 = time.time()
+    if args.caption is None:
+        args.caption = notes_caption(args) if args.notes else \
+            "a fast bright melody, high notes then low notes, getting louder"
     codec, out = MelCodec(), Path(args.out)
     pipe = MusicPipeline.from_pretrained()
     if args.notes:
