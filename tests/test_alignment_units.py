@@ -207,6 +207,20 @@ def test_bad_preference_rows_and_images_name_the_file(tmp_path):
         PreferencePairsDataset(path=str(tmp_path))[0]
 
 
+def test_read_pairs_is_the_public_reader_for_non_image_pairs(tmp_path):
+    import difforge
+
+    rows = [{"caption": "x", "chosen": "a.npy", "rejected": "b.npy", "extra": 1}]
+    (tmp_path / difforge.PAIRS_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows) + "\n")
+    assert difforge.read_pairs(tmp_path) == (tmp_path, rows)
+    assert difforge.read_pairs(tmp_path / "pairs.jsonl") == (tmp_path, rows)
+    (tmp_path / "other.jsonl").write_text('{"chosen": "a.npy", "rejected": "b.npy"}\n')
+    with pytest.raises(difforge.DataError, match=r"other.jsonl:1: missing field\(s\) caption"):
+        difforge.read_pairs(tmp_path / "other.jsonl")
+    with pytest.raises(difforge.DataError, match=r"data.options.path: .*missing.jsonl does not exist"):
+        difforge.read_pairs(tmp_path / "missing.jsonl")
+
+
 def test_caption_perturbation_levels():
     groups = [["red", "blue", "green"], ["circle", "square"], ["left", "right"]]
     caption = "a red circle on the left and a blue square on the right"

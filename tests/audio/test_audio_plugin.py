@@ -71,17 +71,32 @@ def test_preference_pairs_from_audio_and_stored_spectrograms(tmp_path):
 
 
 def test_preference_pairs_bad_input_is_one_clear_line(tmp_path):
+    from difforge import DataError
+
+    with pytest.raises(DataError, match=r"data.options.path: .*nowhere.* does not exist"):
+        AudioPreferencePairsDataset(path=str(tmp_path / "nowhere"))
     (tmp_path / "pairs.jsonl").write_text('{"caption": "x", "chosen": "a.wav"}\n')
-    with pytest.raises(ValueError, match=r"pairs.jsonl:1: missing field\(s\) rejected"):
+    with pytest.raises(DataError, match=r"pairs.jsonl:1: missing field\(s\) rejected"):
+        AudioPreferencePairsDataset(path=str(tmp_path))
+    (tmp_path / "pairs.jsonl").write_text('{"caption": "x", "chosen": "a.wav", "rejected": "b.wav"}\n{oops\n')
+    with pytest.raises(DataError, match=r"pairs.jsonl:2: not a JSON line"):
         AudioPreferencePairsDataset(path=str(tmp_path))
     (tmp_path / "pairs.jsonl").write_text('{"caption": "x", "chosen": "a.wav", "rejected": "b.wav"}\n')
     (tmp_path / "a.wav").write_bytes(b"RIFF not really a wave file")
-    with pytest.raises(ValueError, match=r"cannot read audio .*a.wav"):
+    with pytest.raises(DataError, match=r"cannot read audio .*a.wav"):
         AudioPreferencePairsDataset(path=str(tmp_path))[0]
     import soundfile
 
     soundfile.write(str(tmp_path / "a.wav"), np.zeros(1000, np.float32), SAMPLE_RATE * 2)
-    with pytest.raises(ValueError, match=r"a.wav: sample rate 16000 Hz, expected 8000 Hz"):
+    with pytest.raises(DataError, match=r"a.wav: sample rate 16000 Hz, expected 8000 Hz"):
+        AudioPreferencePairsDataset(path=str(tmp_path))[0]
+    (tmp_path / "pairs.jsonl").write_text(
+        '{"caption": "x", "chosen": "a.wav", "rejected": "b.wav", "chosen_spectrogram": "a.npy"}\n')
+    np.save(tmp_path / "a.npy", np.zeros((3, 64, 64), np.float32), allow_pickle=False)
+    with pytest.raises(DataError, match=r"a.npy: spectrogram shape \(3, 64, 64\), expected \(1, 64, frames\)"):
+        AudioPreferencePairsDataset(path=str(tmp_path))[0]
+    np.save(tmp_path / "a.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match=r"cannot read spectrogram .*a.npy"):  # never unpickled
         AudioPreferencePairsDataset(path=str(tmp_path))[0]
 
 
@@ -106,3 +121,27 @@ def test_core_without_the_plugin_lists_it_as_not_installed():
     row = next(line for line in proc.stdout.splitlines() if line.startswith("difforge-audio"))
     assert "not installed" in row
     assert "pip install -e plugins/audio" in proc.stdout
+
+
+PLUGIN_API = {"difforge.rewards": {"Reward"}, "difforge.cli": {"Command"}}
+
+
+def test_plugin_imports_only_the_documented_plugin_api():
+    import ast
+    from pathlib import Path
+
+    import difforge
+    import difforge_audio
+
+    used: set[str] = set()
+    for file in Path(difforge_audio.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "difforge":
+                used |= {f"{node.module}:{alias.name}" for alias in node.names}
+            elif isinstance(node, ast.Import):
+                used |= {f"{a.name}:" for a in node.names if a.name.split(".")[0] == "difforge"}
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "difforge":
+                used.add(f"difforge:{node.attr}")
+    allowed = {f"difforge:{name}" for name in difforge.__all__} | {"difforge:"}
+    allowed |= {f"{module}:{name}" for module, names in PLUGIN_API.items() for name in names}
+    assert used and used <= allowed, sorted(used - allowed)

@@ -26,6 +26,9 @@ def __getattr__(name: str):
         "plugin_report": ("api", "plugin_report"),
         "freeze_guard": ("api", "freeze_guard"),
         "preference_pairs": ("api", "preference_pairs"),
+        "read_pairs": ("alignment.preferences", "read_pairs"),
+        "PAIRS_FILE": ("alignment.preferences", "PAIRS_FILE"),
+        "DataError": ("errors", "DataError"),
         "get_registry": ("plugins", "get_registry"),
         "register_plugin": ("plugins", "register_plugin"),
     }
@@ -38,8 +41,10 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "PAIRS_FILE",
     "AdapterSet",
     "Backbone",
+    "DataError",
     "RunConfig",
     "Trainer",
     "__version__",
@@ -50,6 +55,7 @@ __all__ = [
     "load_config",
     "plugin_report",
     "preference_pairs",
+    "read_pairs",
     "register_plugin",
     "sample",
     "train",

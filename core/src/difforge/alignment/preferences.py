@@ -133,11 +133,7 @@ class PreferencePairsDataset(Dataset):
 
     def __init__(self, **options: Any) -> None:
         o = self.options = PreferencePairsOptions(**options)
-        path = Path(o.path)
-        if path.is_dir():
-            path = path / PAIRS_FILE
-        if not path.exists():
-            raise DataError(f"data.options.path: {path} does not exist")
+        path = pairs_path(o.path)
         self.root = path.parent
         rows = _read_table(path)
         layout = o.layout
@@ -167,6 +163,26 @@ class PreferencePairsDataset(Dataset):
         return {"pixel_values_chosen": self._image(row["chosen"]), "pixel_values_rejected": self._image(row["rejected"]),
                 "caption": row["caption"], "caption_chosen": row.get("caption_chosen") or row["caption"],
                 "caption_rejected": row.get("caption_rejected") or row["caption"]}
+
+
+def pairs_path(path: str | Path) -> Path:
+    """The pairs table that ``path`` names: the file itself, or ``pairs.jsonl`` in a folder
+    (:class:`DataError` naming ``data.options.path`` when it does not exist)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / PAIRS_FILE
+    if not path.exists():
+        raise DataError(f"data.options.path: {path} does not exist")
+    return path
+
+
+def read_pairs(path: str | Path) -> tuple[Path, list[dict[str, Any]]]:
+    """Rows of a preference-pairs table in the difforge layout (a folder holding ``pairs.jsonl``,
+    or a ``.jsonl`` / ``.parquet`` file), each with ``caption``, ``chosen`` and ``rejected``, and
+    the folder their relative paths resolve against. Bad input raises :class:`DataError` naming
+    the file and line. Plugins whose pairs are not images (audio, video) read them with this."""
+    file = pairs_path(path)
+    return file.parent, [_check_row(row, file, i) for i, row in enumerate(_read_table(file), 1)]
 
 
 def _read_table(path: Path) -> list[dict[str, Any]]:
@@ -226,4 +242,4 @@ def _decode(data: bytes, resolution: int) -> torch.Tensor:
         return image_to_tensor(im, resolution)
 
 
-__all__ = ["PAIRS_FILE", "PreferencePairsDataset", "build_preference_pairs", "perturb_caption"]
+__all__ = ["PAIRS_FILE", "PreferencePairsDataset", "build_preference_pairs", "pairs_path", "perturb_caption", "read_pairs"]

@@ -3,20 +3,17 @@ pairs (Tango 2's Audio-Alpaca layout: ``pairs.jsonl`` beside ``.wav`` files)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import difforge
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import Dataset
 
 from .codec import MelCodec
 from .music import NUM_SAMPLES, SAMPLE_RATE, random_clip
-
-PAIRS_FILE = "pairs.jsonl"
-
 
 class MusicClipsOptions(BaseModel):
     """Options of the ``music-clips`` dataset."""
@@ -54,9 +51,9 @@ def read_wav(path: Path) -> np.ndarray:
     try:
         audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # noqa: BLE001 - any decoder error becomes one line naming the file
-        raise ValueError(f"cannot read audio {path}: {exc}".splitlines()[0]) from None
+        raise difforge.DataError(f"cannot read audio {path}: {exc}".splitlines()[0]) from None
     if rate != SAMPLE_RATE:
-        raise ValueError(f"{path}: sample rate {rate} Hz, expected {SAMPLE_RATE} Hz")
+        raise difforge.DataError(f"{path}: sample rate {rate} Hz, expected {SAMPLE_RATE} Hz")
     audio = audio.mean(axis=1)
     if len(audio) < NUM_SAMPLES:
         audio = np.pad(audio, (0, NUM_SAMPLES - len(audio)))
@@ -96,28 +93,12 @@ class AudioPreferencePairsDataset(Dataset):
 
     def __init__(self, **options: Any) -> None:
         o = self.options = AudioPreferencePairsOptions(**options)
-        path = Path(o.path)
-        if path.is_dir():
-            path = path / PAIRS_FILE
-        if not path.exists():
-            raise ValueError(f"data.options.path: {path} does not exist")
-        self.root, self.codec = path.parent, MelCodec()
-        self.rows = []
-        for lineno, line in enumerate(path.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not a JSON line ({exc.msg})") from None
-            missing = [k for k in ("caption", "chosen", "rejected") if k not in row]
-            if missing:
-                raise ValueError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
-            self.rows.append(row)
+        self.root, self.rows = difforge.read_pairs(o.path)
+        self.codec = MelCodec()
         if o.limit is not None:
             self.rows = self.rows[: o.limit]
         if not self.rows:
-            raise ValueError(f"{path}: no preference pairs")
+            raise difforge.DataError(f"{o.path}: no preference pairs")
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -129,10 +110,10 @@ class AudioPreferencePairsDataset(Dataset):
             try:
                 spec = np.load(file, allow_pickle=False)
             except Exception as exc:  # noqa: BLE001
-                raise ValueError(f"cannot read spectrogram {file}: {exc}".splitlines()[0]) from None
+                raise difforge.DataError(f"cannot read spectrogram {file}: {exc}".splitlines()[0]) from None
             expected = (1, self.codec.n_mels, spec.shape[-1])
             if spec.shape != expected or spec.shape[-1] < 1:
-                raise ValueError(f"{file}: spectrogram shape {spec.shape}, expected (1, {self.codec.n_mels}, frames)")
+                raise difforge.DataError(f"{file}: spectrogram shape {spec.shape}, expected (1, {self.codec.n_mels}, frames)")
             return torch.from_numpy(spec.astype(np.float32))
         return torch.from_numpy(self.codec.encode(read_wav(self.root / row[side])))
 

@@ -21,7 +21,7 @@ class MusicPipeline:
     """
 
     def __init__(self, backbone, controlnet=None, conditioning_scale: float = 1.0) -> None:
-        from difforge.backbone import Backbone
+        from difforge import Backbone
 
         self.base = backbone
         self.controlled = None

@@ -16,11 +16,12 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
+import difforge
 import numpy as np
 import torch
 
 from .codec import MelCodec
-from .data import PAIRS_FILE, write_wav
+from .data import write_wav
 from .music import ORDERS
 from .pipeline import DEFAULT_SAMPLER, DEFAULT_STEPS
 from .scorer import caption_adherence
@@ -82,6 +83,6 @@ def build_audio_preferences(backbone, prompts: Sequence[str], out_dir: str | Pat
             row[f"{side}_spectrogram"], row[side] = f"spectrograms/{name}.npy", f"audio/{name}.wav"
         lines.append(json.dumps(row))
         index += 1
-    (out / PAIRS_FILE).write_text("\n".join(lines) + ("\n" if lines else ""))
-    return out / PAIRS_FILE
+    (out / difforge.PAIRS_FILE).write_text("\n".join(lines) + ("\n" if lines else ""))
+    return out / difforge.PAIRS_FILE
 
