@@ -15,6 +15,7 @@ sees them as one ``(CONTROL_CHANNELS, n_mels, frames)`` image aligned with the s
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -92,17 +93,24 @@ class Controls:
 
 
 def chroma_to_mel(n_mels: int, codec: MelCodec | None = None) -> np.ndarray:
-    """(12, n_mels): how strongly each mel band (by its centre frequency) belongs to each pitch
-    class, a Gaussian in circular semitone distance."""
-    import librosa
-
+    """(12, n_mels), read-only: how strongly each mel band (by its centre frequency) belongs to
+    each pitch class, a Gaussian in circular semitone distance."""
     codec = codec or MelCodec()
     if n_mels != codec.n_mels:
         raise ValueError(f"controls are drawn for {codec.n_mels} mel bands, got n_mels={n_mels}")
-    centres = librosa.mel_frequencies(n_mels=n_mels + 2, fmin=codec.fmin, fmax=codec.fmax, htk=True)[1:-1]
+    return _pitch_class_map(n_mels, float(codec.fmin), float(codec.fmax))
+
+
+@functools.lru_cache(maxsize=8)
+def _pitch_class_map(n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    import librosa
+
+    centres = librosa.mel_frequencies(n_mels=n_mels + 2, fmin=fmin, fmax=fmax, htk=True)[1:-1]
     semitone = 12 * np.log2(centres / 440.0) + 9  # pitch class 0 = C
     distance = (semitone[None, :] - np.arange(12)[:, None] + 6) % 12 - 6
-    return np.exp(-0.5 * (distance / PITCH_WIDTH) ** 2).astype(np.float32)
+    pitch_map = np.exp(-0.5 * (distance / PITCH_WIDTH) ** 2).astype(np.float32)
+    pitch_map.flags.writeable = False
+    return pitch_map
 
 
 def extract_controls(spectrogram, codec: MelCodec | None = None) -> Controls:
