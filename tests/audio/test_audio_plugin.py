@@ -145,3 +145,18 @@ def test_plugin_imports_only_the_documented_plugin_api():
     allowed = {f"difforge:{name}" for name in difforge.__all__} | {"difforge:"}
     allowed |= {f"{module}:{name}" for module, names in PLUGIN_API.items() for name in names}
     assert used and used <= allowed, sorted(used - allowed)
+
+
+def test_cli_rejects_bad_arguments_in_one_line(capsys, tmp_path):
+    from difforge.cli import main
+
+    for args, message in ((["--frames", "3:2"], "argument --frames: '3:2': need 0 <= START < STOP <= 64"),
+                          (["--frames", "a:b"], "argument --frames: 'a:b' is not START:STOP"),
+                          (["--controls", "melody,beat"], "argument --controls: unknown control(s) beat")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["audio-generate", "--prompt", "a slow soft melody", *args])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert main(["audio-preferences", "--prompts", str(tmp_path / "none.txt"), "--out", str(tmp_path)]) == 1
+    assert f"--prompts: {tmp_path / 'none.txt'} does not exist" in capsys.readouterr().err
+    assert main(["audio-generate", "--prompt", "x", "--controls-from", str(tmp_path / "none.wav")]) == 1
+    assert "cannot read audio" in capsys.readouterr().err and not list(tmp_path.iterdir())

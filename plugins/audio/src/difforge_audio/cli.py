@@ -7,6 +7,28 @@ import json
 from pathlib import Path
 
 from .controls import CONTROL_NAMES
+from .music import NUM_FRAMES
+
+
+def control_names(text: str) -> list[str]:
+    """``--controls``: a comma-separated subset of the control names."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CONTROL_NAMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown control(s) {', '.join(unknown) or '(none given)'}; "
+                                         f"known: {', '.join(CONTROL_NAMES)}")
+    return names
+
+
+def frame_span(text: str) -> tuple[int, int]:
+    """``--frames START:STOP``: a non-empty span of spectrogram frames."""
+    try:
+        start, stop = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not START:STOP (two integers)") from None
+    if not 0 <= start < stop <= NUM_FRAMES:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= START < STOP <= {NUM_FRAMES}")
+    return start, stop
 
 
 def configure_generate(p: argparse.ArgumentParser) -> None:
@@ -14,9 +36,9 @@ def configure_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", action="append", required=True, help="caption (repeatable; one clip each)")
     p.add_argument("--controls-from", default=None, metavar="WAV",
                    help="take melody / dynamics / rhythm from this .wav (8 kHz; trimmed or padded to 2.048 s)")
-    p.add_argument("--controls", default=",".join(CONTROL_NAMES),
+    p.add_argument("--controls", type=control_names, default=list(CONTROL_NAMES),
                    help=f"comma-separated subset of {', '.join(CONTROL_NAMES)} to apply (with --controls-from)")
-    p.add_argument("--frames", default=None, metavar="START:STOP",
+    p.add_argument("--frames", type=frame_span, default=(0, NUM_FRAMES), metavar="START:STOP",
                    help="give the controls only in these spectrogram frames (0-64); the rest is left to the model")
     p.add_argument("--steps", type=int, default=50, help="sampling steps")
     p.add_argument("--sampler", default="ddpm", help="registered sampler (ddpm, ddim, ...)")
@@ -38,16 +60,12 @@ def run_generate(args: argparse.Namespace) -> int:
 
     codec, out = MelCodec(), Path(args.out)
     controls = reference = None
-    frames = (0, 64)
+    frames = args.frames
     if args.controls_from:
         spec = codec.encode(read_wav(Path(args.controls_from)))
-        names = [n.strip() for n in args.controls.split(",") if n.strip()]
         full = extract_controls(spec, codec)
         reference = Reference("", spec, full)
-        if args.frames:
-            start, stop = (int(v) for v in args.frames.split(":"))
-            frames = (start, stop)
-        controls = [full.only(names).within(*frames) for _ in args.prompt]
+        controls = [full.only(args.controls).within(*frames) for _ in args.prompt]
     pipe = MusicPipeline.from_pretrained(controlnet="music-controlnet-tiny" if controls else None)
     specs = pipe(args.prompt, controls, num_steps=args.steps, sampler=args.sampler, guidance_scale=args.guidance,
                  generator=torch.Generator().manual_seed(args.seed))
@@ -78,7 +96,14 @@ def run_preferences(args: argparse.Namespace) -> int:
     from .models import load_base
     from .preferences import build_audio_preferences
 
-    prompts = [line.strip() for line in Path(args.prompts).read_text().splitlines() if line.strip()]
+    import difforge
+
+    file = Path(args.prompts)
+    if not file.is_file():
+        raise difforge.DataError(f"--prompts: {file} does not exist")
+    prompts = [line.strip() for line in file.read_text().splitlines() if line.strip()]
+    if not prompts:
+        raise difforge.DataError(f"--prompts: {file} holds no captions")
     path = build_audio_preferences(load_base(args.model), prompts, args.out, samples_per_prompt=args.samples_per_prompt,
                                    perturbed_per_prompt=args.perturbed_per_prompt, min_margin=args.min_margin,
                                    seed=args.seed)
