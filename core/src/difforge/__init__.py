@@ -29,6 +29,7 @@ def __getattr__(name: str):
         "read_pairs": ("alignment.preferences", "read_pairs"),
         "PAIRS_FILE": ("alignment.preferences", "PAIRS_FILE"),
         "DataError": ("errors", "DataError"),
+        "build_clip_tokenizer": ("tokenizers", "build_clip_tokenizer"),
         "get_registry": ("plugins", "get_registry"),
         "register_plugin": ("plugins", "register_plugin"),
     }
@@ -48,6 +49,7 @@ __all__ = [
     "RunConfig",
     "Trainer",
     "__version__",
+    "build_clip_tokenizer",
     "get_registry",
     "hookimpl",
     "load",

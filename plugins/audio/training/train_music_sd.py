@@ -202,8 +202,7 @@ def main() -> None:
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from difforge.backbone import Backbone
-    from difforge.tokenizers import build_clip_tokenizer
+    from difforge import Backbone, build_clip_tokenizer
 
     log: dict = {}
     if args.init and (Path(args.init) / "training_log.json").exists():

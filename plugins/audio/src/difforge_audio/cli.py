@@ -20,6 +20,17 @@ def control_names(text: str) -> list[str]:
     return names
 
 
+def adapter_argument(text: str) -> tuple[str, float]:
+    """``--adapter NAME_OR_PATH[:WEIGHT]``."""
+    name, sep, weight = text.rpartition(":")
+    if not sep:
+        return text, 1.0
+    try:
+        return name, float(weight)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the weight after ':' must be a number") from None
+
+
 def frame_span(text: str) -> tuple[int, int]:
     """``--frames START:STOP``: a non-empty span of spectrogram frames."""
     try:
@@ -40,6 +51,8 @@ def configure_generate(p: argparse.ArgumentParser) -> None:
                    help=f"comma-separated subset of {', '.join(CONTROL_NAMES)} to apply (with --controls-from)")
     p.add_argument("--frames", type=frame_span, default=(0, NUM_FRAMES), metavar="START:STOP",
                    help="give the controls only in these spectrogram frames (0-64); the rest is left to the model")
+    p.add_argument("--adapter", action="append", default=[], type=adapter_argument, metavar="NAME_OR_PATH[:WEIGHT]",
+                   help="a LoRA for the base model (repeatable), e.g. music-sd-tiny-tango2 (Tango 2 DPO)")
     p.add_argument("--steps", type=int, default=50, help="sampling steps")
     p.add_argument("--sampler", default="ddpm", help="registered sampler (ddpm, ddim, ...)")
     p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale")
@@ -66,7 +79,7 @@ def run_generate(args: argparse.Namespace) -> int:
         full = extract_controls(spec, codec)
         reference = Reference("", spec, full)
         controls = [full.only(args.controls).within(*frames) for _ in args.prompt]
-    pipe = MusicPipeline.from_pretrained(controlnet="music-controlnet-tiny" if controls else None)
+    pipe = MusicPipeline.from_pretrained(controlnet="music-controlnet-tiny" if controls else None, adapters=args.adapter)
     specs = pipe(args.prompt, controls, num_steps=args.steps, sampler=args.sampler, guidance_scale=args.guidance,
                  generator=torch.Generator().manual_seed(args.seed))
     for i, (prompt, spec) in enumerate(zip(args.prompt, specs)):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 MODELS_DIR = Path(__file__).parent / "models"
 BASE_MODEL = "music-sd-tiny"
 CONTROLNET = "music-controlnet-tiny"
+TANGO2 = "music-sd-tiny-tango2"
 MODELS = {
     BASE_MODEL: "text-to-spectrogram diffusion model of the music world (difforge backbone directory)",
     CONTROLNET: "Music ControlNet (melody, dynamics, rhythm) for music-sd-tiny (diffusers ControlNetModel)",
+    TANGO2: "Tango 2 (Diffusion-DPO on event-misordering pairs) LoRA for music-sd-tiny (diffusers LoRA layout)",
 }
 
 
@@ -23,17 +26,21 @@ def model_path(name: str) -> Path:
     return path
 
 
-def load_base(reference: str | Path = BASE_MODEL):
-    """The text-to-spectrogram backbone (``difforge.Backbone``), by name or path."""
-    from difforge import load_backbone
+def resolve(reference: str | Path) -> Path:
+    """An embedded model's directory by name, or ``reference`` itself as a path."""
+    return model_path(str(reference)) if str(reference) in MODELS else Path(reference)
 
-    path = model_path(reference) if str(reference) in MODELS else Path(reference)
-    return load_backbone(path)
+
+def load_base(reference: str | Path = BASE_MODEL, adapters: Sequence[tuple[str | Path, float]] = ()):
+    """The text-to-spectrogram backbone (``difforge.Backbone``), by name or path, with optional
+    LoRAs ``[(name or path, weight), ...]`` (e.g. ``[(TANGO2, 1.0)]``)."""
+    import difforge
+
+    return difforge.load(resolve(reference), adapters=[(resolve(a), w) for a, w in adapters])
 
 
 def load_controlnet(reference: str | Path = CONTROLNET):
     """The Music ControlNet (``diffusers.ControlNetModel``), by name or path; safetensors only."""
     from diffusers import ControlNetModel
 
-    path = model_path(reference) if str(reference) in MODELS else Path(reference)
-    return ControlNetModel.from_pretrained(path, local_files_only=True, use_safetensors=True).eval()
+    return ControlNetModel.from_pretrained(resolve(reference), local_files_only=True, use_safetensors=True).eval()

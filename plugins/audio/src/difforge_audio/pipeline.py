@@ -31,11 +31,13 @@ class MusicPipeline:
                                        text_encoder=backbone.text_encoder, tokenizer=backbone.tokenizer)
 
     @classmethod
-    def from_pretrained(cls, base: str = "music-sd-tiny", controlnet: str | None = "music-controlnet-tiny"):
-        """The embedded models (or local paths)."""
+    def from_pretrained(cls, base: str = "music-sd-tiny", controlnet: str | None = "music-controlnet-tiny",
+                        adapters: Sequence[tuple[str, float]] = ()):
+        """The embedded models (or local paths), with optional LoRAs on the base
+        (``adapters=[("music-sd-tiny-tango2", 1.0)]``)."""
         from .models import load_base, load_controlnet
 
-        return cls(load_base(base), load_controlnet(controlnet) if controlnet else None)
+        return cls(load_base(base, adapters), load_controlnet(controlnet) if controlnet else None)
 
     @torch.no_grad()
     def __call__(self, prompts: Sequence[str], controls: Sequence[Controls] | None = None, *,

@@ -71,7 +71,7 @@ def build_audio_preferences(backbone, prompts: Sequence[str], out_dir: str | Pat
         scores = [caption_adherence(s, prompt)["reward"] for s in specs]
         best = int(np.argmax(scores[:samples_per_prompt]))
         worst = int(np.argmin(scores))
-        if scores[best] - scores[worst] < min_margin:
+        if best == worst or scores[best] - scores[worst] < min_margin:
             continue
         row = {"caption": prompt, "chosen_score": scores[best], "rejected_score": scores[worst],
                "rejected_prompt": sources[worst]}
