@@ -13,7 +13,7 @@ import difforge  # noqa: E402
 from difforge_audio.evaluation import CONDITIONS, evaluate_controls, references  # noqa: E402
 from difforge_audio.models import BASE_MODEL, CONTROLNET, load_base, load_controlnet, model_path  # noqa: E402
 from difforge_audio.music import all_captions  # noqa: E402
-from difforge_audio.pipeline import MusicPipeline  # noqa: E402
+from difforge_audio.pipeline import DEFAULT_CONDITIONING_SCALE, MusicPipeline  # noqa: E402
 from difforge_audio.scorer import caption_adherence  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -44,10 +44,13 @@ def test_base_model_card_numbers_reproduce(pipeline):
 def test_controlnet_follows_controls_far_above_the_uncontrolled_model(pipeline):
     metrics = json.loads((model_path(CONTROLNET) / "metrics.json").read_text())
     card = metrics["table"]
-    names = ("uncontrolled", "all", "all, first half only")
-    table = evaluate_controls(pipeline, references(8), {n: CONDITIONS[n] for n in names},
+    assert pipeline.controlled.denoiser.conditioning_scale == metrics["conditioning_scale"] == DEFAULT_CONDITIONING_SCALE
+    assert metrics["scale_selection"][str(DEFAULT_CONDITIONING_SCALE)] == max(metrics["scale_selection"].values())
+    names = ("uncontrolled", "dynamics", "all", "all, first half only")
+    table = evaluate_controls(pipeline, references(metrics["n"]), {n: CONDITIONS[n] for n in names},
                               num_steps=metrics["steps"], sampler=metrics["sampler"])
-    base, controlled, half = (table[n] for n in names)
+    base, dynamics, controlled, half = (table[n] for n in names)
+    assert dynamics["dynamics_correlation"] > base["dynamics_correlation"] + 0.15  # the weakest control, alone
     assert controlled["melody_accuracy"] > base["melody_accuracy"] + 0.3
     assert controlled["dynamics_correlation"] > base["dynamics_correlation"] + 0.1
     assert controlled["rhythm_f1"] > base["rhythm_f1"] + 0.1

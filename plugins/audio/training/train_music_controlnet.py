@@ -31,8 +31,9 @@ from difforge_audio.controlnet import ControlledUNet, controlnet_from_unet  # no
 from difforge_audio.controls import Controls, extract_controls, random_masks  # noqa: E402
 from difforge_audio.music import random_clip  # noqa: E402
 
-FULL = {"clips": 4000, "steps": 1600, "batch": 16, "eval_clips": 16, "eval_steps": 50}
-QUICK = {"clips": 32, "steps": 4, "batch": 4, "eval_clips": 2, "eval_steps": 3}
+FULL = {"clips": 4000, "steps": 1600, "batch": 16, "eval_clips": 16, "eval_steps": 50, "scales": (1.0, 2.0, 3.0)}
+QUICK = {"clips": 32, "steps": 4, "batch": 4, "eval_clips": 2, "eval_steps": 3, "scales": (1.0, 2.0)}
+VALIDATION_SEED = 2_000_000  # scale-selection references: neither training clips nor the test references
 
 
 def warmup_cosine(optimizer, steps: int):
@@ -98,11 +99,31 @@ def train(backbone, specs, captions, controls, steps: int, batch: int, log: dict
     return controlnet.eval()
 
 
+def select_conditioning_scale(backbone, controlnet, scales, count: int, steps: int, guidance: float):
+    """The ControlNet conditioning scale that follows the controls best on validation references:
+    the mean, over melody / dynamics / rhythm alone and all together, of the metrics of the
+    controls given. Returns ``(scale, {scale: score})``."""
+    from difforge_audio.evaluation import CONDITIONS, METRICS, evaluate_controls, references
+    from difforge_audio.pipeline import MusicPipeline
+
+    followed = {"melody": ("melody_accuracy",), "dynamics": ("dynamics_correlation",), "rhythm": ("rhythm_f1",),
+                "all": METRICS}
+    refs = references(count, seed=VALIDATION_SEED)
+    scores = {}
+    for scale in scales:
+        table = evaluate_controls(MusicPipeline(backbone, controlnet, conditioning_scale=scale), refs,
+                                  {name: CONDITIONS[name] for name in followed}, num_steps=steps, guidance_scale=guidance)
+        scores[scale] = float(np.mean([np.mean([table[name][m] for m in ms]) for name, ms in followed.items()]))
+        print(f"conditioning scale {scale}: validation score {scores[scale]:.3f}", flush=True)
+    return max(scores, key=scores.get), scores
+
+
 def write_model_card(out: Path, log: dict, metrics: dict) -> Path:
     """README.md: data, training, wall time and the control table."""
     from difforge_audio.evaluation import format_table
 
     t = log["train"]
+    scale_rows = "\n".join(f"| {scale} | {score:.3f} |" for scale, score in metrics["scale_selection"].items())
     text = f"""# music-controlnet-tiny
 
 Music ControlNet for `music-sd-tiny`, trained by `plugins/audio/training/train_music_controlnet.py`
@@ -117,7 +138,20 @@ Music ControlNet for `music-sd-tiny`, trained by `plugins/audio/training/train_m
 - **Training**: {t['clips']} clips, {t['steps']} steps, batch {t['batch']}, AdamW lr 5e-4, {t['seconds'] / 60:.1f} min;
   loss {t['loss_first']:.3f} -> {t['loss_last']:.3f}.
 
-## Measured ({metrics['n']} held-out reference clips, their captions, {metrics['sampler'].upper()} {metrics['steps']} steps, guidance {metrics['guidance_scale']})
+## Conditioning scale
+
+Chosen on {metrics['n']} validation clips (seeds from {VALIDATION_SEED:,}, neither training nor test clips): the mean,
+over melody / dynamics / rhythm alone and all together, of the metrics of the controls given.
+
+| conditioning scale | validation score |
+|---|---|
+{scale_rows}
+
+Chosen: **{metrics['conditioning_scale']}**. For the embedded model `MusicPipeline`'s default
+(`DEFAULT_CONDITIONING_SCALE`) is this value (a test checks they agree); `difforge audio-generate
+--control-scale` overrides it.
+
+## Measured ({metrics['n']} held-out reference clips, their captions, {metrics['sampler'].upper()} {metrics['steps']} steps, guidance {metrics['guidance_scale']}, conditioning scale {metrics['conditioning_scale']})
 
 {format_table(metrics['table'])}
 """
@@ -158,9 +192,12 @@ def main() -> None:
         controlnet.save_pretrained(out, safe_serialization=True)
         (out / "training_log.json").write_text(json.dumps(log, indent=2))
     steps, guidance, t_eval = budget["eval_steps"], 3.0, time.time()
-    table = evaluate_controls(MusicPipeline(backbone, controlnet), references(budget["eval_clips"]),
-                              num_steps=steps, guidance_scale=guidance)
-    metrics = {"n": budget["eval_clips"], "sampler": "ddpm", "steps": steps, "guidance_scale": guidance, "table": table}
+    scale, selection = select_conditioning_scale(backbone, controlnet, budget["scales"], budget["eval_clips"], steps,
+                                                 guidance)
+    table = evaluate_controls(MusicPipeline(backbone, controlnet, conditioning_scale=scale),
+                              references(budget["eval_clips"]), num_steps=steps, guidance_scale=guidance)
+    metrics = {"n": budget["eval_clips"], "sampler": "ddpm", "steps": steps, "guidance_scale": guidance,
+               "conditioning_scale": scale, "scale_selection": selection, "table": table}
     log["eval_seconds"] = round(time.time() - t_eval, 1)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (out / "training_log.json").write_text(json.dumps(log, indent=2))

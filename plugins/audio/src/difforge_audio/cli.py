@@ -51,6 +51,8 @@ def configure_generate(p: argparse.ArgumentParser) -> None:
                    help=f"comma-separated subset of {', '.join(CONTROL_NAMES)} to apply (with --controls-from)")
     p.add_argument("--frames", type=frame_span, default=(0, NUM_FRAMES), metavar="START:STOP",
                    help="give the controls only in these spectrogram frames (0-64); the rest is left to the model")
+    p.add_argument("--control-scale", type=float, default=None,
+                   help="ControlNet conditioning scale (default: the one chosen on validation clips, see the model card)")
     p.add_argument("--adapter", action="append", default=[], type=adapter_argument, metavar="NAME_OR_PATH[:WEIGHT]",
                    help="a LoRA for the base model (repeatable), e.g. music-sd-tiny-tango2 (Tango 2 DPO)")
     p.add_argument("--steps", type=int, default=50, help="sampling steps")
@@ -79,7 +81,11 @@ def run_generate(args: argparse.Namespace) -> int:
         full = extract_controls(spec, codec)
         reference = Reference("", spec, full)
         controls = [full.only(args.controls).within(*frames) for _ in args.prompt]
-    pipe = MusicPipeline.from_pretrained(controlnet="music-controlnet-tiny" if controls else None, adapters=args.adapter)
+    from .pipeline import DEFAULT_CONDITIONING_SCALE
+
+    scale = DEFAULT_CONDITIONING_SCALE if args.control_scale is None else args.control_scale
+    pipe = MusicPipeline.from_pretrained(controlnet="music-controlnet-tiny" if controls else None, adapters=args.adapter,
+                                         conditioning_scale=scale)
     specs = pipe(args.prompt, controls, num_steps=args.steps, sampler=args.sampler, guidance_scale=args.guidance,
                  generator=torch.Generator().manual_seed(args.seed))
     for i, (prompt, spec) in enumerate(zip(args.prompt, specs)):

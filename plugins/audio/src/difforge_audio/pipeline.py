@@ -10,6 +10,10 @@ from .controlnet import ControlledUNet
 from .controls import Controls
 
 DEFAULT_SAMPLER, DEFAULT_STEPS = "ddpm", 50
+#: ControlNet residual scale, chosen on validation references (neither training nor test clips)
+#: by ``training/train_music_controlnet.py``; music-controlnet-tiny's metrics.json records the
+#: selection. At 1.0 its dynamics control is too weak to follow.
+DEFAULT_CONDITIONING_SCALE = 3.0
 
 
 class MusicPipeline:
@@ -18,9 +22,11 @@ class MusicPipeline:
     Args:
         backbone: a text-to-spectrogram ``difforge.Backbone`` (e.g. ``load_base()``).
         controlnet: a ``ControlNetModel`` made for it (e.g. ``load_controlnet()``), or ``None``.
+        conditioning_scale: multiplies the ControlNet's residuals (diffusers'
+            ``controlnet_conditioning_scale``).
     """
 
-    def __init__(self, backbone, controlnet=None, conditioning_scale: float = 1.0) -> None:
+    def __init__(self, backbone, controlnet=None, conditioning_scale: float = DEFAULT_CONDITIONING_SCALE) -> None:
         from difforge import Backbone
 
         self.base = backbone
@@ -32,12 +38,13 @@ class MusicPipeline:
 
     @classmethod
     def from_pretrained(cls, base: str = "music-sd-tiny", controlnet: str | None = "music-controlnet-tiny",
-                        adapters: Sequence[tuple[str, float]] = ()):
+                        adapters: Sequence[tuple[str, float]] = (),
+                        conditioning_scale: float = DEFAULT_CONDITIONING_SCALE):
         """The embedded models (or local paths), with optional LoRAs on the base
         (``adapters=[("music-sd-tiny-tango2", 1.0)]``)."""
         from .models import load_base, load_controlnet
 
-        return cls(load_base(base, adapters), load_controlnet(controlnet) if controlnet else None)
+        return cls(load_base(base, adapters), load_controlnet(controlnet) if controlnet else None, conditioning_scale)
 
     @torch.no_grad()
     def __call__(self, prompts: Sequence[str], controls: Sequence[Controls] | None = None, *,
