@@ -50,3 +50,17 @@ def test_bad_config_is_one_line_error_and_exit_1(toy_images, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"difforge: error: {tmp_path / 'bad.yaml'}: train.lr:")
     assert "(got 'fast')" in lines[0]
+
+
+def test_missing_or_pickled_adapter_is_one_line_error(tiny_sd_dir, tmp_path):
+    (tmp_path / "lora.pt").write_bytes(b"\x80\x04 a pickle")
+    (tmp_path / "empty").mkdir()
+    for adapter, message in ((tmp_path / "nowhere", "no such file or directory"),
+                             (tmp_path / "lora.pt", "adapters load only from .safetensors files"),
+                             (tmp_path / "empty", "no .safetensors file in this directory")):
+        proc = run_cli("sample", "--model", str(tiny_sd_dir), "--prompt", "a red circle", "--adapter", str(adapter),
+                       "--steps", "1", "--out", str(tmp_path / "s.png"))
+        assert proc.returncode == 1
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("difforge")]
+        assert errors == [f"difforge: error: adapter {adapter}: {message}"], proc.stderr[-1000:]
+    assert not (tmp_path / "s.png").exists()

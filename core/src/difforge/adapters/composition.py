@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..errors import CheckpointError
 from .base import AdapterType
 from .tuned_layer import is_adapter_tensor
 
@@ -32,8 +33,12 @@ def _weights_file(path: str | Path) -> Path:
     if path.is_dir():
         files = sorted(path.glob("*.safetensors"))
         if not files:
-            raise FileNotFoundError(f"{path}: no .safetensors adapter file")
+            raise CheckpointError(f"adapter {path}: no .safetensors file in this directory")
         return files[0]
+    if not path.exists():
+        raise CheckpointError(f"adapter {path}: no such file or directory")
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"adapter {path}: adapters load only from .safetensors files")
     return path
 
 
