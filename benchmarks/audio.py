@@ -78,7 +78,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--controls", type=int, default=32, help="held-out reference clips for the ControlNet table")
-    parser.add_argument("--steps", type=int, default=30, help="sampling steps")
+    parser.add_argument("--steps", type=int, default=50, help="sampling steps (DDPM, as the model cards)")
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2], help="DPO seeds")
     parser.add_argument("--dpo-steps", type=int, default=200, help="DPO training steps")
     parser.add_argument("--per-prompt", type=int, default=8, help="samples per held-out prompt")
