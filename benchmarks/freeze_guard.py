@@ -1,0 +1,107 @@
+"""FreezeAsGuard on the shapes world: does a learned freezing mask hamper full fine-tuning on the
+protected domain more than on the legal one, compared with no mask and a random mask freezing
+the same share of parameters?
+
+Protected domain: 5 images of a red heart captioned "a red sks circle". Legal domain: 5 images
+of a yellow square (a colour-shape pair held out of pretraining) captioned "a yellow zwx
+circle". The mask is learned by ``difforge.freeze_guard`` from the two domains; each domain is
+then fully fine-tuned under each mask (``train.freeze_mask``) for the same steps, and its
+fidelity is the share of samples of its caption that the scorer reads as one red heart / one
+yellow square.
+
+    python benchmarks/freeze_guard.py [--steps 100] [--samples 16] [--ratio 0.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from adapters import accuracy, write_concept_images  # noqa: E402
+from worker import write_results  # noqa: E402
+
+DOMAINS = {"protected": ("heart", "a red sks circle", ("red", "heart")),
+           "legal": ("yellow-square", "a yellow zwx circle", ("yellow", "square"))}
+
+
+def random_mask(sizes: dict[str, int], share: float, seed: int) -> list[str]:
+    """Tensors drawn at random until ``share`` of the parameters are frozen."""
+    rng, frozen, total = random.Random(seed), [], 0
+    for name in rng.sample(list(sizes), len(sizes)):
+        if total + sizes[name] <= share * sum(sizes.values()):
+            frozen.append(name)
+            total += sizes[name]
+    return frozen
+
+
+def fine_tune(images: Path, caption: str, mask: Path | None, steps: int, out: Path):
+    """Full fine-tuning of shapes-sd-tiny's UNet on one domain, respecting ``mask``."""
+    import difforge
+
+    train = {"steps": steps, "lr": 1e-4, "seed": 0}
+    if mask is not None:
+        train["freeze_mask"] = str(mask)
+    return difforge.train({
+        "model": {"pretrained": "shapes-sd-tiny"},
+        "data": {"dataset": "image-folder", "options": {"path": str(images), "caption": caption}, "batch_size": 4},
+        "train": train,
+        "output": {"dir": str(out), "progress": False, "tensorboard": False, "keep_last": 1},
+    })
+
+
+def main() -> None:
+    """Learn the mask, fine-tune each domain under each mask, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=100, help="full fine-tuning steps per run")
+    parser.add_argument("--samples", type=int, default=16, help="samples per fidelity measurement")
+    parser.add_argument("--ratio", type=float, default=0.5, help="share of parameters the mask freezes")
+    parser.add_argument("--mask-steps", type=int, default=40, help="FreezeAsGuard mask-learning steps")
+    parser.add_argument("--out", default=str(HERE / "results" / "freeze_guard.json"))
+    args = parser.parse_args()
+
+    import difforge
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        images = {d: write_concept_images(work / d, concept) for d, (concept, _, _) in DOMAINS.items()}
+        t0 = time.time()
+        learned = work / "learned.json"
+        difforge.freeze_guard("shapes-sd-tiny", images["protected"], images["legal"], out=learned, ratio=args.ratio,
+                              steps=args.mask_steps, protected_caption=DOMAINS["protected"][1],
+                              legal_caption=DOMAINS["legal"][1])
+        mask_seconds = round(time.time() - t0, 1)
+        frozen = json.loads(learned.read_text())["frozen"]
+        sizes = {n: p.numel() for n, p in difforge.load("shapes-sd-tiny").denoiser.named_parameters()}
+        share = sum(sizes[n] for n in frozen) / sum(sizes.values())
+        randomised = work / "random.json"
+        randomised.write_text(json.dumps({"frozen": random_mask(sizes, share, seed=0)}))
+        base = {d: accuracy(difforge.load("shapes-sd-tiny"), caption, expect, args.samples, 0)
+                for d, (_, caption, expect) in DOMAINS.items()}
+        rows = [{"mask": "base model (no fine-tuning)", **base}]
+        for name, mask in (("no mask", None), ("random mask", randomised), ("FreezeAsGuard mask", learned)):
+            row = {"mask": name}
+            for d, (_, caption, expect) in DOMAINS.items():
+                result = fine_tune(images[d], caption, mask, args.steps, work / f"{name}-{d}")
+                row[d] = accuracy(difforge.load(result.model_path), caption, expect, args.samples, 0)
+            rows.append(row)
+            print(row, flush=True)
+    print(f"\nmask: {len(frozen)} tensors, {share:.1%} of the UNet's parameters, learned in {mask_seconds} s")
+    print("| mask | protected fidelity (red heart) | legal fidelity (yellow square) |\n|---|---|---|")
+    for row in rows:
+        print(f"| {row['mask']} | {row['protected']:.3f} | {row['legal']:.3f} |")
+    write_results({"steps": args.steps, "samples": args.samples, "ratio": args.ratio, "frozen_share": share,
+                   "mask_seconds": mask_seconds, "rows": rows}, args.out)
+
+
+if __name__ == "__main__":
+    main()
