@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import sys
 import tempfile
 import time
@@ -32,16 +31,6 @@ from worker import write_results  # noqa: E402
 
 DOMAINS = {"protected": ("heart", "a red sks circle", ("red", "heart")),
            "legal": ("yellow-square", "a yellow zwx circle", ("yellow", "square"))}
-
-
-def random_mask(sizes: dict[str, int], share: float, seed: int) -> list[str]:
-    """Tensors drawn at random until ``share`` of the parameters are frozen."""
-    rng, frozen, total = random.Random(seed), [], 0
-    for name in rng.sample(list(sizes), len(sizes)):
-        if total + sizes[name] <= share * sum(sizes.values()):
-            frozen.append(name)
-            total += sizes[name]
-    return frozen
 
 
 def fine_tune(images: Path, caption: str, mask: Path | None, steps: int, out: Path):
@@ -70,6 +59,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import difforge
+    from difforge.training.freeze_guard import random_freeze_mask
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -84,7 +74,7 @@ def main() -> None:
         sizes = {n: p.numel() for n, p in difforge.load("shapes-sd-tiny").denoiser.named_parameters()}
         share = sum(sizes[n] for n in frozen) / sum(sizes.values())
         randomised = work / "random.json"
-        randomised.write_text(json.dumps({"frozen": random_mask(sizes, share, seed=0)}))
+        randomised.write_text(json.dumps({"frozen": random_freeze_mask(sizes, share, seed=0)}))
         base = {d: accuracy(difforge.load("shapes-sd-tiny"), caption, expect, args.samples, 0)
                 for d, (_, caption, expect) in DOMAINS.items()}
         rows = [{"mask": "base model (no fine-tuning)", **base}]

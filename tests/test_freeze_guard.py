@@ -5,13 +5,13 @@ and ``difforge train`` respects it. (Whether that carries over to a full fine-tu
 measured, not asserted: see the closing note.)"""
 
 import json
-import random
 
 import pytest
 import torch
 
 import difforge
 from difforge.errors import ConfigError
+from difforge.training.freeze_guard import random_freeze_mask
 from helpers import run_cli
 
 PROTECTED = ("heart", "red", "a red sks circle", "plain")
@@ -55,15 +55,6 @@ def _batches(folder, caption, seed):
         yield {"pixel_values": torch.stack([data[i]["pixel_values"] for i in idx]), "caption": [caption] * 4}
 
 
-def _random_mask(sizes, share, seed):
-    rng, frozen, total = random.Random(seed), [], 0
-    for name in rng.sample(list(sizes), len(sizes)):
-        if total + sizes[name] <= share * sum(sizes.values()):
-            frozen.append(name)
-            total += sizes[name]
-    return frozen
-
-
 def test_learned_mask_beats_random_masks_on_its_objective(learned_mask, domains):
     """After the simulated fine-tuning step each mask allows, the learned mask leaves the
     protected domain's loss higher relative to the legal domain's than random masks freezing
@@ -76,7 +67,7 @@ def test_learned_mask_beats_random_masks_on_its_objective(learned_mask, domains)
     share = sum(sizes[n] for n in mask.frozen) / sum(sizes.values())
     assert 0.4 < share <= 0.5
     gaps = {}
-    masks = [("learned", mask.frozen)] + [(f"random-{seed}", _random_mask(sizes, share, seed)) for seed in range(3)]
+    masks = [("learned", mask.frozen)] + [(f"random-{seed}", random_freeze_mask(sizes, share, seed)) for seed in range(3)]
     for label, frozen in masks:
         losses = evaluate_freeze_mask(backbone, frozen, _batches(domains["protected"], PROTECTED[2], 0),
                                       _batches(domains["legal"], LEGAL[2], 1))

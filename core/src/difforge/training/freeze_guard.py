@@ -13,6 +13,7 @@ batches. The frozen tensors hold ``ratio`` of the denoiser's parameters.
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,17 @@ def learn_freeze_mask(backbone, protected: Iterator[dict[str, Any]], legal: Iter
     order = top_mass(logits.detach()).tolist()
     return FreezeMask(frozen=sorted(names[i] for i in order), ratio=ratio,
                       scores={n: float(s) for n, s in zip(names, logits.detach())}, history=history)
+
+
+def random_freeze_mask(sizes: dict[str, int], share: float, seed: int) -> list[str]:
+    """The baseline FreezeAsGuard is compared with: tensors (``name -> numel``) drawn at random
+    until ``share`` of the parameters are frozen."""
+    rng, frozen, total = random.Random(seed), [], 0
+    for name in rng.sample(list(sizes), len(sizes)):
+        if total + sizes[name] <= share * sum(sizes.values()):
+            frozen.append(name)
+            total += sizes[name]
+    return frozen
 
 
 def evaluate_freeze_mask(backbone, frozen: list[str], protected: Iterator[dict[str, Any]],
