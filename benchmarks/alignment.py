@@ -8,6 +8,9 @@ in its own process, then samples the 24 held-out two-shape prompts of
 |---|---|---|---|
 | dpo | diffusion-dpo | pairs ranked by shapes-alignment | alignment, win rate vs base |
 | dcpo | dcpo | the same pairs, rejected captions perturbed (medium) | alignment, win rate vs base |
+| dpo-combinations | diffusion-dpo, lr 3e-4, 400 steps | pairs of the base's own samples of the held-out colour-shape combinations, with positions or sizes (``prompts_combinations_train.txt``, 8 samples per prompt) | alignment of the plain held-out combination prompts ("a red triangle"), win rate vs base |
+| dcpo-combinations | dcpo, as dpo-combinations | the same pairs, rejected captions perturbed (medium) | as dpo-combinations |
+| d3po-combinations | d3po, lr 2e-4 | labels from shapes-alignment comparisons on ``prompts_combinations_train.txt`` | as dpo-combinations |
 | d3po-alignment | d3po | labels from shapes-alignment comparisons | alignment |
 | ddpo-alignment | ddpo | shapes-alignment | alignment |
 | ddpo-compressibility | ddpo | jpeg-compressibility | compressibility and alignment (reward hacking) |
@@ -20,7 +23,10 @@ in its own process, then samples the 24 held-out two-shape prompts of
 | texforce-compressibility | texforce (text-encoder LoRA), lr 1e-2, 200 steps | jpeg-compressibility on the training prompts | compressibility and alignment |
 | ddpo-colourfulness | ddpo | colourfulness | colourfulness (AlignProp vs DDPO per generated sample) |
 
-The preference pairs are built once from the base model (48 training prompts x 4 samples).
+The preference pairs are built once from the base model (48 training prompts x 4 samples; for the
+``-combinations`` runs 42 prompts x 8 samples). The base already scores 0.98 on the two-shape
+prompts, so the ``-combinations`` runs measure the DPO family where it has headroom: on the
+held-out colour-shape combinations, whose shape the base gets right about a third of the time.
 Win rate: for each held-out prompt and sample seed, the tuned model's alignment beats the
 base's (ties count half).
 
@@ -53,6 +59,10 @@ RUNS = {
     "dpo": ("diffusion-dpo", [], ["shapes-alignment"], 25),
     "dcpo": ("dcpo", [], ["shapes-alignment"], 25),
     "d3po-alignment": ("d3po", [], ["shapes-alignment"], 10),
+    "dpo-combinations": ("diffusion-dpo", ["train.lr=3e-4", "train.steps=400"], ["shapes-alignment"], 25),
+    "dcpo-combinations": ("dcpo", ["train.lr=3e-4", "train.steps=400"], ["shapes-alignment"], 25),
+    "d3po-combinations": ("d3po", ["train.lr=2e-4", "data.options={file: examples/configs/alignment/prompts_combinations_train.txt}"],
+                          ["shapes-alignment"], 10),
     "ddpo-alignment": ("ddpo", ["objective.options.reward=shapes-alignment"], ["shapes-alignment"], 10),
     "ddpo-compressibility": ("ddpo", ["objective.options.reward=jpeg-compressibility"],
                              ["jpeg-compressibility", "shapes-alignment"], 10),
@@ -91,9 +101,9 @@ def measure(backbone, rewards: list[str], num_steps: int, samples: int, run: str
 
 
 def evaluation_prompts(run: str) -> list[str]:
-    """The held-out two-shape prompts; for PSO, SePPO and TexForce on alignment, the held-out
-    colour-shape combinations they trained on."""
-    if run.startswith(("pso", "seppo", "texforce-heldout")):
+    """The held-out two-shape prompts; for PSO, SePPO, TexForce on alignment and the
+    ``-combinations`` runs, the plain prompts of the held-out colour-shape combinations."""
+    if run.startswith(("pso", "seppo", "texforce-heldout")) or run.endswith("-combinations"):
         from difforge_zoo.shapes import HELD_OUT_COMBINATIONS, article
 
         return [f"{article(c)} {c} {s}" for c, s in sorted(HELD_OUT_COMBINATIONS)]
@@ -108,12 +118,14 @@ def sampler_for(run: str) -> dict:
     return {"sampler": "consistency" if run.startswith("rlcm") else "ddim", "guidance_scale": 4.0}
 
 
-def build_pairs(work: Path, perturb: str | None) -> Path:
+def build_pairs(work: Path, perturb: str | None, prompt_set: str = "train") -> Path:
+    """Preference pairs from the base model's own samples of ``prompts_<prompt_set>.txt`` (built once per run of the benchmark)."""
     import difforge
 
-    out = work / ("pairs-dcpo" if perturb else "pairs")
+    out = work / f"pairs-{prompt_set}{'-dcpo' if perturb else ''}"
     if not (out / "pairs.jsonl").exists():
-        difforge.preference_pairs("shapes-sd-tiny", prompts("train"), "shapes-alignment", out, samples_per_prompt=4,
+        samples = 8 if prompt_set == "combinations_train" else 4
+        difforge.preference_pairs("shapes-sd-tiny", prompts(prompt_set), "shapes-alignment", out, samples_per_prompt=samples,
                                   num_steps=25, perturb=perturb, word_groups=WORD_GROUPS)
     return out
 
@@ -129,7 +141,8 @@ def worker(run: str, seed: int, scale: float, samples: int, work: Path) -> dict:
     overrides = [*overrides, f"train.seed={seed}", f"train.steps={steps}", f"output.dir={work / run / str(seed)}",
                  "output.progress=false"]
     if objective in ("diffusion-dpo", "dcpo"):
-        overrides.append(f"data.options.path={build_pairs(work, 'medium' if objective == 'dcpo' else None)}")
+        prompt_set = "combinations_train" if run.endswith("-combinations") else "train"
+        overrides.append(f"data.options.path={build_pairs(work, 'medium' if objective == 'dcpo' else None, prompt_set)}")
     curve: list[dict] = []
     started = time.perf_counter()
     trainer = difforge.Trainer(load_config(config_path, overrides))
@@ -183,7 +196,7 @@ def print_tables(results: dict) -> None:
         for reward, r in e["rewards"].items():
             print(f"| {run} | {reward} | {r['before']:.3f} | {r['after'][0]:.3f} ± {r['after'][1]:.3f} | "
                   f"{r['gain'][0]:+.3f} ± {r['gain'][1]:.3f} | {e['steps']} | {used} | {e['seconds']:.0f} |")
-    dpo = {k: v for k, v in summary.items() if k in ("dpo", "dcpo")}
+    dpo = {k: v for k, v in summary.items() if k.startswith(("dpo", "dcpo", "d3po"))}
     if dpo:
         print("\n### DPO family: win rate of the tuned model over the base (held-out prompts, scorer)\n")
         print("| run | win rate |")

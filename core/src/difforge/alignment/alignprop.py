@@ -55,6 +55,14 @@ class AlignPropObjective(Objective):
         self.reward = resolve_reward(self.options.reward, self.name, differentiable=True)
         self.samples_used = 0
 
+    def state_dict(self) -> dict[str, Any]:
+        """The count of generated samples (the rest of the run's state is the trainer's)."""
+        return {"samples_used": self.samples_used}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the sample count of :meth:`state_dict`."""
+        self.samples_used = int(state["samples_used"])
+
     def loss(self, batch: dict[str, Any], denoiser: nn.Module, generator: torch.Generator):
         o, bb = self.options, self.backbone
         prompts = [p for p in batch["caption"] for _ in range(o.samples_per_prompt)]

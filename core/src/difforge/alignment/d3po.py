@@ -22,7 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from ..training.objectives import Objective
-from .policy import round_minibatches, sample_trajectories, step_log_prob
+from .policy import (
+    Trajectories,
+    round_from_state,
+    round_minibatches,
+    round_state,
+    sample_trajectories,
+    step_log_prob,
+)
 from .reference import ReferenceModel
 from .rewards import resolve_reward
 
@@ -62,6 +69,7 @@ class D3POObjective(Objective):
         self.samples_used = 0
         self.rounds: list[dict[str, float]] = []
         self._queue: list[tuple[torch.Tensor, list[int]]] = []
+        self._round: tuple[Trajectories, torch.Tensor, torch.Tensor] | None = None
 
     def setup(self, trainer) -> None:
         """The frozen reference: the adapters disabled (or a frozen copy)."""
@@ -87,6 +95,22 @@ class D3POObjective(Objective):
             return
         self._queue.extend(round_minibatches(len(winners), o.minibatch_size, o.inner_epochs, traj.stochastic_steps(),
                                              o.timestep_fraction, generator))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The round being trained (trajectories, labelled pairs, queued minibatches) and the round log."""
+        state: dict[str, Any] = {"samples_used": self.samples_used, "rounds": self.rounds}
+        if self._round is not None:
+            traj, winners, losers = self._round
+            state.update(round_state(traj, self._queue, {"winners": winners, "losers": losers}))
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`: a resumed run finishes the saved round."""
+        self.samples_used, self.rounds = int(state["samples_used"]), list(state["rounds"])
+        restored = round_from_state(state, ["winners", "losers"], self.backbone.device)
+        if restored is not None:
+            traj, self._queue, tensors = restored
+            self._round = (traj, tensors["winners"], tensors["losers"])
 
     def loss(self, batch: dict[str, Any], denoiser: nn.Module, generator: torch.Generator):
         if not hasattr(self, "reference"):

@@ -21,7 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from ..training.objectives import Objective
-from .policy import Trajectories, round_minibatches, sample_trajectories, step_log_prob
+from .policy import (
+    Trajectories,
+    round_from_state,
+    round_minibatches,
+    round_state,
+    sample_trajectories,
+    step_log_prob,
+)
 from .rewards import PerPromptStatTracker, resolve_reward
 
 
@@ -89,6 +96,27 @@ class DDPOObjective(Objective):
                             "samples": self.samples_used})
         self._queue.extend(round_minibatches(len(prompts), o.minibatch_size, o.inner_epochs, traj.stochastic_steps(),
                                              o.timestep_fraction, generator))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The round being trained (trajectories, advantages, queued minibatches), the per-prompt
+        reward history and the round log."""
+        state: dict[str, Any] = {"samples_used": self.samples_used, "rounds": self.rounds,
+                                 "reward_history": {p: list(h) for p, h in self.tracker.history.items()}}
+        if self._round is not None:
+            traj, advantages = self._round
+            state.update(round_state(traj, self._queue, {"advantages": advantages}))
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`: a resumed run finishes the saved round."""
+        self.samples_used, self.rounds = int(state["samples_used"]), list(state["rounds"])
+        self.tracker.history.clear()
+        for prompt, rewards in state["reward_history"].items():
+            self.tracker.history[prompt].extend(rewards)
+        restored = round_from_state(state, ["advantages"], self.backbone.device)
+        if restored is not None:
+            traj, self._queue, tensors = restored
+            self._round = (traj, tensors["advantages"].to(self.backbone.device))
 
     def conditioning(self, traj: Trajectories, index: torch.Tensor) -> tuple[Any, Any]:
         """Conditioning of trajectories ``index`` for re-scoring: ``(None, None)`` reuses what

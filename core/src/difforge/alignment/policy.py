@@ -152,3 +152,42 @@ def step_log_prob(backbone, model: nn.Module, traj: Trajectories, step: int, ind
     x0 = guided_x0(backbone, model, x, timestep, cond, null, traj.guidance_scale)
     a, a_prev = traj.schedule.alphas[step].to(x), traj.schedule.alphas_prev[step].to(x)
     return policy_step(traj.policy, x0, x, a, a_prev, traj.eta, x_prev=x_prev)[1]
+
+
+_SCHEDULE_FIELDS = ("timesteps", "alphas", "alphas_prev", "sigmas")
+
+
+def round_state(traj: Trajectories, queue: list[tuple[Tensor, list[int]]], tensors: dict[str, Tensor]) -> dict[str, Any]:
+    """A sampling round as checkpoint state (see :meth:`Objective.state_dict`): the recorded
+    trajectories, the round's own ``tensors`` (advantages, winners, ...) and the minibatches
+    still queued, so that a resumed run finishes the round instead of sampling a new one."""
+    if not isinstance(traj.cond, Tensor) or not (traj.null is None or isinstance(traj.null, Tensor)):
+        raise TypeError(f"round_state: conditioning of type {type(traj.cond).__name__} cannot be checkpointed")
+    state: dict[str, Any] = {"round.prompts": list(traj.prompts), "round.eta": traj.eta, "round.policy": traj.policy,
+                             "round.guidance_scale": traj.guidance_scale, "round.cond": traj.cond,
+                             "round.latents": traj.latents, "round.log_probs": traj.log_probs,
+                             "round.queue_steps": [list(steps) for _, steps in queue]}
+    if traj.null is not None:
+        state["round.null"] = traj.null
+    state.update({f"round.schedule.{f}": getattr(traj.schedule, f) for f in _SCHEDULE_FIELDS
+                  if getattr(traj.schedule, f) is not None})
+    state.update({f"round.queue.{i}": index for i, (index, _) in enumerate(queue)})
+    state.update({f"round.{name}": value for name, value in tensors.items()})
+    return state
+
+
+def round_from_state(state: dict[str, Any], names: list[str], device: torch.device | str
+                     ) -> tuple[Trajectories, list[tuple[Tensor, list[int]]], dict[str, Tensor]] | None:
+    """Inverse of :func:`round_state` (``None`` when no round was saved); the trajectories go
+    to ``device``, the ``names`` tensors and the queued indices stay on the CPU."""
+    if "round.latents" not in state:
+        return None
+    schedule = SamplingSchedule(**{f: state[f"round.schedule.{f}"] for f in _SCHEDULE_FIELDS
+                                   if f"round.schedule.{f}" in state})
+    null = state.get("round.null")
+    traj = Trajectories(list(state["round.prompts"]), state["round.cond"].to(device),
+                        None if null is None else null.to(device), state["round.latents"].to(device),
+                        state["round.log_probs"].to(device), schedule, float(state["round.eta"]),
+                        float(state["round.guidance_scale"]), str(state["round.policy"]))
+    queue = [(state[f"round.queue.{i}"], [int(s) for s in steps]) for i, steps in enumerate(state["round.queue_steps"])]
+    return traj, queue, {name: state[f"round.{name}"] for name in names}

@@ -50,6 +50,14 @@ class PSOObjective(DiffusionDPOObjective):
                 self.offline[caption] = self.reference_samples([caption], trainer.backbone.denoiser, generator)[0]
             self.samples_used = len(captions)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The count of generated samples (the rest of the run's state is the trainer's)."""
+        return {"samples_used": self.samples_used}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the sample count of :meth:`state_dict`."""
+        self.samples_used = int(state["samples_used"])
+
     @torch.no_grad()
     def reference_samples(self, captions: list[str], denoiser: nn.Module, generator: torch.Generator) -> torch.Tensor:
         """Latents the model samples for ``captions`` with its few-step sampler."""

@@ -20,7 +20,8 @@ x^l as a loser) when the policy's denoising error on x^l is higher than on x^w, 
 finds the reference sample less likely than the winner. Otherwise μ = −1, and x^l is learned as
 a second winner. ``flipper: false`` fixes μ = +1.
 
-The snapshots are kept in memory; a resumed run starts a new history from the resumed weights.
+The snapshots are kept in memory and written into every training checkpoint, so a resumed run
+draws its references from the same history as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -114,11 +115,26 @@ class SePPOObjective(Objective):
     options_model = SePPOOptions
 
     def setup(self, trainer) -> None:
-        """Hold the trained parameters; the first step snapshots them (after any resume), later
-        snapshots follow every ``ref_interval`` steps."""
+        """Hold the trained parameters; the first step snapshots them, later snapshots follow
+        every ``ref_interval`` steps (a resumed run continues the checkpoint's history)."""
         self.trainer = trainer
         self.snapshots = PolicySnapshots(trainer.trainable, self.options.max_snapshots)
         self.samples_used = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """The snapshot history (steps and parameter values) and the sample count."""
+        state: dict[str, Any] = {"samples_used": self.samples_used, "snapshot_steps": list(self.snapshots.steps)}
+        for i, params in enumerate(self.snapshots.states):
+            state.update({f"snapshot.{i}.{j}": p for j, p in enumerate(params)})
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the history of :meth:`state_dict` onto the trained parameters' devices and dtypes."""
+        params = self.snapshots.params
+        self.samples_used = int(state["samples_used"])
+        self.snapshots.steps = [int(step) for step in state["snapshot_steps"]]
+        self.snapshots.states = [[state[f"snapshot.{i}.{j}"].to(p) for j, p in enumerate(params)]
+                                 for i in range(len(self.snapshots.steps))]
 
     def _maybe_snapshot(self) -> None:
         step = self.trainer.step

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 from ..backbone import Backbone
+from ..errors import TrainingError
 
 
 class Objective(ABC):
@@ -29,6 +30,19 @@ class Objective(ABC):
     def setup(self, trainer) -> None:
         """Called once by the trainer before the first step (e.g. to prepare auxiliary data).
         Anything it creates must be deterministic, so that a resumed run sees the same."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs beyond the trained weights and the RNGs: for an on-policy
+        objective its current sampling round, for SePPO its reference history. Values are
+        tensors (stored as safetensors) or JSON data; the trainer writes them into every
+        checkpoint and hands them back to :meth:`load_state_dict` on resume."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (called after :meth:`setup`)."""
+        if state:
+            raise TrainingError(f"objective {self.name}: the checkpoint holds objective state "
+                                f"({', '.join(sorted(state))}) that this objective does not keep")
 
     @abstractmethod
     def loss(self, batch: dict[str, Any], denoiser: nn.Module, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:

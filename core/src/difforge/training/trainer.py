@@ -2,16 +2,17 @@
 
 Device placement, mixed precision, gradient accumulation, clipping and distributed data
 parallelism come from ``accelerate``; difforge adds the pieces around them: adapters,
-EMA, exact resume (weights, optimizer, LR schedule, EMA, grad scaler, every RNG and the data
-position), atomic checkpoints, non-finite-loss handling, progress, TensorBoard and samples.
+EMA, exact resume (weights, optimizer, LR schedule, EMA, grad scaler, every RNG, the data
+position and the objective's own state), atomic checkpoints, non-finite-loss handling, progress,
+TensorBoard and samples.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from contextlib import contextmanager
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,13 @@ def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
 
 def _as_tuple(value: Any) -> Any:
     return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def split_objective_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An objective's :meth:`~difforge.training.Objective.state_dict` split into its tensors
+    (for safetensors) and its JSON values."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}
+    return tensors, {k: v for k, v in state.items() if k not in tensors}
 
 
 class Trainer:
@@ -297,6 +305,7 @@ class Trainer:
         """Write ``checkpoint-<step>`` atomically and prune old ones."""
         acc = self.accelerator
         rng_states = self._gather_rng()
+        objective_state = self.objective.state_dict()
         path = self.output_dir / f"checkpoint-{self.step}"
         if acc.is_main_process:
             def fill(tmp: Path) -> None:
@@ -310,6 +319,11 @@ class Trainer:
                     ema = dict(zip(self.trainable_names, self.ema.shadow_params))
                     atomic_save_safetensors(ema, tmp / "ema.safetensors")
                     atomic_save_json({"optimization_step": self.ema.optimization_step}, tmp / "ema.json")
+                tensors, values = split_objective_state(objective_state)
+                if tensors:
+                    atomic_save_safetensors(tensors, tmp / "objective_state.safetensors")
+                if values:
+                    atomic_save_json(values, tmp / "objective_state.json")
                 atomic_torch_save(self.optimizer.state_dict(), tmp / "optimizer.pt")
                 atomic_torch_save(self.lr_scheduler.state_dict(), tmp / "lr_scheduler.pt")
                 if acc.scaler is not None:
@@ -372,6 +386,12 @@ class Trainer:
         self.lr_scheduler.load_state_dict(torch_load_safe(path / "lr_scheduler.pt"))
         if acc.scaler is not None and (path / "scaler.pt").exists():
             acc.scaler.load_state_dict(torch_load_safe(path / "scaler.pt"))
+        objective_state: dict[str, Any] = {}
+        if (path / "objective_state.safetensors").exists():
+            objective_state.update(load_file(str(path / "objective_state.safetensors")))
+        if (path / "objective_state.json").exists():
+            objective_state.update(json.loads((path / "objective_state.json").read_text()))
+        self.objective.load_state_dict(objective_state)
         _set_rng_state(torch_load_safe(path / f"rng-{acc.process_index}.pt"), self.generator)
         self.step, self.micro_step = state["step"], state["micro_step"]
         self.skipped_batches, self.skipped_samples = state["skipped_batches"], state["skipped_samples"]
