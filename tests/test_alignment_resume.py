@@ -35,7 +35,7 @@ def _config(objective, options, data, out, resume=None, component="unet"):
 def test_a_run_resumed_mid_round_matches_the_uninterrupted_run(tmp_path, objective, options, data, component):
     full = difforge.train(_config(objective, options, data, tmp_path / "full", component=component))
     middle = tmp_path / "full" / "checkpoint-3"
-    assert (middle / "objective_state.json").exists()
+    assert (middle / "objective_state-0.json").exists()
     resumed = difforge.train(_config(objective, options, data, tmp_path / "resumed", str(middle), component))
     assert resumed.losses == full.losses
     expected = load_file(str(tmp_path / "full" / "checkpoint-6" / "trainable.safetensors"))

@@ -305,7 +305,7 @@ class Trainer:
         """Write ``checkpoint-<step>`` atomically and prune old ones."""
         acc = self.accelerator
         rng_states = self._gather_rng()
-        objective_state = self.objective.state_dict()
+        objective_states = self._gather_objective_state()
         path = self.output_dir / f"checkpoint-{self.step}"
         if acc.is_main_process:
             def fill(tmp: Path) -> None:
@@ -319,11 +319,11 @@ class Trainer:
                     ema = dict(zip(self.trainable_names, self.ema.shadow_params))
                     atomic_save_safetensors(ema, tmp / "ema.safetensors")
                     atomic_save_json({"optimization_step": self.ema.optimization_step}, tmp / "ema.json")
-                tensors, values = split_objective_state(objective_state)
-                if tensors:
-                    atomic_save_safetensors(tensors, tmp / "objective_state.safetensors")
-                if values:
-                    atomic_save_json(values, tmp / "objective_state.json")
+                for rank, (tensors, values) in enumerate(objective_states):
+                    if tensors:
+                        atomic_save_safetensors(tensors, tmp / f"objective_state-{rank}.safetensors")
+                    if values:
+                        atomic_save_json(values, tmp / f"objective_state-{rank}.json")
                 atomic_torch_save(self.optimizer.state_dict(), tmp / "optimizer.pt")
                 atomic_torch_save(self.lr_scheduler.state_dict(), tmp / "lr_scheduler.pt")
                 if acc.scaler is not None:
@@ -346,6 +346,15 @@ class Trainer:
             write_checkpoint_dir(self.output_dir, self.step, fill, self.config.output.keep_last)
         acc.wait_for_everyone()
         return path
+
+    def _gather_objective_state(self) -> list[tuple[dict[str, torch.Tensor], dict[str, Any]]]:
+        """Each process's objective state (an on-policy round is per process), split for storage."""
+        state = split_objective_state(self.objective.state_dict())
+        if self.accelerator.num_processes == 1:
+            return [state]
+        from accelerate.utils import gather_object
+
+        return gather_object([state])
 
     def _gather_rng(self) -> list[dict[str, Any]]:
         state = _rng_state(self.generator)
@@ -387,10 +396,11 @@ class Trainer:
         if acc.scaler is not None and (path / "scaler.pt").exists():
             acc.scaler.load_state_dict(torch_load_safe(path / "scaler.pt"))
         objective_state: dict[str, Any] = {}
-        if (path / "objective_state.safetensors").exists():
-            objective_state.update(load_file(str(path / "objective_state.safetensors")))
-        if (path / "objective_state.json").exists():
-            objective_state.update(json.loads((path / "objective_state.json").read_text()))
+        own = path / f"objective_state-{acc.process_index}"
+        if own.with_suffix(".safetensors").exists():
+            objective_state.update(load_file(str(own.with_suffix(".safetensors"))))
+        if own.with_suffix(".json").exists():
+            objective_state.update(json.loads(own.with_suffix(".json").read_text()))
         self.objective.load_state_dict(objective_state)
         _set_rng_state(torch_load_safe(path / f"rng-{acc.process_index}.pt"), self.generator)
         self.step, self.micro_step = state["step"], state["micro_step"]
