@@ -118,15 +118,20 @@ def sampler_for(run: str) -> dict:
     return {"sampler": "consistency" if run.startswith("rlcm") else "ddim", "guidance_scale": 4.0}
 
 
+#: prompt set of the preference pairs -> samples per prompt (the best and worst form a pair)
+PAIR_SAMPLES = {"train": 4, "combinations_train": 8}
+
+
 def build_pairs(work: Path, perturb: str | None, prompt_set: str = "train") -> Path:
-    """Preference pairs from the base model's own samples of ``prompts_<prompt_set>.txt`` (built once per run of the benchmark)."""
+    """Preference pairs from the base model's own samples of ``prompts_<prompt_set>.txt``
+    (built once per run of the benchmark)."""
     import difforge
 
     out = work / f"pairs-{prompt_set}{'-dcpo' if perturb else ''}"
     if not (out / "pairs.jsonl").exists():
-        samples = 8 if prompt_set == "combinations_train" else 4
-        difforge.preference_pairs("shapes-sd-tiny", prompts(prompt_set), "shapes-alignment", out, samples_per_prompt=samples,
-                                  num_steps=25, perturb=perturb, word_groups=WORD_GROUPS)
+        difforge.preference_pairs("shapes-sd-tiny", prompts(prompt_set), "shapes-alignment", out,
+                                  samples_per_prompt=PAIR_SAMPLES[prompt_set], num_steps=25, perturb=perturb,
+                                  word_groups=WORD_GROUPS)
     return out
 
 

@@ -51,3 +51,14 @@ def test_objective_state_for_an_objective_that_keeps_none_is_refused():
     objective.load_state_dict({})  # nothing to restore: fine
     with pytest.raises(TrainingError, match="objective denoising: the checkpoint holds objective state"):
         objective.load_state_dict({"round.latents": torch.zeros(1)})
+
+
+def test_a_checkpoint_without_objective_state_resumes_with_a_fresh_round(tmp_path):
+    """Checkpoints written before objectives kept state still resume (not exactly: a new round)."""
+    options = {"reward": "colourfulness", "samples_per_prompt": 2, **ROUND}
+    difforge.train(_config("ddpo", options, PROMPTS, tmp_path / "full"))
+    middle = tmp_path / "full" / "checkpoint-3"
+    for old in middle.glob("objective_state-*"):
+        old.unlink()
+    resumed = difforge.train(_config("ddpo", options, PROMPTS, tmp_path / "resumed", str(middle)))
+    assert resumed.steps == 6 and len(resumed.losses) == 6

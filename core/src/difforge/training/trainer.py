@@ -401,7 +401,8 @@ class Trainer:
             objective_state.update(load_file(str(own.with_suffix(".safetensors"))))
         if own.with_suffix(".json").exists():
             objective_state.update(json.loads(own.with_suffix(".json").read_text()))
-        self.objective.load_state_dict(objective_state)
+        if objective_state:  # a checkpoint from before objectives kept state resumes with a fresh one
+            self.objective.load_state_dict(objective_state)
         _set_rng_state(torch_load_safe(path / f"rng-{acc.process_index}.pt"), self.generator)
         self.step, self.micro_step = state["step"], state["micro_step"]
         self.skipped_batches, self.skipped_samples = state["skipped_batches"], state["skipped_samples"]
