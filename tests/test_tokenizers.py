@@ -35,3 +35,23 @@ def test_a_merge_table_that_splits_a_word_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(tokenizers, "learn_merges", lambda words: left_to_right)
     with pytest.raises(ValueError, match="orange -> "):
         tokenizers.build_clip_tokenizer(tmp_path, ["an", "orange"], max_length=8)
+
+
+def test_the_vocabulary_is_the_same_in_every_process(tmp_path):
+    """Token ids feed the text encoder's embedding table, so a training script re-run must see
+    the same ones (tokenizers' BpeTrainer broke frequency ties in hash order)."""
+    import subprocess
+
+    script = ("import json, sys; from difforge.tokenizers import learn_merges; "
+              "print(json.dumps(learn_merges(sys.argv[1:])))")
+    runs = {subprocess.run([sys.executable, "-c", script, *VOCABULARY], capture_output=True, text=True,
+                           check=True).stdout for _ in range(4)}
+    assert len(runs) == 1
+
+
+def test_merges_follow_frequency_then_pair_order():
+    from difforge.tokenizers import learn_merges
+
+    # "a n" is in three words; then "an d</w>" and "r e" are in two each, a tie broken by the pair
+    merges = learn_merges(["and", "ant", "band", "red", "rest"])
+    assert merges[:3] == [("a", "n"), ("an", "d</w>"), ("r", "e")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -10,18 +11,37 @@ SPECIAL_TOKENS = ("<|startoftext|>", "<|endoftext|>")
 
 
 def learn_merges(words: Iterable[str]) -> list[tuple[str, str]]:
-    """BPE merges (in rank order) learned by ``tokenizers``' BpeTrainer so that every word of
-    ``words`` encodes to exactly one ``word</w>`` token under CLIP's rank-ordered BPE."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    """BPE merges in rank order (Sennrich et al. 2016, "Neural Machine Translation of Rare Words
+    with Subword Units") such that every word of ``words`` encodes to exactly one ``word</w>``
+    token under CLIP's rank-ordered BPE.
 
-    words = list(dict.fromkeys(w.lower() for w in words))
-    tokenizer = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    trainer = trainers.BpeTrainer(vocab_size=1_000_000, min_frequency=0, show_progress=False,
-                                  end_of_word_suffix="</w>", special_tokens=list(SPECIAL_TOKENS))
-    tokenizer.train_from_iterator(words, trainer)
-    merges = json.loads(tokenizer.to_str())["model"]["merges"]
-    return [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in merges]
+    Each round merges the most frequent adjacent symbol pair, ties broken by the pair itself, so
+    the merges (and hence the token ids) are the same in every process. ``tokenizers``'
+    ``BpeTrainer`` breaks ties in hash order, which made the vocabulary differ between runs.
+    """
+    spelled = [(*w[:-1], w[-1] + "</w>") for w in dict.fromkeys(w.lower() for w in words) if w]
+    merges: list[tuple[str, str]] = []
+    while True:
+        counts = Counter(pair for symbols in spelled for pair in zip(symbols, symbols[1:]))
+        if not counts:
+            return merges
+        pair = min(counts, key=lambda p: (-counts[p], p))
+        merges.append(pair)
+        spelled = [merge_pair(symbols, pair) for symbols in spelled]
+
+
+def merge_pair(symbols: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
+    """``symbols`` with every non-overlapping occurrence of ``pair`` (left to right) joined."""
+    out: list[str] = []
+    i = 0
+    while i < len(symbols):
+        if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
+            out.append(symbols[i] + symbols[i + 1])
+            i += 2
+        else:
+            out.append(symbols[i])
+            i += 1
+    return tuple(out)
 
 
 def build_clip_tokenizer(path: str | Path, words: Iterable[str], max_length: int = 16):
