@@ -50,6 +50,10 @@ def test_model_card_numbers_are_reproduced(measured, prompts):
         assert measured[prompts][key] == pytest.approx(value, abs=0.03), (prompts, key)
 
 
-def test_quality_bar_on_single_shape_prompts(measured):
-    seen = measured["single_seen_combination"]
-    assert seen["colour_accuracy"] >= 0.90 and seen["shape_accuracy"] >= 0.80
+@pytest.mark.parametrize("prompts", [
+    pytest.param("single_heldout_combination", marks=pytest.mark.xfail(
+        strict=True, reason="model-zoo issue still open: held-out combination shape accuracy is 0.389 (bar 0.80)")),
+    "single_seen_combination"])
+def test_quality_bar_on_single_shape_prompts(measured, prompts):
+    """The model-zoo issue's bar: colour >= 90 % and shape >= 80 %, on held-out combinations too."""
+    assert measured[prompts]["colour_accuracy"] >= 0.90 and measured[prompts]["shape_accuracy"] >= 0.80, measured[prompts]

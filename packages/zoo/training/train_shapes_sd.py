@@ -9,16 +9,21 @@ Stages (each seeded; the whole run fits in about an hour on 2 CPU cores):
               prediction, 10 % caption dropout for classifier-free guidance, EMA
 5. eval       samples held-out prompts and measures them with the analytic scorer
 
-    python packages/zoo/training/train_shapes_sd.py --out DIR [--quick] [--clip-data train]
+    python packages/zoo/training/train_shapes_sd.py --out DIR [--quick] [--clip-data all-combinations]
 
-The CLIP (text + vision) trains on scenes of all 18 base colour-shape combinations, like Stable
-Diffusion's text encoder, which saw far broader data than its UNet; the UNet never sees the 6
-held-out combinations. ``--clip-data train`` restricts the CLIP to the UNet's split too: with it
-(the model committed before 2026-12) held-out combination shape accuracy was 0.375, because the
-text states of "a red triangle" were never seen by any component.
+The committed model is the default run. It misses the model-zoo issue's bar on held-out
+colour-shape combinations (shape accuracy 0.389 against 0.80: it draws the colour's familiar
+shapes). ``--clip-data all-combinations`` trains the CLIP (text + vision) on scenes of all 18
+base combinations, like Stable Diffusion's text encoder, which saw far broader data than its
+UNet; the UNet still never sees the 6 held-out ones. Measured with this script (held-out shape
+accuracy, 144 samples, DDIM 30 steps):
 
-Samples are measured at guidance 2.0: on held-out combinations a lower guidance scale commits
-less to the colour's familiar shapes (the sweep is in the model card's README section).
+    run                                          guidance 1.5   2.0    3.0    4.0    7.0
+    default (committed), CLIP 800, UNet 7000      0.382        0.403  0.389  0.389  0.389
+    all-combinations, CLIP 800, UNet 7000         0.701        0.750  0.715  0.688  0.639
+    all-combinations, CLIP 1600, UNet 11000       0.708        0.715  0.701  0.667  0.674
+
+Longer training did not help; neither did other samplers for the second run (0.69-0.77).
 
 The result is a diffusers directory (``StableDiffusionPipeline.from_pretrained(DIR)``) plus
 ``clip/`` (the full tiny CLIP), ``metrics.json`` and ``training_log.json``.
@@ -228,7 +233,7 @@ def evaluation_prompts(per_prompt: int) -> dict[str, list[str]]:
             "two_shapes_with_positions": two * max(1, per_prompt // 4)}
 
 
-def evaluate(path: Path, per_prompt: int, guidance: float = 2.0, steps: int = 30, seed: int = 0) -> dict:
+def evaluate(path: Path, per_prompt: int, guidance: float = 4.0, steps: int = 30, seed: int = 0) -> dict:
     """Sample each prompt set with difforge (DDIM, CFG) and score it with the analytic scorer."""
     import difforge
     from difforge_zoo.scorer import score
@@ -324,10 +329,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run (not a usable model)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-only", action="store_true", help="re-measure an existing --out and rewrite its card")
-    parser.add_argument("--guidance", type=float, default=2.0, help="guidance scale used for the measurements")
-    parser.add_argument("--clip-data", choices=["train", "all-combinations"], default="all-combinations",
-                        help="scenes the CLIP trains on: all 18 base colour-shape combinations (the committed "
-                             "model; the UNet still never sees the held-out ones) or only the UNet's train split")
+    parser.add_argument("--guidance", type=float, default=4.0, help="guidance scale used for the measurements")
+    parser.add_argument("--clip-data", choices=["train", "all-combinations"], default="train",
+                        help="scenes the CLIP trains on: the UNet's train split (the committed model) or all "
+                             "18 base colour-shape combinations (the UNet still never sees the held-out ones)")
     args = parser.parse_args()
     if args.eval_only:
         out = Path(args.out)
