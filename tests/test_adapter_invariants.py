@@ -111,9 +111,11 @@ def test_invariants(kind, base_unet, tiny_sd_dir, tmp_path):
 def test_only_adapter_parameters_train(kind, base_unet):
     adapters = AdapterSet(base_unet)
     adapters.add(kind, "concept", **OPTIONS[kind])
-    trainable = {id(p) for p in adapters.trainable_parameters("concept")}
+    listed = adapters.trainable_parameters("concept")
+    trainable = {id(p) for p in listed}
     base = {id(p) for p in _base_params(base_unet)}
     assert trainable and not trainable & base
+    assert len(listed) == len(trainable)  # a parameter listed twice is stepped twice by the optimizer
     share = adapters.num_trainable("concept") / sum(p.numel() for p in _base_params(base_unet))
     assert 0 < share < 0.5
 

@@ -33,7 +33,7 @@ def concept_loss(backbone, folder: Path, caption: str) -> float:
     import numpy as np
     from PIL import Image
 
-    pixels = torch.stack([torch.from_numpy(np.asarray(Image.open(p).convert("RGB"))).permute(2, 0, 1)
+    pixels = torch.stack([torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1)
                           for p in sorted(folder.glob("*.png"))]).float() / 127.5 - 1
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():

@@ -148,14 +148,16 @@ class PeftAdapter(AdapterType):
         return model.peft_config[adapter_name]
 
     def trainable_parameters(self, model, adapter_name) -> list[nn.Parameter]:
-        params = []
+        # PEFT's DoRA layers name ``lora_magnitude_vector`` twice in ``adapter_layer_names``
+        params: dict[int, nn.Parameter] = {}
         for layer in tuner_layers(model, adapter_name):
             for attr in layer.adapter_layer_names:
                 holder = getattr(layer, attr, {})
                 if adapter_name in holder:
                     value = holder[adapter_name]
-                    params.extend([value] if isinstance(value, nn.Parameter) else value.parameters())
-        return params
+                    for p in [value] if isinstance(value, nn.Parameter) else value.parameters():
+                        params.setdefault(id(p), p)
+        return list(params.values())
 
     def state_dict(self, model, adapter_name) -> dict[str, Tensor]:
         from peft import get_peft_model_state_dict
