@@ -233,36 +233,37 @@ def evaluation_prompts(per_prompt: int) -> dict[str, list[str]]:
             "two_shapes_with_positions": two * max(1, per_prompt // 4)}
 
 
-def evaluate(path: Path, per_prompt: int, guidance: float = 4.0, steps: int = 30, seed: int = 0) -> dict:
-    """Sample each prompt set with difforge (DDIM, CFG) and score it with the analytic scorer."""
-    import difforge
+#: guidance scales of the model card's held-out sweep
+SWEEP_SCALES = (1.5, 2.0, 3.0, 4.0, 7.0)
+
+
+def sample_and_score(backbone, prompts: list[str], guidance: float, steps: int, seed: int) -> dict[str, float]:
+    """DDIM samples of ``prompts`` (CFG, in chunks of 64, one seeded generator) read by the analytic scorer."""
     from difforge_zoo.scorer import score
 
-    backbone = difforge.load_backbone(path)
-    results = {}
-    for name, prompts in evaluation_prompts(per_prompt).items():
-        g = torch.Generator().manual_seed(seed)
-        images = torch.cat([backbone.sample(prompts[i : i + 64], num_steps=steps, guidance_scale=guidance, generator=g)
-                            for i in range(0, len(prompts), 64)])
-        result = score(images, prompts)
-        results[name] = {k: round(v, 4) for k, v in result.items() if k != "reward"} | {"n": len(prompts)}
-    return {"guidance_scale": guidance, "sampler": "ddim", "steps": steps, "seed": seed, **results}
+    g = torch.Generator().manual_seed(seed)
+    images = torch.cat([backbone.sample(prompts[i : i + 64], num_steps=steps, guidance_scale=guidance, generator=g)
+                        for i in range(0, len(prompts), 64)])
+    return {k: round(v, 4) for k, v in score(images, prompts).items() if k != "reward"}
 
 
-def guidance_sweep(path: Path, per_prompt: int, scales=(1.5, 2.0, 3.0, 4.0, 7.0), seed: int = 0) -> dict:
-    """Held-out combination shape accuracy at several guidance scales (the card's choice of scale)."""
+def evaluate(path: Path, per_prompt: int, guidance: float = 4.0, steps: int = 30, seed: int = 0,
+             sweep: tuple[float, ...] = ()) -> dict:
+    """Sample each prompt set with difforge (DDIM, CFG) and score it with the analytic scorer;
+    ``sweep`` adds the held-out combinations' shape accuracy at those guidance scales."""
     import difforge
-    from difforge_zoo.scorer import score
 
     backbone = difforge.load_backbone(path)
-    prompts = evaluation_prompts(per_prompt)["single_heldout_combination"]
-    sweep = {}
-    for scale in scales:
-        g = torch.Generator().manual_seed(seed)
-        images = torch.cat([backbone.sample(prompts[i : i + 64], num_steps=30, guidance_scale=scale, generator=g)
-                            for i in range(0, len(prompts), 64)])
-        sweep[str(scale)] = round(score(images, prompts)["shape_accuracy"], 4)
-    return sweep
+    sets = evaluation_prompts(per_prompt)
+    results = {name: sample_and_score(backbone, prompts, guidance, steps, seed) | {"n": len(prompts)}
+               for name, prompts in sets.items()}
+    metrics = {"guidance_scale": guidance, "sampler": "ddim", "steps": steps, "seed": seed, **results}
+    if sweep:
+        heldout = "single_heldout_combination"
+        metrics["heldout_shape_accuracy_by_guidance"] = {
+            str(scale): results[heldout]["shape_accuracy"] if scale == guidance
+            else sample_and_score(backbone, sets[heldout], scale, steps, seed)["shape_accuracy"] for scale in sweep}
+    return metrics
 
 
 def write_model_card(out: Path, log: dict, metrics: dict) -> Path:
@@ -337,8 +338,7 @@ def main() -> None:
     if args.eval_only:
         out = Path(args.out)
         log = json.loads((out / "training_log.json").read_text())
-        metrics = evaluate(out, log["budget"]["eval_per_prompt"], guidance=args.guidance)
-        metrics["heldout_shape_accuracy_by_guidance"] = guidance_sweep(out, log["budget"]["eval_per_prompt"])
+        metrics = evaluate(out, log["budget"]["eval_per_prompt"], guidance=args.guidance, sweep=SWEEP_SCALES)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         write_model_card(out, log, metrics)
         print(json.dumps(metrics, indent=2))
@@ -375,8 +375,7 @@ def main() -> None:
                                    requires_safety_checker=False)
     pipe.save_pretrained(out)
     log["train_seconds"] = round(time.time() - started, 1)
-    metrics = evaluate(out, budget["eval_per_prompt"])
-    metrics["heldout_shape_accuracy_by_guidance"] = guidance_sweep(out, budget["eval_per_prompt"])
+    metrics = evaluate(out, budget["eval_per_prompt"], sweep=SWEEP_SCALES)
     log["total_seconds"] = round(time.time() - started, 1)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (out / "training_log.json").write_text(json.dumps(log, indent=2))
