@@ -151,8 +151,8 @@ def worker(run: str, seed: int, scale: float, samples: int, work: Path) -> dict:
     curve: list[dict] = []
     started = time.perf_counter()
     trainer = difforge.Trainer(load_config(config_path, overrides))
-    trainer.callbacks.append(lambda tr, step, logs: curve.append(
-        {"step": step, "reward": logs.get("reward"), "samples": getattr(tr.objective, "samples_used", None)}))
+    trainer.callbacks.append(lambda tr, step, logs: logs.get("reward") is not None and curve.append(
+        {"step": step, "reward": logs["reward"], "samples": getattr(tr.objective, "samples_used", None)}))
     result = trainer.fit()
     seconds = time.perf_counter() - started
     base = measure(difforge.load("shapes-sd-tiny"), rewards, num_steps, samples, run)
