@@ -13,6 +13,7 @@ in its own process, then samples the 24 held-out two-shape prompts of
 | d3po-combinations | d3po, lr 2e-4 | labels from shapes-alignment comparisons on ``prompts_combinations_train.txt`` | as dpo-combinations |
 | d3po-alignment | d3po | labels from shapes-alignment comparisons | alignment |
 | ddpo-alignment | ddpo | shapes-alignment | alignment |
+| ddpo-combinations | ddpo | shapes-alignment on ``prompts_combinations_train.txt`` | as dpo-combinations |
 | ddpo-compressibility | ddpo | jpeg-compressibility | compressibility and alignment (reward hacking) |
 | rlcm-compressibility | rlcm (4 steps) | jpeg-compressibility | compressibility at 4 steps, alignment |
 | alignprop-colourfulness | alignprop | colourfulness | colourfulness, alignment |
@@ -64,6 +65,9 @@ RUNS = {
     "d3po-combinations": ("d3po", ["train.lr=2e-4", "data.options={file: examples/configs/alignment/prompts_combinations_train.txt}"],
                           ["shapes-alignment"], 10),
     "ddpo-alignment": ("ddpo", ["objective.options.reward=shapes-alignment"], ["shapes-alignment"], 10),
+    "ddpo-combinations": ("ddpo", ["objective.options.reward=shapes-alignment",
+                                   "data.options={file: examples/configs/alignment/prompts_combinations_train.txt}"],
+                          ["shapes-alignment"], 10),
     "ddpo-compressibility": ("ddpo", ["objective.options.reward=jpeg-compressibility"],
                              ["jpeg-compressibility", "shapes-alignment"], 10),
     "rlcm-compressibility": ("rlcm", [], ["jpeg-compressibility", "shapes-alignment"], 4),
