@@ -15,8 +15,10 @@ trained separately with LoRA and with Orthogonal Adaptation (slots 0 and 1 of a 
 each concept's fidelity is measured with its adapter alone and with both adapters summed.
 
 Table 3: an IP-Adapter trained on single shapes (2 x --steps); samples with an image prompt
-and an empty caption are read by the scorer and compared with the reference image, against the
-same sampling without the image; text prompts are checked with the adapter attached.
+and an empty caption are read by the scorer and compared with the reference image (overall and
+for base vs held-out shapes), against the same sampling without the image; text prompts are
+checked with the adapter attached; a linear probe says how much colour and shape the image
+embeddings carry at all.
 
     python benchmarks/adapters.py                    # both tables (2 CPU cores: ~30 minutes)
     python benchmarks/adapters.py --steps 60 --samples 8 --types lora sara   # a quick look
@@ -151,7 +153,7 @@ def ip_adapter_table(steps: int, samples: int, work: Path) -> dict:
     import difforge
     from difforge.training.ip_adapter import ImageEncoder, default_image_encoder
     from difforge_zoo.scorer import detect
-    from difforge_zoo.shapes import generate
+    from difforge_zoo.shapes import BASE_SHAPES, generate
 
     result = difforge.train(CONFIGS / "ip-adapter.yaml", overrides=[
         f"train.steps={steps * 2}", f"output.dir={work / 'ip-adapter'}", "output.progress=false"])
@@ -159,18 +161,23 @@ def ip_adapter_table(steps: int, samples: int, work: Path) -> dict:
     ip = model.adapters.types["adapter_0"]
     references = generate(samples, seed=99, split="any", num_objects=1)
     pixels = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1).float() / 127.5 - 1 for s in references])
-    embeds = ImageEncoder(default_image_encoder("shapes-sd-tiny"))(pixels)
+    encoder = ImageEncoder(default_image_encoder("shapes-sd-tiny"))
+    embeds = encoder(pixels)
+
+    def rates(pairs) -> dict:
+        hits = [(any(f.colour == w.colour for f in found), any(f.shape == w.shape for f in found),
+                 any((f.colour, f.shape) == (w.colour, w.shape) for f in found)) for w, found in pairs]
+        n = max(1, len(hits))
+        return {"colour": sum(h[0] for h in hits) / n, "shape": sum(h[1] for h in hits) / n,
+                "both": sum(h[2] for h in hits) / n, "n": len(hits)}
 
     def match(images) -> dict:
-        colour = shape = both = 0
-        for scene, image in zip(references, images):
-            found, want = detect(image), scene.objects[0]
-            c = any(f.colour == want.colour for f in found)
-            s_ = any(f.shape == want.shape for f in found)
-            b = any((f.colour, f.shape) == (want.colour, want.shape) for f in found)
-            colour, shape, both = colour + c, shape + s_, both + b
-        n = len(references)
-        return {"colour": colour / n, "shape": shape / n, "both": both / n}
+        """Attribute match with the reference, overall and by shape group (the held-out shapes
+        are ones the frozen base never learned to draw)."""
+        pairs = [(scene.objects[0], detect(image)) for scene, image in zip(references, images)]
+        groups = {"base_shapes": [p for p in pairs if p[0].shape in BASE_SHAPES],
+                  "held_out_shapes": [p for p in pairs if p[0].shape not in BASE_SHAPES]}
+        return {**rates(pairs), "by_shape_group": {name: rates(group) for name, group in groups.items()}}
 
     g = torch.Generator().manual_seed(0)
     ip.set_image(model.denoiser, "adapter_0", embeds)
@@ -188,7 +195,42 @@ def ip_adapter_table(steps: int, samples: int, work: Path) -> dict:
         return sum(any((f.colour, f.shape) == e for f in detect(i)) for i, e in zip(images, expects)) / len(prompts)
 
     return {"image_prompted": prompted, "text_only_baseline": text_only, "train_steps": result.steps,
+            "image_embedding_linear_probe": image_encoder_probe(encoder),
             "text_prompts": {"n": len(prompts), "base": text_accuracy(base), "with_adapter": text_accuracy(model)}}
+
+
+def linear_probe_accuracy(train_x, train_y: list[str], test_x, test_y: list[str], steps: int = 500) -> float:
+    """Test accuracy of a softmax regression on standardised features (full-batch Adam)."""
+    import torch
+
+    labels = {label: i for i, label in enumerate(sorted(set(train_y)))}
+    a, b = torch.tensor([labels[y] for y in train_y]), torch.tensor([labels[y] for y in test_y])
+    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+    weight = torch.zeros(train_x.shape[1], len(labels), requires_grad=True)
+    bias = torch.zeros(len(labels), requires_grad=True)
+    optimizer = torch.optim.Adam([weight, bias], lr=0.05)
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy((train_x - mean) / std @ weight + bias, a)
+        optimizer.zero_grad(), loss.backward(), optimizer.step()
+    with torch.no_grad():
+        return float((((test_x - mean) / std @ weight + bias).argmax(1) == b).float().mean())
+
+
+def image_encoder_probe(encoder) -> dict:
+    """What the IP-Adapter's image embeddings can carry: linear-probe accuracy of colour and
+    shape on single-shape scenes (1024 to fit, 512 to test)."""
+    import torch
+
+    from difforge_zoo.shapes import generate
+
+    def embed(count: int, seed: int):
+        scenes = generate(count, seed=seed, split="any", num_objects=1)
+        pixels = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1).float() / 127.5 - 1 for s in scenes])
+        return encoder(pixels), [s.objects[0] for s in scenes]
+
+    (train_x, train_o), (test_x, test_o) = embed(1024, 1), embed(512, 2)
+    return {attr: linear_probe_accuracy(train_x, [getattr(o, attr) for o in train_o], test_x,
+                                        [getattr(o, attr) for o in test_o]) for attr in ("colour", "shape")}
 
 
 def print_tables(results: dict) -> None:
@@ -217,6 +259,12 @@ def print_tables(results: dict) -> None:
         for label, key in (("image prompt, empty caption", "image_prompted"), ("empty caption, no image", "text_only_baseline")):
             r = ip[key]
             print(f"| {label} | {r['colour']:.2f} | {r['shape']:.2f} | {r['both']:.2f} |")
+            for group, g in r.get("by_shape_group", {}).items():
+                print(f"| {label}: {group.replace('_', ' ')} (n={g['n']}) | {g['colour']:.2f} | {g['shape']:.2f} | {g['both']:.2f} |")
+        if "image_embedding_linear_probe" in ip:
+            probe = ip["image_embedding_linear_probe"]
+            print(f"\nImage embeddings, linear probe on single-shape scenes: colour {probe['colour']:.2f}, "
+                  f"shape {probe['shape']:.2f}")
         t = ip["text_prompts"]
         print(f"\nText prompts (n={t['n']}, colour and shape right): base {t['base']:.2f}, "
               f"with the IP-Adapter attached and no image {t['with_adapter']:.2f}")

@@ -34,3 +34,20 @@ def test_alignment_benchmark_smoke(tmp_path):
     assert "| alignprop-colourfulness | colourfulness |" in proc.stdout and "| pso-heldout | shapes-alignment |" in proc.stdout
     summary = json.loads(out.read_text())["summary"]
     assert summary["alignprop-colourfulness"]["steps"] == 1 and summary["pso-heldout"]["seeds"] == 1
+
+
+def test_linear_probe_reads_an_encoded_attribute_and_not_an_absent_one():
+    """The probe behind the IP-Adapter table's diagnosis: near 1 for a feature that encodes the
+    label, near chance for features independent of it."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from adapters import linear_probe_accuracy
+
+    g = torch.Generator().manual_seed(0)
+    labels = [("circle", "square", "triangle")[i % 3] for i in range(600)]
+    centres = torch.randn(3, 16, generator=g) * 3
+    encoded = centres[torch.arange(600) % 3] + torch.randn(600, 16, generator=g)
+    noise = torch.randn(600, 16, generator=g)
+    assert linear_probe_accuracy(encoded[:400], labels[:400], encoded[400:], labels[400:]) > 0.95
+    assert linear_probe_accuracy(noise[:400], labels[:400], noise[400:], labels[400:]) < 0.5
