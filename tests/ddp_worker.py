@@ -27,7 +27,7 @@ class Recording(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         item = self.inner[i]
-        seen.append(item["path"])
+        seen.append(item.get("path") or item["caption"])
         return item
 
 

@@ -37,3 +37,43 @@ def test_ddp_two_cpu_processes_stay_in_sync(toy_images, tmp_path):
     # one checkpoint, written once, with both ranks' RNG states
     ckpt = tmp_path / "run" / "checkpoint-4"
     assert (ckpt / "rng-0.pt").exists() and (ckpt / "rng-1.pt").exists()
+
+
+def _torchrun(config: dict, tmp_path: Path, name: str, port: int) -> subprocess.CompletedProcess:
+    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / name).mkdir(exist_ok=True)
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+         str(HERE / "ddp_worker.py"), str(tmp_path / f"{name}.yaml"), str(tmp_path / name)],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600,
+    )
+
+
+def test_ddp_on_policy_objective_resumes_mid_round_exactly(tmp_path):
+    """DDPO in 2 processes: each rank samples its own round; a run resumed from a checkpoint taken
+    in the middle of the rounds ends with the uninterrupted run's weights and losses, bit for bit."""
+    def config(out, resume=None):
+        return {"model": {"pretrained": "shapes-sd-tiny"},
+                "data": {"dataset": "prompts", "options": {"prompts": ["a red circle", "a blue square on the left",
+                                                                       "a green triangle", "a purple circle"]},
+                         "batch_size": 1},
+                "adapter": {"type": "lora", "options": {"rank": 2}},
+                "objective": {"name": "ddpo", "options": {"reward": "colourfulness", "samples_per_prompt": 2,
+                                                          "num_steps": 4, "minibatch_size": 1, "inner_epochs": 2}},
+                "train": {"steps": 6, "lr": 1e-3, "seed": 0, "device": "cpu", "resume": resume},
+                "output": {"dir": str(out), "checkpoint_every": 3, "keep_last": 5, "tensorboard": False,
+                           "progress": False}}
+
+    full = _torchrun(config(tmp_path / "full"), tmp_path, "full-ranks", 29534)
+    assert full.returncode == 0, full.stdout[-3000:] + full.stderr[-3000:]
+    middle = tmp_path / "full" / "checkpoint-3"
+    assert (middle / "objective_state-0.json").exists() and (middle / "objective_state-1.json").exists()
+    resumed = _torchrun(config(tmp_path / "resumed", str(middle)), tmp_path, "resumed-ranks", 29535)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    logs = {run: [json.loads((tmp_path / run / f"rank{r}.json").read_text())["losses"] for r in (0, 1)]
+            for run in ("full-ranks", "resumed-ranks")}
+    assert logs["full-ranks"][0] == logs["full-ranks"][1]  # the loss history is the mean over ranks
+    assert logs["resumed-ranks"] == logs["full-ranks"], logs
+    expected = load_file(str(tmp_path / "full" / "checkpoint-6" / "trainable.safetensors"))
+    got = load_file(str(tmp_path / "resumed" / "checkpoint-6" / "trainable.safetensors"))
+    assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)

@@ -44,7 +44,7 @@ StepCallback = Callable[["Trainer", int, dict[str, float]], None]
 
 @dataclass
 class TrainResult:
-    """What a finished run produced."""
+    """What a finished run produced (``losses``: one per optimizer step, the mean over processes)."""
 
     output_dir: Path
     steps: int
@@ -347,6 +347,13 @@ class Trainer:
         acc.wait_for_everyone()
         return path
 
+    def _mean_over_processes(self, loss: torch.Tensor) -> float:
+        """A step's loss averaged over the processes, so every rank logs (and every checkpoint
+        keeps) the same history."""
+        if self.accelerator.num_processes > 1:
+            loss = self.accelerator.reduce(loss.detach(), reduction="mean")
+        return loss.item()
+
     def _gather_objective_state(self) -> list[tuple[dict[str, torch.Tensor], dict[str, Any]]]:
         """Each process's objective state (an on-policy round is per process), split for storage."""
         state = split_objective_state(self.objective.state_dict())
@@ -486,7 +493,7 @@ class Trainer:
                 self._reset_optimizer_state(self.adapters.on_step_end(self.step, cfg.train.steps))
             if self.ema is not None:
                 self.ema.step(self.trainable)
-            step_loss = torch.stack(running).mean().item()
+            step_loss = self._mean_over_processes(torch.stack(running).mean())
             running.clear()
             self.losses.append(step_loss)
             logs = {**{k: float(v) for k, v in objective_logs.items()},
