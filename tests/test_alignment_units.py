@@ -110,6 +110,28 @@ def test_rescored_trajectories_match_their_sampling_log_probs(zoo, policy):
     assert traj.stochastic_steps() == [0, 1, 2]  # the last step, to ᾱ = 1, is deterministic
 
 
+@pytest.mark.parametrize("shared", [True, False])
+def test_d3po_pairs_share_their_initial_state(zoo, shared):
+    """D3PO's two trajectories of a pair start from the same x_T (the authors' sampler) and part
+    only through the stochastic steps; ``shared_initial_noise=False`` draws each its own."""
+    from difforge.alignment.d3po import D3POObjective
+
+    objective = D3POObjective(zoo, labeller="colourfulness", num_steps=3, pairs_per_prompt=2,
+                              shared_initial_noise=shared)
+    objective.start_round(["a red circle", "a blue square"], zoo.denoiser, torch.Generator().manual_seed(0))
+    traj = objective._round[0]
+    first, second = traj.latents[:, 0::2], traj.latents[:, 1::2]
+    assert torch.equal(first[0], second[0]) is shared
+    assert not torch.equal(first[-1], second[-1])
+    assert len({tuple(x.flatten()[:4].tolist()) for x in traj.latents[0]}) == (4 if shared else 8)  # 4 pairs
+
+
+def test_initial_noise_of_the_wrong_shape_is_refused(zoo):
+    with pytest.raises(ValueError, match="initial noise has shape"):
+        sample_trajectories(zoo, zoo.denoiser, ["a red circle"], num_steps=2, eta=1.0, guidance_scale=1.0,
+                            generator=torch.Generator(), initial=torch.zeros(2, 4, 8, 8))
+
+
 # ------------------------------------------------------------------------------------ reference
 def test_reference_is_the_base_model_without_a_copy():
     from difforge.adapters import AdapterSet

@@ -1,11 +1,15 @@
 """D3PO (Yang et al. 2024): DPO on denoising trajectories, with pairwise preference labels and
 no reward model.
 
-Each round samples two trajectories per prompt with stochastic DDIM (the denoising chain as a
-policy, as in DDPO), a labeller says which final image is preferred, and every denoising step
-is treated as a DPO decision:
+Each round samples pairs of trajectories with stochastic DDIM (the denoising chain as a
+policy, as in DDPO); the two trajectories of a pair share their prompt and their initial state
+x_T, so they differ only by the actions taken, as in the paper's derivation. A labeller says
+which final image is preferred, and every denoising step is treated as a DPO decision:
 
     L = −log σ(β [log π_θ(a^w_t|s^w_t)/π_ref(a^w_t|s^w_t) − log π_θ(a^l_t|s^l_t)/π_ref(a^l_t|s^l_t)])
+
+``ratio_clip`` optionally clamps each ratio π_θ/π_ref to [1 − ε, 1 + ε] first, as the
+authors' code does (a trust region: a step whose ratio left it gives no gradient).
 
 with π_ref the frozen base (the adapters disabled). The labeller here compares two images
 with a registered reward and keeps only the *label* (which is better), as the paper's
@@ -14,6 +18,7 @@ experiments do with the relative scale of an objective; ties are dropped.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -48,6 +53,8 @@ class D3POOptions(BaseModel):
     minibatch_size: int | None = Field(None, ge=1, description="pairs per optimizer step (default: the round)")
     inner_epochs: int = Field(1, ge=1, description="passes over each round's pairs")
     timestep_fraction: float = Field(1.0, gt=0, le=1)
+    shared_initial_noise: bool = Field(True, description="the two trajectories of a pair start from the same x_T")
+    ratio_clip: float | None = Field(None, gt=0, lt=1, description="clamp π_θ/π_ref to [1 − ε, 1 + ε] (the authors' code)")
 
     @field_validator("labeller")
     @classmethod
@@ -79,8 +86,11 @@ class D3POObjective(Objective):
         """Sample two trajectories per prompt and pair, label each pair, queue minibatches of pairs."""
         o, bb = self.options, self.backbone
         prompts = [p for p in prompts for _ in range(o.pairs_per_prompt) for _ in range(2)]
+        initial = None
+        if o.shared_initial_noise:  # entries 2i and 2i + 1 form pair i
+            initial = torch.randn((len(prompts) // 2, *bb.sample_shape()), generator=generator).repeat_interleave(2, 0)
         traj = sample_trajectories(bb, denoiser, prompts, num_steps=o.num_steps, eta=o.eta,
-                                   guidance_scale=o.guidance_scale, generator=generator)
+                                   guidance_scale=o.guidance_scale, generator=generator, initial=initial)
         with torch.no_grad():
             scores = self.labeller(bb.decode(traj.latents[-1]).clamp(-1, 1).float(), prompts).float()
         first, second = torch.arange(0, len(prompts), 2), torch.arange(1, len(prompts), 2)
@@ -127,6 +137,9 @@ class D3POObjective(Objective):
             with self.reference.active() as reference:
                 ref_log_prob = step_log_prob(self.backbone, reference, traj, step, both)
             ratio = log_prob - ref_log_prob
+            if self.options.ratio_clip is not None:
+                eps = self.options.ratio_clip
+                ratio = ratio.clamp(math.log(1 - eps), math.log(1 + eps))
             inside = self.options.beta * (ratio[: len(chosen)] - ratio[len(chosen):])
             losses.append(-F.logsigmoid(inside).mean())
             accuracy.append((inside > 0).float().mean())

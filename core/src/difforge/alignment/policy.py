@@ -120,15 +120,20 @@ def guided_x0(backbone, model: nn.Module, x: Tensor, timestep: Tensor, cond: Any
 
 @torch.no_grad()
 def sample_trajectories(backbone, model: nn.Module, prompts: list[str], *, num_steps: int, eta: float,
-                        guidance_scale: float, generator: torch.Generator, policy: str = "ddim") -> Trajectories:
+                        guidance_scale: float, generator: torch.Generator, policy: str = "ddim",
+                        initial: Tensor | None = None) -> Trajectories:
     """Sample one trajectory per prompt with the ``policy`` step (stochastic DDIM or multistep
-    consistency), recording every state and log-prob."""
+    consistency), recording every state and log-prob; ``initial`` gives the starting noise
+    (default: drawn from ``generator``)."""
     if backbone.parameterization.continuous or not hasattr(backbone.scheduler, "alphas_cumprod"):
         raise ValueError("policy-gradient sampling needs a variance-preserving (DDPM/DDIM) scheduler")
     cond = backbone.encode_prompts(prompts)
     null = backbone.null_condition(len(prompts)) if guidance_scale != 1.0 else None
     schedule = schedule_from_scheduler(backbone.scheduler, num_steps)
-    x = torch.randn((len(prompts), *backbone.sample_shape()), generator=generator).to(backbone.device)
+    shape = (len(prompts), *backbone.sample_shape())
+    if initial is not None and tuple(initial.shape) != shape:
+        raise ValueError(f"sample_trajectories: initial noise has shape {tuple(initial.shape)}, expected {shape}")
+    x = (torch.randn(shape, generator=generator) if initial is None else initial).to(backbone.device)
     latents, log_probs = [x], []
     for i, t in enumerate(schedule.timesteps):
         timestep = t.reshape(1).expand(len(prompts)).to(x.device)
