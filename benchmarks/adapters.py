@@ -160,7 +160,7 @@ def ip_adapter_table(steps: int, samples: int, work: Path) -> dict:
     model = difforge.load("shapes-sd-tiny", adapters=[(result.adapter_path, 1.0)])
     ip = model.adapters.types["adapter_0"]
     references = generate(samples, seed=99, split="any", num_objects=1)
-    pixels = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1).float() / 127.5 - 1 for s in references])
+    pixels = scene_pixels(references)
     encoder = ImageEncoder(default_image_encoder("shapes-sd-tiny"))
     embeds = encoder(pixels)
 
@@ -199,6 +199,13 @@ def ip_adapter_table(steps: int, samples: int, work: Path) -> dict:
             "text_prompts": {"n": len(prompts), "base": text_accuracy(base), "with_adapter": text_accuracy(model)}}
 
 
+def scene_pixels(scenes):
+    """Scenes' uint8 HWC images as a float NCHW batch in [-1, 1]."""
+    import torch
+
+    return torch.stack([torch.from_numpy(s.image).permute(2, 0, 1).float() / 127.5 - 1 for s in scenes])
+
+
 def linear_probe_accuracy(train_x, train_y: list[str], test_x, test_y: list[str], steps: int = 500) -> float:
     """Test accuracy of a softmax regression on standardised features (full-batch Adam)."""
     import torch
@@ -225,8 +232,7 @@ def image_encoder_probe(encoder) -> dict:
 
     def embed(count: int, seed: int):
         scenes = generate(count, seed=seed, split="any", num_objects=1)
-        pixels = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1).float() / 127.5 - 1 for s in scenes])
-        return encoder(pixels), [s.objects[0] for s in scenes]
+        return encoder(scene_pixels(scenes)), [s.objects[0] for s in scenes]
 
     (train_x, train_o), (test_x, test_o) = embed(1024, 1), embed(512, 2)
     return {attr: linear_probe_accuracy(train_x, [getattr(o, attr) for o in train_o], test_x,

@@ -155,8 +155,11 @@ def worker(run: str, seed: int, scale: float, samples: int, work: Path) -> dict:
     curve: list[dict] = []
     started = time.perf_counter()
     trainer = difforge.Trainer(load_config(config_path, overrides))
-    trainer.callbacks.append(lambda tr, step, logs: logs.get("reward") is not None and curve.append(
-        {"step": step, "reward": logs["reward"], "samples": getattr(tr.objective, "samples_used", None)}))
+    def record(tr, step: int, logs: dict) -> None:
+        if logs.get("reward") is not None:  # objectives without an on-policy reward log none
+            curve.append({"step": step, "reward": logs["reward"], "samples": getattr(tr.objective, "samples_used", None)})
+
+    trainer.callbacks.append(record)
     result = trainer.fit()
     seconds = time.perf_counter() - started
     base = measure(difforge.load("shapes-sd-tiny"), rewards, num_steps, samples, run)

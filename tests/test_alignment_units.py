@@ -126,6 +126,33 @@ def test_d3po_pairs_share_their_initial_state(zoo, shared):
     assert len({tuple(x.flatten()[:4].tolist()) for x in traj.latents[0]}) == (4 if shared else 8)  # 4 pairs
 
 
+@pytest.mark.parametrize("ratio_clip,moves", [(None, True), (0.1, False)])
+def test_d3po_ratio_clip_stops_the_gradient_of_a_ratio_outside_the_trust_region(monkeypatch, ratio_clip, moves):
+    """With ``ratio_clip`` a step whose π_θ/π_ref left [1 − ε, 1 + ε] gives no gradient (the authors' clamp)."""
+    from contextlib import contextmanager
+
+    from difforge.alignment import d3po
+
+    policy = torch.tensor([0.5, -0.5], requires_grad=True)  # log-ratios of the winner and the loser: e^0.5 > 1.1
+
+    def fake_log_prob(backbone, model, traj, step, index):
+        return policy if model == "policy" else torch.zeros(2)
+
+    class Reference:
+        @contextmanager
+        def active(self):
+            yield "reference"
+
+    monkeypatch.setattr(d3po, "step_log_prob", fake_log_prob)
+    objective = d3po.D3POObjective(None, labeller="colourfulness", ratio_clip=ratio_clip)
+    objective.reference, objective.rounds = Reference(), [{"reward_mean": 0.0}]
+    objective._round = (None, torch.tensor([0]), torch.tensor([1]))
+    objective._queue = [(torch.tensor([0]), [0])]
+    loss, _ = objective.loss({"caption": []}, "policy", torch.Generator())
+    loss.backward()
+    assert bool(policy.grad.abs().sum() > 0) is moves
+
+
 def test_initial_noise_of_the_wrong_shape_is_refused(zoo):
     with pytest.raises(ValueError, match="initial noise has shape"):
         sample_trajectories(zoo, zoo.denoiser, ["a red circle"], num_steps=2, eta=1.0, guidance_scale=1.0,
