@@ -98,7 +98,7 @@ def plugin_report(as_json: bool = False) -> str:
 
 
 def freeze_guard(model: str | Path, protected: str | Path, legal: str | Path, out: str | Path | None = None,
-                 ratio: float = 0.3, steps: int = 30, protected_caption: str | None = None,
+                 ratio: float = 0.3, steps: int = 30, user_steps: int = 5, protected_caption: str | None = None,
                  legal_caption: str | None = None, resolution: int = 32, batch_size: int = 4, seed: int = 0):
     """Learn a FreezeAsGuard mask for ``model`` from two image folders (what ``difforge
     freeze-guard`` runs); writes it to ``out`` when given and returns the :class:`FreezeMask`."""
@@ -118,7 +118,7 @@ def freeze_guard(model: str | Path, protected: str | Path, legal: str | Path, ou
                    "caption": [it["caption"] for it in items]}
 
     mask = learn_freeze_mask(backbone, batches(protected, protected_caption, 0), batches(legal, legal_caption, 1),
-                             ratio=ratio, steps=steps, seed=seed)
+                             ratio=ratio, steps=steps, user_steps=user_steps, seed=seed)
     if out is not None:
         mask.save(out)
     return mask

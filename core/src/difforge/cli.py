@@ -103,8 +103,9 @@ def _configure_freeze_guard(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protected-caption", default=None, help="caption for every protected image (default: sidecar .txt)")
     p.add_argument("--legal", required=True, metavar="DIR", help="image folder of a legal domain to keep adaptable")
     p.add_argument("--legal-caption", default=None, help="caption for every legal image (default: sidecar .txt)")
-    p.add_argument("--ratio", type=float, default=0.3, help="share of tensors to freeze")
-    p.add_argument("--steps", type=int, default=30, help="mask optimisation steps")
+    p.add_argument("--ratio", type=float, default=0.3, help="share of the denoiser's parameters to freeze (whole tensors)")
+    p.add_argument("--steps", type=int, default=30, help="mask (releaser) steps")
+    p.add_argument("--user-steps", type=int, default=5, help="simulated fine-tuning steps before each mask step")
     p.add_argument("--resolution", type=int, default=32, help="image resolution")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", default="freeze_mask.json", help="where to write the mask (use it as train.freeze_mask)")
@@ -114,10 +115,10 @@ def _run_freeze_guard(args: argparse.Namespace) -> int:
     from .api import freeze_guard
 
     mask = freeze_guard(args.model, args.protected, args.legal, out=args.out, ratio=args.ratio, steps=args.steps,
-                        protected_caption=args.protected_caption, legal_caption=args.legal_caption,
+                        user_steps=args.user_steps, protected_caption=args.protected_caption, legal_caption=args.legal_caption,
                         resolution=args.resolution, seed=args.seed)
     last = mask.history[-1]
-    print(f"froze {len(mask.frozen)} tensors ({args.ratio:.0%}); after a simulated step: protected loss "
+    print(f"froze {len(mask.frozen)} tensors ({args.ratio:.0%} of the parameters); at the last mask step: protected loss "
           f"{last['protected_loss']:.4f}, legal loss {last['legal_loss']:.4f}; wrote {args.out}")
     return 0
 

@@ -2,12 +2,20 @@
 that fine-tuning on a *protected* domain is hampered while fine-tuning on a *legal* domain is
 not, and export that mask so ``difforge train`` (``train.freeze_mask``) respects it.
 
-The mask is learned by the paper's bilevel scheme, unrolled one step: per tensor a logit
-``s``; the freezing mask ``m = top-k(sigmoid(s))`` (straight-through to the soft values) sets
-which tensors a simulated fine-tuning step ``theta - lr (1 - m) sign(grad)`` (the size of an
-Adam step, ``lr`` standing for a whole short fine-tuning run) may move; the outer loss
-rewards a high protected-domain loss and a low legal-domain loss after that step, on fresh
-batches. The frozen tensors hold ``ratio`` of the denoiser's parameters.
+The mask is learned as in the authors' mask learner, by alternating a simulated user and the
+model releaser over one fine-tuning trajectory. Per tensor a logit ``s`` gives a soft mask
+``m = sigmoid(s)``; the model in use is ``theta = theta_ft + m * (theta_pre - theta_ft)``, so a
+frozen tensor (``m = 1``) stays pre-trained.
+
+* user steps fine-tune ``theta_ft`` (Adam) on batches of both domains, each tensor's gradient
+  scaled by ``1 - m``: the fine-tuning a user could do under the current mask;
+* every ``user_steps`` a releaser step moves the logits down the gradient of
+  ``-protected_loss + legal_weight * legal_loss`` at ``theta``: a tensor whose fine-tuned
+  change helps the protected domain (and not the legal one) is pushed towards frozen; a
+  penalty keeps the soft mask's parameter share near ``ratio``.
+
+The exported mask freezes the highest-scoring tensors holding ``ratio`` of the denoiser's
+parameters.
 """
 
 from __future__ import annotations
@@ -59,7 +67,7 @@ def load_freeze_mask(path: str | Path) -> list[str]:
 
 
 class _Functional(nn.Module):
-    """The denoiser evaluated with substituted parameters (for the unrolled fine-tuning step)."""
+    """The denoiser evaluated with substituted parameters (the masked mix of pre-trained and tuned)."""
 
     def __init__(self, module: nn.Module, params: dict[str, Tensor]) -> None:
         super().__init__()
@@ -69,61 +77,70 @@ class _Functional(nn.Module):
         return torch.func.functional_call(self.module, self.params, args, kwargs)
 
 
+def _top_mass(scores: Tensor, sizes: Tensor, ratio: float) -> Tensor:
+    """Indices of the highest-scoring tensors holding ``ratio`` of the parameters."""
+    order = torch.argsort(scores, descending=True)
+    within = torch.cumsum(sizes[order], 0) <= ratio * sizes.sum()
+    within[0] = True
+    return order[within]
+
+
+def _require_grads(denoiser: nn.Module, on: bool) -> None:
+    denoiser.zero_grad(set_to_none=True)
+    for p in denoiser.parameters():
+        p.requires_grad_(on)
+
+
 def learn_freeze_mask(backbone, protected: Iterator[dict[str, Any]], legal: Iterator[dict[str, Any]],
-                      ratio: float = 0.3, steps: int = 30, inner_lr: float = 5e-3, mask_lr: float = 0.1,
-                      legal_weight: float = 1.0, seed: int = 0) -> FreezeMask:
-    """Learn which ``ratio`` of the denoiser's tensors to freeze. ``protected`` / ``legal``
-    yield training batches (``pixel_values``, ``caption``) of the two domains."""
+                      ratio: float = 0.3, steps: int = 30, user_steps: int = 5, user_lr: float = 1e-4,
+                      mask_lr: float = 0.1, legal_weight: float = 1.0, sparsity_weight: float = 10.0,
+                      seed: int = 0) -> FreezeMask:
+    """Learn which ``ratio`` of the denoiser's tensors to freeze, over ``steps`` releaser steps
+    (each after ``user_steps`` simulated fine-tuning steps). ``protected`` / ``legal`` yield
+    training batches (``pixel_values``, ``caption``) of the two domains."""
     from .objectives import DenoisingObjective
 
     if not 0 < ratio < 1:
         raise ValueError(f"freeze-as-guard: ratio must be in (0, 1), got {ratio}")
     denoiser = backbone.denoiser
-    names = [n for n, p in denoiser.named_parameters()]
-    theta = {n: p.detach() for n, p in denoiser.named_parameters()}
+    names = [n for n, _ in denoiser.named_parameters()]
+    pretrained = {n: p.detach().clone() for n, p in denoiser.named_parameters()}
+    tuned = {n: p.detach().clone().requires_grad_(True) for n, p in denoiser.named_parameters()}
+    sizes = torch.tensor([float(pretrained[n].numel()) for n in names])
     objective = DenoisingObjective(backbone)
     generator = torch.Generator().manual_seed(seed)
-    logits = torch.zeros(len(names), requires_grad=True)
-    optimizer = torch.optim.Adam([logits], lr=mask_lr)
-    sizes = torch.tensor([float(theta[n].numel()) for n in names])
-    history = []
+    logits = torch.full((len(names),), float(torch.logit(torch.tensor(ratio))), requires_grad=True)
+    mask_optimizer = torch.optim.Adam([logits], lr=mask_lr)
+    user_optimizer = torch.optim.Adam(tuned.values(), lr=user_lr)
+    _require_grads(denoiser, False)
 
-    def top_mass(scores: Tensor) -> Tensor:
-        """Indices of the highest-scoring tensors holding ``ratio`` of the parameters."""
-        order = torch.argsort(scores, descending=True)
-        within = torch.cumsum(sizes[order], 0) <= ratio * sizes.sum()
-        within[0] = True
-        return order[within]
-
-    def grads(batch) -> dict[str, Tensor]:
-        denoiser.zero_grad(set_to_none=True)
-        with torch.enable_grad():
-            for p in denoiser.parameters():
-                p.requires_grad_(True)
-            objective.per_sample_loss(batch, denoiser, generator).mean().backward()
-        return {n: p.grad.detach().clone() for n, p in denoiser.named_parameters()}
-
-    def loss_after_step(g: dict[str, Tensor], mask: Tensor, batch) -> Tensor:
-        # the simulated fine-tuning moves like Adam does: by inner_lr per entry, along -sign(grad)
-        params = {n: theta[n] - inner_lr * (1 - mask[i]) * g[n].sign() for i, n in enumerate(names)}
+    def loss_at(mask: Tensor, batch, tune: bool) -> Tensor:
+        """The domain loss of ``theta = theta_ft + mask * (theta_pre - theta_ft)``: differentiable
+        in ``theta_ft`` (``tune``, a user step) or in ``mask`` (a releaser step)."""
+        params = {}
+        for i, n in enumerate(names):
+            ft = tuned[n] if tune else tuned[n].detach()
+            params[n] = ft + mask[i] * (pretrained[n] - ft)
         return objective.per_sample_loss(batch, _Functional(denoiser, params), generator).mean()
 
+    history = []
     for _ in range(steps):
+        frozen_now = torch.sigmoid(logits.detach())
+        for _ in range(user_steps):  # the user fine-tunes what the current mask leaves free
+            user_optimizer.zero_grad()
+            (loss_at(frozen_now, next(protected), True) + loss_at(frozen_now, next(legal), True)).backward()
+            user_optimizer.step()
         soft = torch.sigmoid(logits)
-        hard = torch.zeros_like(soft).scatter(0, top_mass(soft.detach()), 1.0)
-        mask = hard + soft - soft.detach()  # straight-through
-        g_protected, g_legal = grads(next(protected)), grads(next(legal))
-        protected_loss = loss_after_step(g_protected, mask, next(protected))
-        legal_loss = loss_after_step(g_legal, mask, next(legal))
-        outer = -protected_loss + legal_weight * legal_loss
-        optimizer.zero_grad()
+        protected_loss = loss_at(soft, next(protected), False)
+        legal_loss = loss_at(soft, next(legal), False)
+        share = (soft * sizes).sum() / sizes.sum()
+        outer = -protected_loss + legal_weight * legal_loss + sparsity_weight * (share - ratio) ** 2
+        mask_optimizer.zero_grad()
         outer.backward()
-        optimizer.step()
-        history.append({"protected_loss": protected_loss.item(), "legal_loss": legal_loss.item()})
-    denoiser.zero_grad(set_to_none=True)
-    for p in denoiser.parameters():
-        p.requires_grad_(False)
-    order = top_mass(logits.detach()).tolist()
+        mask_optimizer.step()
+        history.append({"protected_loss": protected_loss.item(), "legal_loss": legal_loss.item(),
+                        "soft_share": share.item()})
+    order = _top_mass(logits.detach(), sizes, ratio).tolist()
     return FreezeMask(frozen=sorted(names[i] for i in order), ratio=ratio,
                       scores={n: float(s) for n, s in zip(names, logits.detach())}, history=history)
 
@@ -140,34 +157,38 @@ def random_freeze_mask(sizes: dict[str, int], share: float, seed: int) -> list[s
 
 
 def evaluate_freeze_mask(backbone, frozen: list[str], protected: Iterator[dict[str, Any]],
-                         legal: Iterator[dict[str, Any]], inner_lr: float = 5e-3, rounds: int = 4,
-                         seed: int = 123) -> dict[str, float]:
-    """Protected- and legal-domain losses after the simulated fine-tuning step that the mask
-    ``frozen`` allows (the quantity :func:`learn_freeze_mask` optimises), averaged over ``rounds``."""
+                         legal: Iterator[dict[str, Any]], steps: int = 20, lr: float = 1e-4,
+                         eval_batches: int = 4, seed: int = 123) -> dict[str, float]:
+    """Each domain's denoising loss after ``steps`` Adam fine-tuning steps on it that the mask
+    ``frozen`` allows (the pre-trained model restored between domains), on ``eval_batches``
+    fresh batches with fixed noise: what the mask is for."""
     from .objectives import DenoisingObjective
 
     denoiser = backbone.denoiser
     objective = DenoisingObjective(backbone)
-    theta = {n: p.detach() for n, p in denoiser.named_parameters()}
-    unknown = sorted(set(frozen) - set(theta))
+    pretrained = {n: p.detach().clone() for n, p in denoiser.named_parameters()}
+    unknown = sorted(set(frozen) - set(pretrained))
     if unknown:
         raise ValueError(f"freeze mask names {len(unknown)} tensors the model lacks, e.g. {unknown[0]}")
     frozen_set = set(frozen)
-    totals = {"protected_loss": 0.0, "legal_loss": 0.0}
-    for r in range(rounds):
-        for key, data in (("protected_loss", protected), ("legal_loss", legal)):
-            generator = torch.Generator().manual_seed(seed + r)
-            denoiser.zero_grad(set_to_none=True)
-            for p in denoiser.parameters():
-                p.requires_grad_(True)
-            with torch.enable_grad():
+    results = {}
+    for key, data in (("protected_loss", protected), ("legal_loss", legal)):
+        generator = torch.Generator().manual_seed(seed)
+        trainable = [p for n, p in denoiser.named_parameters() if n not in frozen_set]
+        _require_grads(denoiser, False)
+        for p in trainable:
+            p.requires_grad_(True)
+        optimizer = torch.optim.Adam(trainable, lr=lr)
+        with torch.enable_grad():
+            for _ in range(steps):
+                optimizer.zero_grad()
                 objective.per_sample_loss(next(data), denoiser, generator).mean().backward()
-            params = {n: theta[n] if n in frozen_set else theta[n] - inner_lr * p.grad.sign()
-                      for n, p in denoiser.named_parameters()}
-            with torch.no_grad():
-                loss = objective.per_sample_loss(next(data), _Functional(denoiser, params), generator).mean()
-            totals[key] += loss.item() / rounds
-    denoiser.zero_grad(set_to_none=True)
-    for p in denoiser.parameters():
-        p.requires_grad_(False)
-    return totals
+                optimizer.step()
+        fixed = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            results[key] = sum(objective.per_sample_loss(next(data), denoiser, fixed).mean().item()
+                               for _ in range(eval_batches)) / eval_batches
+            for n, p in denoiser.named_parameters():
+                p.copy_(pretrained[n])
+    _require_grads(denoiser, False)
+    return results
