@@ -12,7 +12,8 @@ read as one red circle), each against the base model.
 Table 2: two concepts (red heart as "a red sks circle", yellow square, a colour-shape pair held
 out of pretraining, as "a yellow zwx circle") are
 trained separately with LoRA and with Orthogonal Adaptation (slots 0 and 1 of a shared basis);
-each concept's fidelity is measured with its adapter alone and with both adapters summed.
+each concept's fidelity is measured with its adapter alone and with both adapters summed, over
+``--interference-seeds`` (training seed and basis seed).
 
 Table 3: an IP-Adapter trained on single shapes (2 x --steps); samples with an image prompt
 and an empty caption are read by the scorer and compared with the reference image (overall and
@@ -123,25 +124,42 @@ def base_row(samples: int) -> dict:
             "class_prior": accuracy(base, spec["class_prompt"], spec["class_expect"], samples, 1)}
 
 
-def interference(steps: int, samples: int, work: Path) -> list[dict]:
-    """Table 2: fidelity of each concept alone vs with the other concept's adapter summed in."""
+def interference(steps: int, samples: int, work: Path, seeds: list[int]) -> dict:
+    """Table 2: fidelity of each concept alone vs with the other concept's adapter summed in,
+    per seed (the training seed; for Orthogonal Adaptation also the seed of the shared basis)."""
+    import statistics
+
     import difforge
 
     rows = []
+    for seed in seeds:
+        for kind in ("lora", "orthogonal"):
+            paths = {}
+            for slot, concept in enumerate(CONCEPTS):
+                images = write_concept_images(work / f"images-{concept}", concept)
+                extra = [f"train.seed={seed}"]
+                if kind == "orthogonal":
+                    extra += [f"adapter.options.slot={slot}", f"adapter.options.basis_seed={seed}"]
+                paths[concept] = train(kind, concept, images, work / f"{kind}-{concept}-{seed}", steps, extra).adapter_path
+            for concept, spec in CONCEPTS.items():
+                other = next(c for c in CONCEPTS if c != concept)
+                expect = (spec["colour"], spec["shape"])
+                alone = difforge.load("shapes-sd-tiny", adapters=[(paths[concept], 1.0)])
+                both = difforge.load("shapes-sd-tiny", adapters=[(paths[concept], 1.0), (paths[other], 1.0)])
+                a, b = accuracy(alone, spec["prompt"], expect, samples, 0), accuracy(both, spec["prompt"], expect, samples, 0)
+                rows.append({"type": kind, "seed": seed, "concept": concept, "alone": a, "merged": b, "loss": a - b})
+                print(f"interference: {rows[-1]}", flush=True)
+
+    def mean_std(values: list[float]) -> list[float]:
+        return [statistics.mean(values), statistics.pstdev(values) if len(values) > 1 else 0.0]
+
+    summary = []
     for kind in ("lora", "orthogonal"):
-        paths = {}
-        for slot, concept in enumerate(CONCEPTS):
-            images = write_concept_images(work / f"images-{concept}", concept)
-            extra = [f"adapter.options.slot={slot}"] if kind == "orthogonal" else []
-            paths[concept] = train(kind, concept, images, work / f"{kind}-{concept}", steps, extra).adapter_path
-        for concept, spec in CONCEPTS.items():
-            other = next(c for c in CONCEPTS if c != concept)
-            expect = (spec["colour"], spec["shape"])
-            alone = difforge.load("shapes-sd-tiny", adapters=[(paths[concept], 1.0)])
-            both = difforge.load("shapes-sd-tiny", adapters=[(paths[concept], 1.0), (paths[other], 1.0)])
-            a, b = accuracy(alone, spec["prompt"], expect, samples, 0), accuracy(both, spec["prompt"], expect, samples, 0)
-            rows.append({"type": kind, "concept": concept, "alone": a, "merged": b, "loss": a - b})
-    return rows
+        for concept in [*CONCEPTS, "both concepts"]:
+            mine = [r for r in rows if r["type"] == kind and concept in (r["concept"], "both concepts")]
+            summary.append({"type": kind, "concept": concept,
+                            **{key: mean_std([r[key] for r in mine]) for key in ("alone", "merged", "loss")}})
+    return {"seeds": seeds, "rows": rows, "summary": summary}
 
 
 def ip_adapter_table(steps: int, samples: int, work: Path) -> dict:
@@ -252,11 +270,13 @@ def print_tables(results: dict) -> None:
             print(f"| {r['type']} | {r['trainable']:,} | {r['trainable_pct']:.2f} | {r['ms_per_step']:.0f} | "
                   f"{r['peak_memory_mib']:.0f} | {r['concept_fidelity']:.2f} | {r['class_prior']:.2f} |")
     if results.get("interference"):
-        print("\n### Interference: each concept alone vs both adapters summed\n")
+        inter = results["interference"]
+        print(f"\n### Interference: each concept alone vs both adapters summed (mean ± std over seeds {inter['seeds']})\n")
         print("| adapter | concept | fidelity alone | fidelity merged | loss |")
         print("|---|---|---|---|---|")
-        for r in results["interference"]:
-            print(f"| {r['type']} | {r['concept']} | {r['alone']:.2f} | {r['merged']:.2f} | {r['loss']:+.2f} |")
+        for r in inter["summary"]:
+            print(f"| {r['type']} | {r['concept']} | {r['alone'][0]:.2f} ± {r['alone'][1]:.2f} | "
+                  f"{r['merged'][0]:.2f} ± {r['merged'][1]:.2f} | {r['loss'][0]:+.2f} ± {r['loss'][1]:.2f} |")
     if results.get("ip_adapter"):
         ip = results["ip_adapter"]
         print(f"\n### IP-Adapter ({ip['train_steps']} steps): samples vs the reference image's attributes\n")
@@ -285,6 +305,8 @@ def main() -> None:
     parser.add_argument("--skip", choices=["types", "interference", "ip-adapter"], action="append", default=[])
     parser.add_argument("--out", default=str(HERE / "results" / "adapters.json"))
     parser.add_argument("--class-images", type=int, default=48, help="DreamBooth class images per run")
+    parser.add_argument("--interference-seeds", nargs="*", type=int, default=[0, 1, 2],
+                        help="seeds of table 2 (each trains both concepts with both adapter types)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -305,7 +327,7 @@ def main() -> None:
                     "--class-images", str(args.class_images), "--work", tmp], label=kind))
                 print(f"{kind}: {results['types'][-1]}", flush=True)
         if "interference" not in args.skip:
-            results["interference"] = interference(args.steps, args.samples, Path(tmp))
+            results["interference"] = interference(args.steps, args.samples, Path(tmp), args.interference_seeds)
         if "ip-adapter" not in args.skip:
             results["ip_adapter"] = ip_adapter_table(args.steps, args.samples, Path(tmp))
     write_results(results, args.out)
