@@ -12,6 +12,7 @@ in its own process, then samples the 24 held-out two-shape prompts of
 | dcpo-combinations | dcpo, as dpo-combinations | the same pairs, rejected captions perturbed (medium) | as dpo-combinations |
 | d3po-combinations | d3po, lr 2e-4 | labels from shapes-alignment comparisons on ``prompts_combinations_train.txt`` | as dpo-combinations |
 | d3po-alignment | d3po | labels from shapes-alignment comparisons | alignment |
+| d3po-compressibility | d3po | labels from jpeg-compressibility comparisons | compressibility and alignment |
 | ddpo-alignment | ddpo | shapes-alignment | alignment |
 | ddpo-combinations | ddpo | shapes-alignment on ``prompts_combinations_train.txt`` | as dpo-combinations |
 | ddpo-compressibility | ddpo | jpeg-compressibility | compressibility and alignment (reward hacking) |
@@ -60,6 +61,8 @@ RUNS = {
     "dpo": ("diffusion-dpo", [], ["shapes-alignment"], 25),
     "dcpo": ("dcpo", [], ["shapes-alignment"], 25),
     "d3po-alignment": ("d3po", [], ["shapes-alignment"], 10),
+    "d3po-compressibility": ("d3po", ["objective.options.labeller=jpeg-compressibility"],
+                             ["jpeg-compressibility", "shapes-alignment"], 10),
     "dpo-combinations": ("diffusion-dpo", ["train.lr=3e-4", "train.steps=400"], ["shapes-alignment"], 25),
     "dcpo-combinations": ("dcpo", ["train.lr=3e-4", "train.steps=400"], ["shapes-alignment"], 25),
     "d3po-combinations": ("d3po", ["train.lr=2e-4", "data.options={file: examples/configs/alignment/prompts_combinations_train.txt}"],
