@@ -38,7 +38,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from worker import emit, run_worker, write_results  # noqa: E402
+from worker import emit, mean_std, run_worker, write_results  # noqa: E402
 CONFIGS = HERE.parent / "examples" / "configs" / "adapters"
 CONCEPTS = {
     "heart": {"shape": "heart", "colour": "red", "prompt": "a red sks circle", "class_prompt": "a red circle",
@@ -127,20 +127,18 @@ def base_row(samples: int) -> dict:
 def interference(steps: int, samples: int, work: Path, seeds: list[int]) -> dict:
     """Table 2: fidelity of each concept alone vs with the other concept's adapter summed in,
     per seed (the training seed; for Orthogonal Adaptation also the seed of the shared basis)."""
-    import statistics
-
     import difforge
 
+    images = {concept: write_concept_images(work / f"images-{concept}", concept) for concept in CONCEPTS}
     rows = []
     for seed in seeds:
         for kind in ("lora", "orthogonal"):
             paths = {}
             for slot, concept in enumerate(CONCEPTS):
-                images = write_concept_images(work / f"images-{concept}", concept)
                 extra = [f"train.seed={seed}"]
                 if kind == "orthogonal":
                     extra += [f"adapter.options.slot={slot}", f"adapter.options.basis_seed={seed}"]
-                paths[concept] = train(kind, concept, images, work / f"{kind}-{concept}-{seed}", steps, extra).adapter_path
+                paths[concept] = train(kind, concept, images[concept], work / f"{kind}-{concept}-{seed}", steps, extra).adapter_path
             for concept, spec in CONCEPTS.items():
                 other = next(c for c in CONCEPTS if c != concept)
                 expect = (spec["colour"], spec["shape"])
@@ -149,9 +147,6 @@ def interference(steps: int, samples: int, work: Path, seeds: list[int]) -> dict
                 a, b = accuracy(alone, spec["prompt"], expect, samples, 0), accuracy(both, spec["prompt"], expect, samples, 0)
                 rows.append({"type": kind, "seed": seed, "concept": concept, "alone": a, "merged": b, "loss": a - b})
                 print(f"interference: {rows[-1]}", flush=True)
-
-    def mean_std(values: list[float]) -> list[float]:
-        return [statistics.mean(values), statistics.pstdev(values) if len(values) > 1 else 0.0]
 
     summary = []
     for kind in ("lora", "orthogonal"):
@@ -244,7 +239,6 @@ def linear_probe_accuracy(train_x, train_y: list[str], test_x, test_y: list[str]
 def image_encoder_probe(encoder) -> dict:
     """What the IP-Adapter's image embeddings can carry: linear-probe accuracy of colour and
     shape on single-shape scenes (1024 to fit, 512 to test)."""
-    import torch
 
     from difforge_zoo.shapes import generate
 

@@ -51,7 +51,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from worker import emit, run_worker, write_results  # noqa: E402
+from worker import emit, mean_std, run_worker, write_results  # noqa: E402
 CONFIGS = ROOT / "examples" / "configs" / "alignment"
 WORD_GROUPS = [["red", "green", "blue", "yellow", "purple", "orange"], ["circle", "square", "triangle"],
                ["left", "right"], ["top", "bottom"], ["small", "large"]]
@@ -186,18 +186,14 @@ def summarise(rows: list[dict]) -> dict:
         mine = [r for r in rows if r["run"] == run]
         entry = {"seeds": len(mine), "steps": mine[0]["steps"], "seconds": statistics.mean(r["seconds"] for r in mine),
                  "generated_samples": mine[0]["generated_samples"], "preference_pairs": mine[0]["preference_pairs"],
-                 "win_rate_alignment": _mean_std([r["win_rate_alignment"] for r in mine]), "rewards": {}}
+                 "win_rate_alignment": mean_std([r["win_rate_alignment"] for r in mine]), "rewards": {}}
         for reward in mine[0]["before"]:
             before = [r["before"][reward] for r in mine]
             after = [r["after"][reward] for r in mine]
             gain = [a - b for a, b in zip(after, before)]
-            entry["rewards"][reward] = {"before": statistics.mean(before), "after": _mean_std(after), "gain": _mean_std(gain)}
+            entry["rewards"][reward] = {"before": statistics.mean(before), "after": mean_std(after), "gain": mean_std(gain)}
         out[run] = entry
     return out
-
-
-def _mean_std(values: list[float]) -> list[float]:
-    return [statistics.mean(values), statistics.pstdev(values) if len(values) > 1 else 0.0]
 
 
 def print_tables(results: dict) -> None:

@@ -28,7 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from adapters import accuracy, write_concept_images  # noqa: E402
-from worker import write_results  # noqa: E402
+from worker import mean_std, write_results  # noqa: E402
 
 DOMAINS = {"protected": ("heart", "a red sks circle", ("red", "heart")),
            "legal": ("yellow-square", "a yellow zwx circle", ("yellow", "square"))}
@@ -98,8 +98,7 @@ def main() -> None:
         runs = [one_seed(work, images, seed, args) for seed in args.seeds]
     rows = [{"mask": "base model (no fine-tuning)", **{d: [v, 0.0] for d, v in base.items()}}]
     for name in runs[0]["fidelity"]:
-        rows.append({"mask": name, **{d: [statistics.mean(r["fidelity"][name][d] for r in runs),
-                                          statistics.pstdev(r["fidelity"][name][d] for r in runs)] for d in DOMAINS}})
+        rows.append({"mask": name, **{d: mean_std([r["fidelity"][name][d] for r in runs]) for d in DOMAINS}})
     shares = [r["frozen_share"] for r in runs]
     print(f"\nmasks: {min(shares):.1%}-{max(shares):.1%} of the UNet's parameters frozen, learned in "
           f"{statistics.mean(r['mask_seconds'] for r in runs):.0f} s each; {len(runs)} seeds, {args.samples} samples")

@@ -32,3 +32,10 @@ def write_results(results: dict, out: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     return out
+
+
+def mean_std(values: list[float]) -> list[float]:
+    """``[mean, population std]`` of ``values`` (std 0 for a single value)."""
+    import statistics
+
+    return [statistics.mean(values), statistics.pstdev(values) if len(values) > 1 else 0.0]

@@ -7,8 +7,8 @@ model releaser over one fine-tuning trajectory. Per tensor a logit ``s`` gives a
 ``m = sigmoid(s)``; the model in use is ``theta = theta_ft + m * (theta_pre - theta_ft)``, so a
 frozen tensor (``m = 1``) stays pre-trained.
 
-* user steps fine-tune ``theta_ft`` (Adam) on batches of both domains, each tensor's gradient
-  scaled by ``1 - m``: the fine-tuning a user could do under the current mask;
+* user steps fine-tune ``theta_ft`` (Adam) on batches of both domains; through ``theta`` each
+  tensor's change acts only by its ``1 - m``: the fine-tuning a user could do under the mask;
 * every ``user_steps`` a releaser step moves the logits down the gradient of
   ``-protected_loss + legal_weight * legal_loss`` at ``theta``: a tensor whose fine-tuned
   change helps the protected domain (and not the legal one) is pushed towards frozen; a
@@ -91,6 +91,7 @@ def _require_grads(denoiser: nn.Module, on: bool) -> None:
         p.requires_grad_(on)
 
 
+@torch.enable_grad()
 def learn_freeze_mask(backbone, protected: Iterator[dict[str, Any]], legal: Iterator[dict[str, Any]],
                       ratio: float = 0.3, steps: int = 30, user_steps: int = 5, user_lr: float = 1e-4,
                       mask_lr: float = 0.1, legal_weight: float = 1.0, sparsity_weight: float = 10.0,
