@@ -324,7 +324,7 @@ def main() -> None:
             results["interference"] = interference(args.steps, args.samples, Path(tmp), args.interference_seeds)
         if "ip-adapter" not in args.skip:
             results["ip_adapter"] = ip_adapter_table(args.steps, args.samples, Path(tmp))
-    write_results(results, args.out)
+    write_results(results, args.out, model="shapes-sd-tiny")
     print_tables(results)
 
 

@@ -256,7 +256,7 @@ def main() -> None:
                 r = rows[-1]
                 print(f"{run} seed {seed}: before {r['before']} after {r['after']} ({r['seconds']} s)", flush=True)
     results = {"samples": args.samples, "scale": args.scale, "seeds": args.seeds, "rows": rows, "summary": summarise(rows)}
-    write_results(results, args.out)
+    write_results(results, args.out, model="shapes-sd-tiny")
     print_tables(results)
 
 

@@ -107,7 +107,7 @@ def main() -> None:
         print(f"| {row['mask']} | {row['protected'][0]:.3f} ± {row['protected'][1]:.3f} | "
               f"{row['legal'][0]:.3f} ± {row['legal'][1]:.3f} |")
     write_results({"steps": args.steps, "samples": args.samples, "ratio": args.ratio, "mask_steps": args.mask_steps,
-                   "seeds": args.seeds, "rows": rows, "runs": runs}, args.out)
+                   "seeds": args.seeds, "rows": rows, "runs": runs}, args.out, model="shapes-sd-tiny")
 
 
 if __name__ == "__main__":

@@ -26,11 +26,23 @@ def run_worker(script: str | Path, args: list[str], label: str, cwd: str | Path 
     return json.loads(line[len(PREFIX):])
 
 
-def write_results(results: dict, out: str | Path) -> Path:
-    """Write a benchmark's results as JSON to ``out`` (creating its folder)."""
+def model_fingerprint(name: str = "shapes-sd-tiny") -> dict:
+    """Which weights of a zoo model a result was measured on: its name and the first 12 hex
+    digits of the SHA-256 of its UNet's safetensors (the zoo model changes with the project)."""
+    import hashlib
+
+    import difforge_zoo
+
+    weights = difforge_zoo.load(name) / "unet" / "diffusion_pytorch_model.safetensors"
+    return {"name": name, "unet_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()[:12]}
+
+
+def write_results(results: dict, out: str | Path, model: str | None = None) -> Path:
+    """Write a benchmark's results as JSON to ``out`` (creating its folder); with ``model``,
+    first the fingerprint of the zoo model they were measured on."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    out.write_text(json.dumps(({"model": model_fingerprint(model)} if model else {}) | results, indent=2))
     return out
 
 

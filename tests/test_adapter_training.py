@@ -73,12 +73,13 @@ def test_adapter_learns_a_new_concept(kind, heart_images, tmp_path):
 
 def test_ip_adapter_learns_to_read_the_image_prompt(tmp_path):
     """Trained from its example config (shortened), the IP-Adapter lowers the denoising loss of
-    single shapes when the image itself is the prompt and the caption is empty."""
+    single shapes when the image itself is the prompt and the caption is empty (at timesteps
+    50-500: with 16x16 latents, noisier steps are predicted from x_t alone, whatever the prompt)."""
     from difforge.training.ip_adapter import ImageEncoder, default_image_encoder
     from difforge_zoo.data import ShapesDataset
 
     config = yaml.safe_load((CONFIGS / "ip-adapter.yaml").read_text())
-    config["train"].update(steps=60, warmup_steps=0)
+    config["train"].update(steps=150, warmup_steps=0)
     config["output"] = {"dir": str(tmp_path / "run"), "progress": False, "tensorboard": False}
     result = difforge.train(config)
     data = ShapesDataset(count=16, seed=7, split="any", num_objects=1)
@@ -93,7 +94,7 @@ def test_ip_adapter_learns_to_read_the_image_prompt(tmp_path):
         with torch.no_grad():
             latents = model.encode_images(pixels, generator=g)
             cond = model.encode_prompts([""] * len(pixels))
-            t = torch.randint(100, 900, (len(pixels),), generator=g)
+            t = torch.randint(50, 500, (len(pixels),), generator=g)
             noise = torch.randn(latents.shape, generator=g)
             return torch.mean((model.predict(model.scheduler.add_noise(latents, noise, t), t, cond) - noise) ** 2).item()
 
