@@ -110,6 +110,7 @@ def test_controllable_sc_tuner_follows_a_mask(tmp_path):
     from difforge_zoo.shapes import draw_scene
 
     config = yaml.safe_load((CONFIGS / "sc-tuner-control.yaml").read_text())
+    config["train"]["steps"] = 250
     config["output"] = {"dir": str(tmp_path / "run"), "progress": False, "tensorboard": False}
     result = difforge.train(config)
     model = difforge.load("shapes-sd-tiny", adapters=[(result.adapter_path, 1.0)])
