@@ -147,7 +147,7 @@ def train_clip(out: Path, pixels, captions, tokenizer, steps: int, batch: int, l
     return model
 
 
-def train_vae(pixels, steps: int, batch: int, log: dict, latent_size: int = 8):
+def train_vae(pixels, steps: int, batch: int, log: dict, latent_size: int = 16):
     """An AutoencoderKL with 4 latent channels at ``latent_size`` (8: 1/4 resolution; 16: 1/2)."""
     from diffusers import AutoencoderKL
 
