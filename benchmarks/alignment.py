@@ -4,7 +4,7 @@ Runs (each trains a LoRA on shapes-sd-tiny from ``examples/configs/alignment/<ob
 in its own process, then samples the evaluation prompts ``--samples`` times each with a fixed
 seed). The prompts are two-shape scenes that each hold one of the colour-shape combinations the
 base UNet never saw (``prompts_train.txt``, 48; ``prompts_heldout.txt``, 24 others): the base
-scores 0.83 on the held-out ones, mostly by binding a colour to the wrong shape.
+scores 0.85 on the held-out ones, mostly by binding a colour to the wrong shape.
 
 | run | objective | reward trained | measured on the held-out prompts |
 |---|---|---|---|
@@ -185,7 +185,8 @@ def summarise(rows: list[dict]) -> dict:
     out: dict = {}
     for run in dict.fromkeys(r["run"] for r in rows):
         mine = [r for r in rows if r["run"] == run]
-        entry = {"seeds": len(mine), "steps": mine[0]["steps"], "scale": mine[0].get("scale"), "seconds": statistics.mean(r["seconds"] for r in mine),
+        entry = {"seeds": len(mine), "steps": mine[0]["steps"], "scale": mine[0].get("scale"),
+                 "seconds": statistics.mean(r["seconds"] for r in mine),
                  "generated_samples": mine[0]["generated_samples"], "preference_pairs": mine[0]["preference_pairs"],
                  "win_rate_alignment": mean_std([r["win_rate_alignment"] for r in mine]), "rewards": {}}
         for reward in mine[0]["before"]:

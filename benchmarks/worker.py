@@ -38,11 +38,14 @@ def model_fingerprint(name: str = "shapes-sd-tiny") -> dict:
 
 
 def write_results(results: dict, out: str | Path, model: str | None = None) -> Path:
-    """Write a benchmark's results as JSON to ``out`` (creating its folder); with ``model``,
-    first the fingerprint of the zoo model they were measured on."""
+    """Write a benchmark's results as JSON to ``out`` (creating its folder; atomically, so an
+    interrupted benchmark leaves the last complete file); with ``model``, first the fingerprint
+    of the zoo model they were measured on."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(({"model": model_fingerprint(model)} if model else {}) | results, indent=2))
+    partial = out.with_name(out.name + ".partial")
+    partial.write_text(json.dumps(({"model": model_fingerprint(model)} if model else {}) | results, indent=2))
+    partial.replace(out)
     return out
 
 

@@ -25,15 +25,27 @@ def test_adapter_benchmark_smoke(tmp_path):
     assert row["trainable"] > 0 and row["steps"] == 2 and 0 <= row["concept_fidelity"] <= 1
 
 
-def test_alignment_benchmark_smoke(tmp_path):
+def test_alignment_benchmark_smoke_and_merge(tmp_path):
     out = tmp_path / "alignment.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "alignment.py"), "--runs", "alignprop-colourfulness",
-                           "pso-heldout", "--seeds", "0", "--scale", "0.02", "--samples", "1", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+
+    def bench(*runs: str, merge: bool = False) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "alignment.py"), "--runs", *runs, "--seeds", "0",
+                               "--scale", "0.02", "--samples", "1", "--out", str(out), *(["--merge"] if merge else [])],
+                              capture_output=True, text=True, timeout=600, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc
+
+    bench("alignprop-colourfulness")
+    proc = bench("pso-heldout", merge=True)  # keeps the first invocation's rows
     assert "| alignprop-colourfulness | colourfulness |" in proc.stdout and "| pso-heldout | shapes-alignment |" in proc.stdout
-    summary = json.loads(out.read_text())["summary"]
-    assert summary["alignprop-colourfulness"]["steps"] == 1 and summary["pso-heldout"]["seeds"] == 1
+    results = json.loads(out.read_text())
+    assert results["summary"]["alignprop-colourfulness"]["steps"] == 1 and results["summary"]["pso-heldout"]["seeds"] == 1
+    assert results["model"]["unet_sha256"] and not out.with_name(out.name + ".partial").exists()
+    stale = results | {"samples": 2}
+    out.write_text(json.dumps(stale))
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "alignment.py"), "--runs", "pso-heldout", "--seeds", "0",
+                           "--samples", "1", "--out", str(out), "--merge"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode != 0 and "--merge:" in proc.stderr
 
 
 def test_linear_probe_reads_an_encoded_attribute_and_not_an_absent_one():
