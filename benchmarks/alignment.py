@@ -3,7 +3,8 @@
 Runs (each trains a LoRA on shapes-sd-tiny from ``examples/configs/alignment/<objective>.yaml``
 in its own process, then samples the evaluation prompts ``--samples`` times each with a fixed
 seed). The prompts are two-shape scenes that each hold one of the colour-shape combinations the
-base UNet never saw (``prompts_train.txt``, 48; ``prompts_heldout.txt``, 24 others): the base
+base UNet never saw (``prompts_train.txt``, 48; ``prompts_heldout.txt``, 24 others; the preference
+pairs come from ``prompts_pairs.txt``, 343 that include the 48 training prompts): the base
 scores 0.85 on the held-out ones, mostly by binding a colour to the wrong shape.
 
 | run | objective | reward trained | measured on the held-out prompts |
@@ -23,8 +24,10 @@ scores 0.85 on the held-out ones, mostly by binding a colour to the wrong shape.
 | texforce-alignment | texforce (text-encoder LoRA) | shapes-alignment | alignment |
 | texforce-compressibility | texforce (text-encoder LoRA), lr 1e-2, 200 steps | jpeg-compressibility | compressibility and alignment |
 
-The preference pairs are built once per benchmark from the base model: 8 samples of each
-training prompt, best against worst (ties dropped). Win rate: for each held-out prompt and
+The preference pairs are built once per benchmark from the base model: 4 samples of each of
+the 343 prompts of ``prompts_pairs.txt`` (two-shape scenes holding a held-out combination, none
+of them a held-out prompt), best against worst (ties dropped), each rejected image also given
+DCPO's perturbed caption; Diffusion-DPO reads the same pairs and ignores that caption. Win rate: for each held-out prompt and
 sample seed, the tuned model's alignment beats the base's (ties count half). The base model's
 scores are measured once per evaluation setting and shared by every seed.
 
@@ -127,19 +130,20 @@ def sampler_for(run: str) -> dict:
     return {"sampler": "consistency" if run.startswith("rlcm") else "ddim", "guidance_scale": 4.0}
 
 
-#: samples of each training prompt the preference pairs are chosen from (best against worst)
-PAIR_SAMPLES = 8
+#: samples of each pair prompt the preference pairs are chosen from (best against worst)
+PAIR_SAMPLES = 4
 
 
-def build_pairs(work: Path, perturb: str | None) -> Path:
-    """Preference pairs from the base model's own samples of ``prompts_train.txt`` (built once
-    per run of the benchmark)."""
+def build_pairs(work: Path) -> Path:
+    """Preference pairs from the base model's own samples of ``prompts_pairs.txt``, with DCPO's
+    perturbed rejected captions (built once per run of the benchmark; the images do not depend
+    on the captions, so Diffusion-DPO and DCPO train on the same pairs)."""
     import difforge
 
-    out = work / f"pairs{'-dcpo' if perturb else ''}"
+    out = work / "pairs"
     if not (out / "pairs.jsonl").exists():
-        difforge.preference_pairs("shapes-sd-tiny", prompts("train"), "shapes-alignment", out,
-                                  samples_per_prompt=PAIR_SAMPLES, num_steps=25, perturb=perturb,
+        difforge.preference_pairs("shapes-sd-tiny", prompts("pairs"), "shapes-alignment", out,
+                                  samples_per_prompt=PAIR_SAMPLES, num_steps=25, perturb="medium",
                                   word_groups=WORD_GROUPS)
     return out
 
@@ -155,7 +159,7 @@ def worker(run: str, seed: int, scale: float, samples: int, work: Path) -> dict:
     overrides = [*overrides, f"train.seed={seed}", f"train.steps={steps}", f"output.dir={work / run / str(seed)}",
                  "output.progress=false"]
     if objective in ("diffusion-dpo", "dcpo"):
-        overrides.append(f"data.options.path={build_pairs(work, 'medium' if objective == 'dcpo' else None)}")
+        overrides.append(f"data.options.path={build_pairs(work)}")
     curve: list[dict] = []
     started = time.perf_counter()
     trainer = difforge.Trainer(load_config(config_path, overrides))
