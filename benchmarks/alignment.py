@@ -27,8 +27,8 @@ scores 0.85 on the held-out ones, mostly by binding a colour to the wrong shape.
 The preference pairs are built once per benchmark from the base model: 4 samples of each of
 the 343 prompts of ``prompts_pairs.txt`` (two-shape scenes holding a held-out combination, none
 of them a held-out prompt), best against worst (ties dropped), each rejected image also given
-DCPO's perturbed caption; Diffusion-DPO reads the same pairs and ignores that caption. Win rate: for each held-out prompt and
-sample seed, the tuned model's alignment beats the base's (ties count half). The base model's
+DCPO's perturbed caption; Diffusion-DPO reads the same pairs and ignores that caption.
+Win rate: for each held-out prompt and sample seed, the tuned model's alignment beats the base's (ties count half). The base model's
 scores are measured once per evaluation setting and shared by every seed.
 
     python benchmarks/alignment.py --scale 0.5          # 3 seeds (2 CPU cores: about 1.5 hours)
