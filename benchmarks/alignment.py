@@ -28,8 +28,9 @@ The preference pairs are built once per benchmark from the base model: 4 samples
 the 343 prompts of ``prompts_pairs.txt`` (two-shape scenes holding a held-out combination, none
 of them a held-out prompt), best against worst (ties dropped), each rejected image also given
 DCPO's perturbed caption; Diffusion-DPO reads the same pairs and ignores that caption.
-Win rate: for each held-out prompt and sample seed, the tuned model's alignment beats the base's (ties count half). The base model's
-scores are measured once per evaluation setting and shared by every seed.
+Win rate: for each held-out prompt and sample seed, the tuned model's alignment beats the
+base's (ties count half). The base model's scores are measured once per evaluation setting and
+shared by every seed.
 
     python benchmarks/alignment.py --scale 0.5          # 3 seeds (2 CPU cores: about 1.5 hours)
     python benchmarks/alignment.py --runs dpo dcpo --merge   # rerun some runs, keep the file's others
