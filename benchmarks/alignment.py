@@ -11,11 +11,12 @@ scores 0.85 on the held-out ones, mostly by binding a colour to the wrong shape.
 |---|---|---|---|
 | dpo | diffusion-dpo | pairs of the base's own samples ranked by shapes-alignment | alignment, win rate vs base |
 | dcpo | dcpo | the same pairs, rejected captions perturbed (medium) | alignment, win rate vs base |
+| dcpo-captioned / dcpo-hybrid | dcpo | the same pairs, rejected captions written by the shapes-world captioner from the rejected image / that caption perturbed (medium) | alignment, win rate vs base |
 | d3po-alignment | d3po | labels from shapes-alignment comparisons | alignment |
 | d3po-compressibility | d3po | labels from jpeg-compressibility comparisons | compressibility and alignment |
 | ddpo-alignment | ddpo | shapes-alignment | alignment |
-| ddpo-compressibility | ddpo | jpeg-compressibility | compressibility and alignment (reward hacking) |
-| rlcm-compressibility | rlcm (4 steps) | jpeg-compressibility | compressibility at 4 steps, alignment |
+| ddpo-compressibility | ddpo, rounds of 32 trajectories (``LARGE_ROUNDS``) | jpeg-compressibility | compressibility and alignment (reward hacking) |
+| rlcm-compressibility | rlcm (4 steps), ``LARGE_ROUNDS`` | jpeg-compressibility | compressibility at 4 steps, alignment |
 | alignprop-colourfulness | alignprop | colourfulness | colourfulness, alignment |
 | ddpo-colourfulness | ddpo | colourfulness | colourfulness (AlignProp vs DDPO per generated sample) |
 | pso-heldout | pso | 96 images of single held-out colour-shape combinations (online pairs) | alignment of 4-step consistency samples of the plain held-out combination prompts ("a blue circle") |
@@ -58,17 +59,30 @@ CONFIGS = ROOT / "examples" / "configs" / "alignment"
 WORD_GROUPS = [["red", "green", "blue", "yellow", "purple", "orange"], ["circle", "square", "triangle"],
                ["left", "right"], ["top", "bottom"], ["small", "large"]]
 
+#: DDPO's batch recipe at CPU scale: every optimizer step is one round of 32 trajectories (4 prompts
+#: x 8 samples, accumulated over 4 minibatches, so the ratio is 1 and nothing is clipped), lr 3e-3,
+#: 40 rounds (1 280 samples); the configs' small rounds (16 trajectories, 4 steps each) do not move
+#: compressibility within a few hundred samples
+LARGE_ROUNDS = ["objective.options.samples_per_prompt=8", "objective.options.minibatch_size=8", "train.grad_accum=4",
+                "objective.options.inner_epochs=1", "train.lr=3e-3", "train.steps=40"]
+
+#: DCPO runs -> how the rejected image's caption is made: the prompt perturbed (medium), the
+#: captioner's description of the image, or that description perturbed (DCPO's three strategies)
+DCPO_CAPTIONS = {"dcpo": "perturbed", "dcpo-captioned": "captioned", "dcpo-hybrid": "hybrid"}
+
 #: run -> (config, overrides, rewards measured, sampling steps of the measurement)
 RUNS = {
     "dpo": ("diffusion-dpo", [], ["shapes-alignment"], 25),
     "dcpo": ("dcpo", [], ["shapes-alignment"], 25),
+    "dcpo-captioned": ("dcpo", [], ["shapes-alignment"], 25),
+    "dcpo-hybrid": ("dcpo", [], ["shapes-alignment"], 25),
     "d3po-alignment": ("d3po", [], ["shapes-alignment"], 10),
     "d3po-compressibility": ("d3po", ["objective.options.labeller=jpeg-compressibility"],
                              ["jpeg-compressibility", "shapes-alignment"], 10),
     "ddpo-alignment": ("ddpo", ["objective.options.reward=shapes-alignment"], ["shapes-alignment"], 10),
-    "ddpo-compressibility": ("ddpo", ["objective.options.reward=jpeg-compressibility"],
+    "ddpo-compressibility": ("ddpo", ["objective.options.reward=jpeg-compressibility", *LARGE_ROUNDS],
                              ["jpeg-compressibility", "shapes-alignment"], 10),
-    "rlcm-compressibility": ("rlcm", [], ["jpeg-compressibility", "shapes-alignment"], 4),
+    "rlcm-compressibility": ("rlcm", LARGE_ROUNDS, ["jpeg-compressibility", "shapes-alignment"], 4),
     "alignprop-colourfulness": ("alignprop", [], ["colourfulness", "shapes-alignment"], 10),
     "ddpo-colourfulness": ("ddpo", ["objective.options.reward=colourfulness"], ["colourfulness", "shapes-alignment"], 10),
     "pso-heldout": ("pso", [], ["shapes-alignment"], 4),
@@ -135,18 +149,38 @@ def sampler_for(run: str) -> dict:
 PAIR_SAMPLES = 4
 
 
-def build_pairs(work: Path) -> Path:
-    """Preference pairs from the base model's own samples of ``prompts_pairs.txt``, with DCPO's
-    perturbed rejected captions (built once per run of the benchmark; the images do not depend
-    on the captions, so Diffusion-DPO and DCPO train on the same pairs)."""
+def build_pairs(work: Path, captions: str = "perturbed") -> Path:
+    """Preference pairs from the base model's own samples of ``prompts_pairs.txt`` (built once per
+    run of the benchmark), with DCPO's rejected captions made by ``captions`` (see
+    :data:`DCPO_CAPTIONS`). The images do not depend on the captions: every variant is the same
+    pairs with another ``caption_rejected``, and Diffusion-DPO reads the first and ignores it."""
+    import random
+
     import difforge
+    from difforge.alignment import perturb_caption
+    from difforge.training.data import load_image
 
     out = work / "pairs"
     if not (out / "pairs.jsonl").exists():
         difforge.preference_pairs("shapes-sd-tiny", prompts("pairs"), "shapes-alignment", out,
                                   samples_per_prompt=PAIR_SAMPLES, num_steps=25, perturb="medium",
                                   word_groups=WORD_GROUPS)
-    return out
+    if captions == "perturbed":
+        return out
+    variant = work / f"pairs-{captions}"
+    if not (variant / "pairs.jsonl").exists():
+        captioner = difforge.get_registry("captioners").get("shapes-captioner")
+        rng = random.Random(0)
+        rows = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
+        for row in rows:
+            image = load_image(out / row["rejected"], 32)
+            row["caption_rejected"] = captioner(image[None])[0]
+            if captions == "hybrid":
+                row["caption_rejected"] = perturb_caption(row["caption_rejected"], WORD_GROUPS, "medium", rng)
+        variant.mkdir()
+        (variant / "images").symlink_to(out / "images")
+        (variant / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return variant
 
 
 def worker(run: str, seed: int, scale: float, samples: int, work: Path) -> dict:
@@ -160,7 +194,7 @@ def worker(run: str, seed: int, scale: float, samples: int, work: Path) -> dict:
     overrides = [*overrides, f"train.seed={seed}", f"train.steps={steps}", f"output.dir={work / run / str(seed)}",
                  "output.progress=false"]
     if objective in ("diffusion-dpo", "dcpo"):
-        overrides.append(f"data.options.path={build_pairs(work)}")
+        overrides.append(f"data.options.path={build_pairs(work, DCPO_CAPTIONS.get(run, 'perturbed'))}")
     curve: list[dict] = []
     started = time.perf_counter()
     trainer = difforge.Trainer(load_config(config_path, overrides))

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,3 +50,13 @@ def pixel_unet_config(images: Path, out: Path, **sections) -> dict:
     for section, values in sections.items():
         config.setdefault(section, {}).update(values)
     return config
+
+
+def plugin_module(name: str, **hooks) -> ModuleType:
+    """A plugin module implementing ``hooks`` (``hook_name=function``), for ``register_plugin``."""
+    from difforge import hookimpl
+
+    module = ModuleType(name)
+    for hook_name, fn in hooks.items():
+        setattr(module, hook_name, hookimpl(fn))
+    return module

@@ -24,8 +24,11 @@ from difforge.alignment.policy import (
 )
 from difforge.alignment.rewards import PerPromptStatTracker
 from difforge.config import load_config
-from difforge.errors import ConfigError, DataError
+from difforge.errors import ConfigError, DataError, RegistryError
+from difforge.plugins import register_plugin
 from PIL import Image
+
+from helpers import plugin_module
 
 
 def reward(name):
@@ -226,6 +229,27 @@ def test_build_preference_pairs_writes_best_vs_worst(zoo, tmp_path):
     data = PreferencePairsDataset(path=str(tmp_path))
     item = data[0]
     assert item["pixel_values_chosen"].shape == (3, 32, 32) and item["caption_rejected"] != item["caption"]
+
+
+def test_preference_pairs_caption_strategies(fresh_plugins, tmp_path):
+    """DCPO's three ways to caption the rejected image: the perturbed prompt, the captioner's
+    description of the image, and the perturbed description (hybrid)."""
+    register_plugin(plugin_module("captioner", difforge_register_captioners=lambda: {"count": lambda images: [
+        f"{len(images)} red things"] * len(images)}), "captioner")
+    groups = [["red", "blue"]]
+    rows = {}
+    for name, options in {"perturb": {"perturb": "strong", "word_groups": groups}, "caption": {"captioner": "count"},
+                          "hybrid": {"perturb": "strong", "word_groups": groups, "captioner": "count"}}.items():
+        path = difforge.preference_pairs("shapes-sd-tiny", ["a red circle"], "colourfulness", tmp_path / name,
+                                         samples_per_prompt=2, num_steps=2, **options)
+        rows[name] = json.loads(path.read_text().splitlines()[0])
+    assert rows["perturb"]["caption_rejected"] == "a blue circle"
+    assert rows["caption"]["caption_rejected"] == "1 red things"
+    assert rows["hybrid"]["caption_rejected"] == "1 blue things"
+    assert all(r["caption_chosen"] == "a red circle" for r in rows.values())
+    with pytest.raises(RegistryError, match="unknown captioner 'nope'"):
+        difforge.preference_pairs("shapes-sd-tiny", ["a red circle"], "colourfulness", tmp_path / "x",
+                                  captioner="nope")
 
 
 def _png(colour) -> bytes:

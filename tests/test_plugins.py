@@ -1,24 +1,16 @@
 """The plugin system: every hookspec, isolation of failures, disabling, strict mode, and a
 real third-party plugin installed from examples/third_party_plugin."""
 
-import types
 
 import pytest
 import torch
 
 import difforge
-from difforge import hookimpl
 from difforge.errors import PluginError, RegistryError
 from difforge.plugins import DifforgePluginManager, get_plugin_manager, get_registry, load_plugins, register_plugin
 
-from helpers import make_distribution, run_cli
+from helpers import make_distribution, plugin_module, run_cli
 
-
-def _plugin_module(name: str, **hooks) -> types.ModuleType:
-    module = types.ModuleType(name)
-    for hook_name, fn in hooks.items():
-        setattr(module, hook_name, hookimpl(fn))
-    return module
 
 
 REGISTRATION_HOOKS = [
@@ -29,6 +21,7 @@ REGISTRATION_HOOKS = [
     "difforge_register_objectives",
     "difforge_register_adapters",
     "difforge_register_rewards",
+    "difforge_register_captioners",
     "difforge_register_samplers",
     "difforge_register_guidance",
     "difforge_register_metrics",
@@ -41,7 +34,7 @@ def test_registration_hook_fills_its_registry_and_is_historic(hook, fresh_plugin
     kind = hook.removeprefix("difforge_register_")
     component = object()
     get_plugin_manager()  # start-up already happened; the hook is replayed for the late plugin
-    register_plugin(_plugin_module("late_plugin", **{hook: lambda: {f"test-{kind}": component}}), "late-plugin")
+    register_plugin(plugin_module("late_plugin", **{hook: lambda: {f"test-{kind}": component}}), "late-plugin")
     entry = get_registry(kind).entry(f"test-{kind}")
     assert entry.obj is component and entry.owner == "late-plugin"
     get_plugin_manager().unregister(name="late-plugin")
@@ -69,9 +62,9 @@ def test_difforge_resolve_model_firstresult(fresh_plugins, tiny_sd_dir):
         return "/must/not/be/used"
 
     # pluggy asks the most recently registered implementation first
-    register_plugin(_plugin_module("resolver_c", difforge_resolve_model=never), "resolver-c")
-    register_plugin(_plugin_module("resolver_b", difforge_resolve_model=second), "resolver-b")
-    register_plugin(_plugin_module("resolver_a", difforge_resolve_model=first), "resolver-a")
+    register_plugin(plugin_module("resolver_c", difforge_resolve_model=never), "resolver-c")
+    register_plugin(plugin_module("resolver_b", difforge_resolve_model=second), "resolver-b")
+    register_plugin(plugin_module("resolver_a", difforge_resolve_model=first), "resolver-a")
     assert resolve_model_path("tiny-test-model") == tiny_sd_dir
     assert calls == ["first", "second"]  # a None answer passes on; the first answer stops the chain
     backbone = difforge.load_backbone("tiny-test-model")
@@ -81,7 +74,7 @@ def test_difforge_resolve_model_firstresult(fresh_plugins, tiny_sd_dir):
 def test_clash_between_plugins_is_an_error_and_leaves_nothing_behind(fresh_plugins):
     with pytest.raises(RegistryError, match="'difforge'.*'clashing'"):
         register_plugin(
-            _plugin_module(
+            plugin_module(
                 "clashing",
                 difforge_register_metrics=lambda: {"fresh-metric": len},
                 difforge_register_samplers=lambda: {"ddim": len},
@@ -94,7 +87,7 @@ def test_clash_between_plugins_is_an_error_and_leaves_nothing_behind(fresh_plugi
 
 def test_registration_hook_must_return_a_mapping(fresh_plugins):
     with pytest.raises(PluginError, match="'bad-return'.*must return a mapping"):
-        register_plugin(_plugin_module("bad_return", difforge_register_rewards=lambda: ["x"]), "bad-return")
+        register_plugin(plugin_module("bad_return", difforge_register_rewards=lambda: ["x"]), "bad-return")
 
 
 def test_core_works_with_every_plugin_disabled(fresh_plugins, monkeypatch, example_plugin_site):
@@ -192,7 +185,7 @@ def test_plugin_cli_command(fresh_plugins, capsys):
         print(f"hello {args.name}")
         return 0
 
-    register_plugin(_plugin_module("greeter", difforge_register_commands=lambda: {
+    register_plugin(plugin_module("greeter", difforge_register_commands=lambda: {
         "greet": Command("say hello", configure, run)}), "greeter")
     assert main(["greet", "--name", "plugin"]) == 0
     assert "hello plugin" in capsys.readouterr().out

@@ -95,4 +95,22 @@ def test_registered_reward_and_dataset(fresh_plugins):
 def test_zoo_plugin_conforms():
     from difforge_testkit import check_plugin
 
-    assert check_plugin("difforge-zoo") == {"commands": ["quickstart"], "datasets": ["shapes"], "rewards": ["shapes-alignment"]}
+    assert check_plugin("difforge-zoo") == {"captioners": ["shapes-captioner"], "commands": ["quickstart"],
+                                            "datasets": ["shapes"], "rewards": ["shapes-alignment"]}
+
+
+def test_captioner_describes_what_is_drawn_and_the_scorer_agrees(fresh_plugins):
+    """The registered captioner writes each scene's caption in the generator's grammar (sizes
+    aside), so the alignment reward of an image against its own caption is 1."""
+    captioner = difforge.get_registry("captioners").get("shapes-captioner")
+    scenes = generate(200, seed=11, split="any", num_objects=2)
+    images = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1).float() / 127.5 - 1 for s in scenes])
+    captions = captioner(images)
+    unsized = [" ".join(w for w in s.caption.split() if w not in ("small", "large")) for s in scenes]
+    agree = np.mean([c.replace("an ", "a ") == u.replace("an ", "a ") for c, u in zip(captions, unsized)])
+    assert agree >= 0.95, agree
+    assert np.mean([alignment(s.image, c)["reward"] for s, c in zip(scenes, captions)]) >= 0.98
+    swapped = draw_scene([("circle", "blue", "left", "large"), ("triangle", "red", "right", "large")], seed=1)
+    assert captioner(torch.from_numpy(swapped.image).permute(2, 0, 1)[None].float() / 127.5 - 1) == [
+        "a blue circle on the left and a red triangle on the right"]
+    assert captioner(torch.zeros(1, 3, 32, 32)) == [""]

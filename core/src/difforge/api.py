@@ -126,20 +126,26 @@ def freeze_guard(model: str | Path, protected: str | Path, legal: str | Path, ou
 
 def preference_pairs(model: str | Path, prompts: Sequence[str], reward: str, out: str | Path, *,
                      samples_per_prompt: int = 4, num_steps: int = 25, guidance_scale: float = 4.0, seed: int = 0,
-                     perturb: str | None = None, word_groups: Sequence[Sequence[str]] = ()) -> Path:
+                     perturb: str | None = None, word_groups: Sequence[Sequence[str]] = (),
+                     captioner: str | None = None) -> Path:
     """Build pairwise preference data from ``model``'s own samples ranked by the registered
-    ``reward`` (what ``difforge preference-pairs`` runs). With ``perturb`` (``weak`` /
-    ``medium`` / ``strong``) each rejected image also gets DCPO's perturbed caption, made by
-    swapping words within ``word_groups``. Returns the ``pairs.jsonl`` path."""
+    ``reward`` (what ``difforge preference-pairs`` runs). Each rejected image can also get a
+    separate caption for DCPO, by one of its three strategies: ``perturb`` (``weak`` /
+    ``medium`` / ``strong``) swaps words of the prompt within ``word_groups``; ``captioner``
+    (a registered captioner) describes the rejected image; both together perturb that
+    description (DCPO's hybrid). Returns the ``pairs.jsonl`` path."""
     from .alignment import build_preference_pairs, perturb_caption
     from .plugins import get_registry
 
     scorer = get_registry("rewards").get(reward)
-    rejected_caption = None
-    if perturb is not None:
-        if not word_groups:
-            raise ValueError("perturb: DCPO's perturbation needs word_groups (words that may replace each other)")
-        rejected_caption = lambda prompt, image, rng: perturb_caption(prompt, word_groups, perturb, rng)  # noqa: E731
+    if perturb is not None and not word_groups:
+        raise ValueError("perturb: DCPO's perturbation needs word_groups (words that may replace each other)")
+    describe = get_registry("captioners").get(captioner) if captioner is not None else None
+
+    def rejected_caption(prompt, image, rng):
+        caption = describe(image[None])[0] if describe is not None else prompt
+        return perturb_caption(caption, word_groups, perturb, rng) if perturb is not None else caption
+
     return build_preference_pairs(load_backbone(model), list(prompts), scorer, out, samples_per_prompt=samples_per_prompt,
                                   num_steps=num_steps, guidance_scale=guidance_scale, seed=seed,
-                                  rejected_caption=rejected_caption)
+                                  rejected_caption=rejected_caption if perturb or describe else None)

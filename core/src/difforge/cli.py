@@ -133,7 +133,10 @@ def _configure_preference_pairs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--perturb", choices=["weak", "medium", "strong"], default=None,
-                   help="also write DCPO's perturbed caption of each rejected image")
+                   help="also write DCPO's perturbed caption of each rejected image (with --captioner: its "
+                        "perturbed description, DCPO's hybrid)")
+    p.add_argument("--captioner", default=None, metavar="NAME",
+                   help="registered captioner that writes each rejected image's own caption (DCPO's captioning)")
     p.add_argument("--word-groups", default="", metavar="A,B;C,D",
                    help="words that may replace each other for --perturb, groups separated by ';'")
 
@@ -150,7 +153,7 @@ def _run_preference_pairs(args: argparse.Namespace) -> int:
     groups = [[w.strip() for w in g.split(",") if w.strip()] for g in args.word_groups.split(";") if g.strip()]
     path = preference_pairs(args.model, prompts, args.reward, args.out, samples_per_prompt=args.samples_per_prompt,
                             num_steps=args.steps, guidance_scale=args.guidance, seed=args.seed, perturb=args.perturb,
-                            word_groups=groups)
+                            word_groups=groups, captioner=args.captioner)
     count = len(path.read_text().splitlines())
     print(f"wrote {count} preference pairs from {len(prompts)} prompts to {path}")
     return 0

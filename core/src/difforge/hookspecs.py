@@ -80,6 +80,12 @@ def difforge_register_rewards() -> dict[str, Any]:
 
 
 @hookspec(historic=True)
+def difforge_register_captioners() -> dict[str, Any]:
+    """Captioners: ``name -> callable(images) -> list[str]``, one caption describing each image
+    of an ``(N, 3, H, W)`` batch in [-1, 1] (DCPO's captioning strategy for rejected images)."""
+
+
+@hookspec(historic=True)
 def difforge_register_samplers() -> dict[str, Any]:
     """Samplers: ``name -> pure function`` with the signature of :func:`difforge.sampling.sample_ddim`."""
 

@@ -23,6 +23,7 @@ KINDS: tuple[str, ...] = (
     "objectives",
     "adapters",
     "rewards",
+    "captioners",
     "samplers",
     "guidance",
     "metrics",

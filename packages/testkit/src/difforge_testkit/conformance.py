@@ -21,6 +21,11 @@ def _check_component(kind: str, name: str, obj: Any) -> None:
         images, prompts = obj.example_inputs()
         scores = obj(images, prompts)
         assert isinstance(scores, torch.Tensor) and scores.shape == (len(images),), f"{where}: must return (N,) scores"
+    elif kind == "captioners":
+        assert callable(obj), f"{where}: must be callable"
+        captions = obj(torch.zeros(2, 3, 32, 32))
+        assert isinstance(captions, list) and len(captions) == 2 and all(isinstance(c, str) for c in captions), \
+            f"{where}: must return one str per image"
     elif kind == "adapters":
         assert isinstance(obj, AdapterType), f"{where}: must be an AdapterType instance"
     elif kind == "objectives":

@@ -22,6 +22,22 @@ class ShapesAlignment(Reward):
         return torch.tensor([alignment(image, prompt)["reward"] for image, prompt in zip(images, prompts)])
 
 
+class ShapesCaptioner:
+    """Captions shapes-world images by what the analytic scorer detects, in the generator's
+    grammar ("a blue circle on the left and a red triangle on the right"); the captioner of
+    DCPO's captioning strategy on the shapes world."""
+
+    def __call__(self, images) -> list[str]:
+        from .scorer import describe
+
+        return [describe(image) for image in images]
+
+
+@hookimpl
+def difforge_register_captioners():
+    return {"shapes-captioner": ShapesCaptioner()}
+
+
 @hookimpl
 def difforge_register_datasets():
     from .data import ShapesDataset

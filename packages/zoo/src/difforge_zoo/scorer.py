@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .shapes import ANCHORS_BY_COUNT, COLOURS, SHAPES, SIZES_BY_COUNT
+from .shapes import ANCHORS_BY_COUNT, COLOURS, POSITION_PHRASES, SHAPES, SIZES_BY_COUNT, article
 
 _PALETTE = np.array(list(COLOURS.values()), dtype=np.float32)
 _PALETTE_NAMES = list(COLOURS)
@@ -216,6 +216,23 @@ def score(images, prompts: Sequence[str]) -> dict[str, object]:
         if values:
             summary[f"mean_{key}" if key == "reward" else f"{key}_accuracy"] = sum(values) / len(values)
     return summary
+
+
+#: the order in which the generator's captions name positions (left before right, top before bottom)
+_CAPTION_ORDER = {"left": 0, "top": 0, "centre": 1, "right": 2, "bottom": 2}
+
+
+def describe(image) -> str:
+    """A caption of one image in the shapes world's grammar, from what :func:`detect` finds
+    (e.g. "a blue circle on the left and a red triangle on the right"; "" when it finds nothing)."""
+    detections = sorted(detect(image), key=lambda d: (_CAPTION_ORDER[d.position], d.center))
+    if not detections:
+        return ""
+    if len(detections) == 1 and detections[0].position == "centre":
+        phrases = [f"{article(detections[0].colour)} {detections[0].colour} {detections[0].shape}"]
+    else:
+        phrases = [f"{article(d.colour)} {d.colour} {d.shape} {POSITION_PHRASES[d.position]}" for d in detections]
+    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
 
 
 def scene_matches(scene, detections: Sequence[Detection]) -> bool:
