@@ -16,7 +16,7 @@ scores 0.85 on the held-out ones, mostly by binding a colour to the wrong shape.
 | d3po-compressibility | d3po | labels from jpeg-compressibility comparisons | compressibility and alignment |
 | ddpo-alignment | ddpo | shapes-alignment | alignment |
 | ddpo-compressibility | ddpo, rounds of 32 trajectories (``LARGE_ROUNDS``) | jpeg-compressibility | compressibility and alignment (reward hacking) |
-| rlcm-compressibility | rlcm (4 steps), ``LARGE_ROUNDS`` | jpeg-compressibility | compressibility at 4 steps, alignment |
+| rlcm-compressibility | rlcm (4 steps) | jpeg-compressibility | compressibility at 4 steps, alignment |
 | alignprop-colourfulness | alignprop | colourfulness | colourfulness, alignment |
 | ddpo-colourfulness | ddpo | colourfulness | colourfulness (AlignProp vs DDPO per generated sample) |
 | pso-heldout | pso | 96 images of single held-out colour-shape combinations (online pairs) | alignment of 4-step consistency samples of the plain held-out combination prompts ("a blue circle") |
@@ -62,7 +62,7 @@ WORD_GROUPS = [["red", "green", "blue", "yellow", "purple", "orange"], ["circle"
 #: DDPO's batch recipe at CPU scale: every optimizer step is one round of 32 trajectories (4 prompts
 #: x 8 samples, accumulated over 4 minibatches, so the ratio is 1 and nothing is clipped), lr 3e-3,
 #: 40 rounds (1 280 samples); the configs' small rounds (16 trajectories, 4 steps each) do not move
-#: compressibility within a few hundred samples
+#: compressibility within a few hundred samples (RLCM with these rounds is not measured yet)
 LARGE_ROUNDS = ["objective.options.samples_per_prompt=8", "objective.options.minibatch_size=8", "train.grad_accum=4",
                 "objective.options.inner_epochs=1", "train.lr=3e-3", "train.steps=40"]
 
@@ -82,7 +82,7 @@ RUNS = {
     "ddpo-alignment": ("ddpo", ["objective.options.reward=shapes-alignment"], ["shapes-alignment"], 10),
     "ddpo-compressibility": ("ddpo", ["objective.options.reward=jpeg-compressibility", *LARGE_ROUNDS],
                              ["jpeg-compressibility", "shapes-alignment"], 10),
-    "rlcm-compressibility": ("rlcm", LARGE_ROUNDS, ["jpeg-compressibility", "shapes-alignment"], 4),
+    "rlcm-compressibility": ("rlcm", [], ["jpeg-compressibility", "shapes-alignment"], 4),
     "alignprop-colourfulness": ("alignprop", [], ["colourfulness", "shapes-alignment"], 10),
     "ddpo-colourfulness": ("ddpo", ["objective.options.reward=colourfulness"], ["colourfulness", "shapes-alignment"], 10),
     "pso-heldout": ("pso", [], ["shapes-alignment"], 4),
