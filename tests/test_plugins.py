@@ -1,7 +1,6 @@
 """The plugin system: every hookspec, isolation of failures, disabling, strict mode, and a
 real third-party plugin installed from examples/third_party_plugin."""
 
-
 import pytest
 import torch
 
@@ -10,7 +9,6 @@ from difforge.errors import PluginError, RegistryError
 from difforge.plugins import DifforgePluginManager, get_plugin_manager, get_registry, load_plugins, register_plugin
 
 from helpers import make_distribution, plugin_module, run_cli
-
 
 
 REGISTRATION_HOOKS = [
