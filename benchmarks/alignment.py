@@ -66,6 +66,11 @@ WORD_GROUPS = [["red", "green", "blue", "yellow", "purple", "orange"], ["circle"
 LARGE_ROUNDS = ["objective.options.samples_per_prompt=8", "objective.options.minibatch_size=8", "train.grad_accum=4",
                 "objective.options.inner_epochs=1", "train.lr=3e-3", "train.steps=40"]
 
+#: the same batch structure for D3PO: 4 prompts x 4 pairs (32 trajectories) per round, 4 minibatches
+#: of 4 pairs accumulated into one optimizer step per round, lr 3e-3, 40 rounds (1 280 samples)
+D3PO_LARGE_ROUNDS = ["objective.options.pairs_per_prompt=4", "objective.options.minibatch_size=4", "train.grad_accum=4",
+                     "objective.options.inner_epochs=1", "train.lr=3e-3", "train.steps=40"]
+
 #: DCPO runs -> how the rejected image's caption is made: the prompt perturbed (medium), the
 #: captioner's description of the image, or that description perturbed (DCPO's three strategies)
 DCPO_CAPTIONS = {"dcpo": "perturbed", "dcpo-captioned": "captioned", "dcpo-hybrid": "hybrid"}
@@ -77,12 +82,12 @@ RUNS = {
     "dcpo-captioned": ("dcpo", [], ["shapes-alignment"], 25),
     "dcpo-hybrid": ("dcpo", [], ["shapes-alignment"], 25),
     "d3po-alignment": ("d3po", [], ["shapes-alignment"], 10),
-    "d3po-compressibility": ("d3po", ["objective.options.labeller=jpeg-compressibility"],
+    "d3po-compressibility": ("d3po", ["objective.options.labeller=jpeg-compressibility", *D3PO_LARGE_ROUNDS],
                              ["jpeg-compressibility", "shapes-alignment"], 10),
     "ddpo-alignment": ("ddpo", ["objective.options.reward=shapes-alignment"], ["shapes-alignment"], 10),
     "ddpo-compressibility": ("ddpo", ["objective.options.reward=jpeg-compressibility", *LARGE_ROUNDS],
                              ["jpeg-compressibility", "shapes-alignment"], 10),
-    "rlcm-compressibility": ("rlcm", [], ["jpeg-compressibility", "shapes-alignment"], 4),
+    "rlcm-compressibility": ("rlcm", [*LARGE_ROUNDS], ["jpeg-compressibility", "shapes-alignment"], 4),
     "alignprop-colourfulness": ("alignprop", [], ["colourfulness", "shapes-alignment"], 10),
     "ddpo-colourfulness": ("ddpo", ["objective.options.reward=colourfulness"], ["colourfulness", "shapes-alignment"], 10),
     "pso-heldout": ("pso", [], ["shapes-alignment"], 4),
@@ -154,11 +159,8 @@ def build_pairs(work: Path, captions: str = "perturbed") -> Path:
     run of the benchmark), with DCPO's rejected captions made by ``captions`` (see
     :data:`DCPO_CAPTIONS`). The images do not depend on the captions: every variant is the same
     pairs with another ``caption_rejected``, and Diffusion-DPO reads the first and ignores it."""
-    import random
-
     import difforge
-    from difforge.alignment import perturb_caption
-    from difforge.training.data import load_image
+    from difforge.alignment import recaption_pairs, rejected_captioner
 
     out = work / "pairs"
     if not (out / "pairs.jsonl").exists():
@@ -169,17 +171,9 @@ def build_pairs(work: Path, captions: str = "perturbed") -> Path:
         return out
     variant = work / f"pairs-{captions}"
     if not (variant / "pairs.jsonl").exists():
-        captioner = difforge.get_registry("captioners").get("shapes-captioner")
-        rng = random.Random(0)
-        rows = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
-        for row in rows:
-            image = load_image(out / row["rejected"], 32)
-            row["caption_rejected"] = captioner(image[None])[0]
-            if captions == "hybrid":
-                row["caption_rejected"] = perturb_caption(row["caption_rejected"], WORD_GROUPS, "medium", rng)
-        variant.mkdir()
-        (variant / "images").symlink_to(out / "images")
-        (variant / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        describe = difforge.get_registry("captioners").get("shapes-captioner")
+        recaption_pairs(out, variant, rejected_captioner(perturb="medium" if captions == "hybrid" else None,
+                                                         word_groups=WORD_GROUPS, describe=describe))
     return variant
 
 

@@ -15,6 +15,8 @@ from difforge.alignment import (
     ReferenceModel,
     build_preference_pairs,
     perturb_caption,
+    recaption_pairs,
+    rejected_captioner,
 )
 from difforge.alignment.policy import (
     consistency_step,
@@ -252,6 +254,30 @@ def test_preference_pairs_caption_strategies(fresh_plugins, tmp_path):
                                   captioner="nope")
 
 
+def test_recaption_pairs_rewrites_rejected_captions_and_keeps_the_images(tmp_path):
+    """One set of sampled pairs serves every DCPO strategy: the captioner sees the rejected
+    image itself, and the new folder's relative paths still reach the original images."""
+    source = tmp_path / "pairs"
+    (source / "images").mkdir(parents=True)
+    Image.new("RGB", (16, 16), (255, 0, 0)).save(source / "images" / "red.png")
+    Image.new("RGB", (16, 16), (0, 0, 255)).save(source / "images" / "blue.png")
+    (source / "pairs.jsonl").write_text(json.dumps({"caption": "a blue circle", "chosen": "images/blue.png",
+                                                    "rejected": "images/red.png"}) + "\n")
+    def describe(images):
+        return ["a red circle" if float(image[0].mean()) > 0.5 else "a blue circle" for image in images]
+
+    captioned = recaption_pairs(source, tmp_path / "captioned", rejected_captioner(describe=describe))
+    hybrid = recaption_pairs(source, tmp_path / "hybrid", rejected_captioner(
+        perturb="strong", word_groups=[["red", "orange"]], describe=describe))
+    assert json.loads(captioned.read_text())["caption_rejected"] == "a red circle"
+    assert json.loads(hybrid.read_text())["caption_rejected"] == "an orange circle"
+    item = PreferencePairsDataset(path=str(tmp_path / "hybrid"), resolution=16)[0]
+    assert item["caption_chosen"] == "a blue circle" and item["pixel_values_rejected"][0].mean() > 0.9
+    assert rejected_captioner() is None
+    with pytest.raises(ValueError, match="needs word_groups"):
+        rejected_captioner(perturb="weak")
+
+
 def _png(colour) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (40, 32), colour).save(buffer, format="PNG")
@@ -302,6 +328,8 @@ def test_caption_perturbation_levels():
     assert changed == {"weak": 1, "medium": 3, "strong": 6}
     with pytest.raises(ValueError, match="perturbation level"):
         perturb_caption(caption, groups, "extreme", random.Random(0))
+    assert perturb_caption("A red apple beside an orange", [["red", "orange"]], "strong", random.Random(0)) == \
+        "An orange apple beside a red"
 
 
 # ------------------------------------------------------------------------------------ configs

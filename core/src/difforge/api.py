@@ -134,18 +134,12 @@ def preference_pairs(model: str | Path, prompts: Sequence[str], reward: str, out
     ``medium`` / ``strong``) swaps words of the prompt within ``word_groups``; ``captioner``
     (a registered captioner) describes the rejected image; both together perturb that
     description (DCPO's hybrid). Returns the ``pairs.jsonl`` path."""
-    from .alignment import build_preference_pairs, perturb_caption
+    from .alignment import build_preference_pairs, rejected_captioner
     from .plugins import get_registry
 
     scorer = get_registry("rewards").get(reward)
-    if perturb is not None and not word_groups:
-        raise ValueError("perturb: DCPO's perturbation needs word_groups (words that may replace each other)")
     describe = get_registry("captioners").get(captioner) if captioner is not None else None
-
-    def rejected_caption(prompt, image, rng):
-        caption = describe(image[None])[0] if describe is not None else prompt
-        return perturb_caption(caption, word_groups, perturb, rng) if perturb is not None else caption
-
+    rejected_caption = rejected_captioner(perturb=perturb, word_groups=word_groups, describe=describe)
     return build_preference_pairs(load_backbone(model), list(prompts), scorer, out, samples_per_prompt=samples_per_prompt,
                                   num_steps=num_steps, guidance_scale=guidance_scale, seed=seed,
-                                  rejected_caption=rejected_caption if perturb or describe else None)
+                                  rejected_caption=rejected_caption)

@@ -105,7 +105,63 @@ def perturb_caption(caption: str, word_groups: Sequence[Sequence[str]], level: s
         word = words[i].strip(",")
         replacement = rng.choice([w for w in group_of[word] if w != word])
         words[i] = words[i].replace(word, replacement)
+        if i > 0 and words[i - 1].lower() in ("a", "an"):
+            article = "an" if replacement[:1].lower() in "aeiou" else "a"
+            words[i - 1] = article.capitalize() if words[i - 1][0].isupper() else article
     return " ".join(words)
+
+
+def rejected_captioner(*, perturb: str | None = None, word_groups: Sequence[Sequence[str]] = (),
+                       describe: Callable[[torch.Tensor], list[str]] | None = None,
+                       ) -> Callable[[str, torch.Tensor, random.Random], str] | None:
+    """DCPO's strategies for the rejected image's caption, as the ``rejected_caption(prompt,
+    image, rng)`` that :func:`build_preference_pairs` and :func:`recaption_pairs` take:
+    ``perturb`` alone swaps words of the prompt within ``word_groups`` (perturbation);
+    ``describe`` (a captioner: images in [-1, 1] -> captions) alone writes the image's own
+    caption (captioning); both perturb that caption (hybrid). ``None`` when neither is given."""
+    if perturb is not None and not word_groups:
+        raise ValueError("perturb: DCPO's perturbation needs word_groups (words that may replace each other)")
+    if perturb is None and describe is None:
+        return None
+
+    def rejected_caption(prompt: str, image: torch.Tensor, rng: random.Random) -> str:
+        caption = describe(image[None])[0] if describe is not None else prompt
+        return perturb_caption(caption, word_groups, perturb, rng) if perturb is not None else caption
+
+    return rejected_caption
+
+
+def recaption_pairs(source: str | Path, out_dir: str | Path,
+                    rejected_caption: Callable[[str, torch.Tensor, random.Random], str], *, seed: int = 0) -> Path:
+    """The pairs at ``source`` (difforge layout) with each rejected image's caption rewritten by
+    ``rejected_caption`` (see :func:`rejected_captioner`), written to ``out_dir/pairs.jsonl``
+    without copying the images (their paths are made relative to ``out_dir``): one set of
+    sampled pairs serves every DCPO caption strategy. Returns the ``pairs.jsonl`` path."""
+    import os
+
+    from PIL import Image
+
+    root, rows = read_pairs(source)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    written = []
+    for row in rows:
+        row = dict(row)
+        try:
+            with Image.open(root / row["rejected"]) as im:
+                im.load()
+                image = image_to_tensor(im, min(im.size))
+        except Exception as exc:  # noqa: BLE001 - any decoder error becomes a DataError
+            raise DataError(f"cannot read image {root / row['rejected']}: {exc}".splitlines()[0]) from None
+        row["caption_chosen"] = row.get("caption_chosen") or row["caption"]
+        row["caption_rejected"] = rejected_caption(row["caption"], image, rng)
+        for key in ("chosen", "rejected"):
+            row[key] = Path(os.path.relpath((root / row[key]).resolve(), out.resolve())).as_posix()
+        written.append(row)
+    target = out / PAIRS_FILE
+    target.write_text("".join(json.dumps(r) + "\n" for r in written))
+    return target
 
 
 # ---------------------------------------------------------------------------------- loading
@@ -242,4 +298,5 @@ def _decode(data: bytes, resolution: int) -> torch.Tensor:
         return image_to_tensor(im, resolution)
 
 
-__all__ = ["PAIRS_FILE", "PreferencePairsDataset", "build_preference_pairs", "pairs_path", "perturb_caption", "read_pairs"]
+__all__ = ["PAIRS_FILE", "PreferencePairsDataset", "build_preference_pairs", "pairs_path", "perturb_caption", "read_pairs",
+           "recaption_pairs", "rejected_captioner"]
