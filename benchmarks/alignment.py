@@ -13,17 +13,17 @@ scores 0.85 on the held-out ones, mostly by binding a colour to the wrong shape.
 | dcpo | dcpo | the same pairs, rejected captions perturbed (medium) | alignment, win rate vs base |
 | dcpo-captioned / dcpo-hybrid | dcpo | the same pairs, rejected captions written by the shapes-world captioner from the rejected image / that caption perturbed (medium) | alignment, win rate vs base |
 | d3po-alignment | d3po | labels from shapes-alignment comparisons | alignment |
-| d3po-compressibility | d3po | labels from jpeg-compressibility comparisons | compressibility and alignment |
+| d3po-compressibility | d3po, rounds of 32 trajectories (``D3PO_LARGE_ROUNDS``) | labels from jpeg-compressibility comparisons | compressibility and alignment |
 | ddpo-alignment | ddpo | shapes-alignment | alignment |
 | ddpo-compressibility | ddpo, rounds of 32 trajectories (``LARGE_ROUNDS``) | jpeg-compressibility | compressibility and alignment (reward hacking) |
-| rlcm-compressibility | rlcm (4 steps) | jpeg-compressibility | compressibility at 4 steps, alignment |
+| rlcm-compressibility | rlcm (4 steps), rounds of 32 trajectories (``LARGE_ROUNDS``) | jpeg-compressibility | compressibility at 4 steps, alignment |
 | alignprop-colourfulness | alignprop | colourfulness | colourfulness, alignment |
 | ddpo-colourfulness | ddpo | colourfulness | colourfulness (AlignProp vs DDPO per generated sample) |
 | pso-heldout | pso | 96 images of single held-out colour-shape combinations (online pairs) | alignment of 4-step consistency samples of the plain held-out combination prompts ("a blue circle") |
 | seppo-heldout | seppo | 96 two-shape images holding a held-out combination, as winners; references from previous checkpoints | alignment |
 | seppo-noflip / seppo-initial | seppo without the flipper / with the initial model as the only reference | as seppo-heldout |
 | texforce-alignment | texforce (text-encoder LoRA) | shapes-alignment | alignment |
-| texforce-compressibility | texforce (text-encoder LoRA), lr 1e-2, 200 steps | jpeg-compressibility | compressibility and alignment |
+| texforce-compressibility | texforce (text-encoder LoRA), rounds of 32 trajectories (``LARGE_ROUNDS``) | jpeg-compressibility | compressibility and alignment |
 
 The preference pairs are built once per benchmark from the base model: 4 samples of each of
 the 343 prompts of ``prompts_pairs.txt`` (two-shape scenes holding a held-out combination, none
@@ -62,7 +62,7 @@ WORD_GROUPS = [["red", "green", "blue", "yellow", "purple", "orange"], ["circle"
 #: DDPO's batch recipe at CPU scale: every optimizer step is one round of 32 trajectories (4 prompts
 #: x 8 samples, accumulated over 4 minibatches, so the ratio is 1 and nothing is clipped), lr 3e-3,
 #: 40 rounds (1 280 samples); the configs' small rounds (16 trajectories, 4 steps each) do not move
-#: compressibility within a few hundred samples (RLCM with these rounds is not measured yet)
+#: compressibility within a few hundred samples
 LARGE_ROUNDS = ["objective.options.samples_per_prompt=8", "objective.options.minibatch_size=8", "train.grad_accum=4",
                 "objective.options.inner_epochs=1", "train.lr=3e-3", "train.steps=40"]
 
@@ -95,8 +95,7 @@ RUNS = {
     "seppo-noflip": ("seppo", ["objective.options.flipper=false"], ["shapes-alignment"], 10),
     "seppo-initial": ("seppo", ["objective.options.ref_strategy=initial"], ["shapes-alignment"], 10),
     "texforce-alignment": ("texforce", [], ["shapes-alignment"], 10),
-    "texforce-compressibility": ("texforce", ["objective.options.reward=jpeg-compressibility", "train.lr=1e-2",
-                                              "train.steps=200"],
+    "texforce-compressibility": ("texforce", ["objective.options.reward=jpeg-compressibility", *LARGE_ROUNDS],
                                  ["jpeg-compressibility", "shapes-alignment"], 10),
 }
 
