@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from ..training.data import image_to_tensor, load_image
+from ..training.data import image_to_tensor
 
 PAIRS_FILE = "pairs.jsonl"
 
@@ -139,8 +139,6 @@ def recaption_pairs(source: str | Path, out_dir: str | Path,
     sampled pairs serves every DCPO caption strategy. Returns the ``pairs.jsonl`` path."""
     import os
 
-    from PIL import Image
-
     root, rows = read_pairs(source)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -148,12 +146,7 @@ def recaption_pairs(source: str | Path, out_dir: str | Path,
     written = []
     for row in rows:
         row = dict(row)
-        try:
-            with Image.open(root / row["rejected"]) as im:
-                im.load()
-                image = image_to_tensor(im, min(im.size))
-        except Exception as exc:  # noqa: BLE001 - any decoder error becomes a DataError
-            raise DataError(f"cannot read image {root / row['rejected']}: {exc}".splitlines()[0]) from None
+        image = _read_image(root, row["rejected"])
         row["caption_chosen"] = row.get("caption_chosen") or row["caption"]
         row["caption_rejected"] = rejected_caption(row["caption"], image, rng)
         for key in ("chosen", "rejected"):
@@ -206,13 +199,7 @@ class PreferencePairsDataset(Dataset):
         return len(self.rows)
 
     def _image(self, value: Any) -> torch.Tensor:
-        try:
-            if isinstance(value, bytes):
-                return _decode(value, self.options.resolution)
-            return load_image(self.root / value, self.options.resolution)
-        except Exception as exc:  # noqa: BLE001 - any decoder error becomes a DataError
-            where = value if isinstance(value, str) else "embedded image"
-            raise DataError(f"cannot read image {self.root / where if isinstance(value, str) else where}: {exc}".splitlines()[0]) from None
+        return _read_image(self.root, value, self.options.resolution)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self.rows[index]
@@ -290,12 +277,23 @@ def _image_field(value: Any) -> bytes | str:
     return str(value)
 
 
-def _decode(data: bytes, resolution: int) -> torch.Tensor:
+def _read_image(root: Path, value: bytes | str, resolution: int | None = None) -> torch.Tensor:
+    """A pair's image (a path relative to ``root``, or encoded bytes) as (3, R, R) in [-1, 1],
+    at ``resolution`` (default: the image's own short side); any decoder error becomes a
+    one-line :class:`DataError` naming the file."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()
-        return image_to_tensor(im, resolution)
+    try:
+        if isinstance(value, bytes):
+            im = Image.open(io.BytesIO(value))
+        else:
+            im = Image.open(root / value)
+        with im:
+            im.load()
+            return image_to_tensor(im, resolution or min(im.size))
+    except Exception as exc:  # noqa: BLE001 - any decoder error becomes a DataError
+        where = root / value if isinstance(value, str) else "embedded image"
+        raise DataError(f"cannot read image {where}: {exc}".splitlines()[0]) from None
 
 
 __all__ = ["PAIRS_FILE", "PreferencePairsDataset", "build_preference_pairs", "pairs_path", "perturb_caption", "read_pairs",
