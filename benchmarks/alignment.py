@@ -17,6 +17,7 @@ scores 0.85 on the held-out ones, mostly by binding a colour to the wrong shape.
 | ddpo-alignment | ddpo | shapes-alignment | alignment |
 | ddpo-compressibility | ddpo, rounds of 32 trajectories (``LARGE_ROUNDS``) | jpeg-compressibility | compressibility and alignment (reward hacking) |
 | rlcm-compressibility | rlcm (4 steps), rounds of 32 trajectories (``LARGE_ROUNDS``) | jpeg-compressibility | compressibility at 4 steps, alignment |
+| rlcm-compressibility-wide | rlcm (4 steps), rounds of 64 trajectories for 60 rounds, about DDPO's wall time (``RLCM_WIDE_ROUNDS``) | jpeg-compressibility | compressibility at 4 steps, alignment |
 | alignprop-colourfulness | alignprop | colourfulness | colourfulness, alignment |
 | ddpo-colourfulness | ddpo | colourfulness | colourfulness (AlignProp vs DDPO per generated sample) |
 | pso-heldout | pso | 96 images of single held-out colour-shape combinations (online pairs) | alignment of 4-step consistency samples of the plain held-out combination prompts ("a blue circle") |
@@ -66,6 +67,12 @@ WORD_GROUPS = [["red", "green", "blue", "yellow", "purple", "orange"], ["circle"
 LARGE_ROUNDS = ["objective.options.samples_per_prompt=8", "objective.options.minibatch_size=8", "train.grad_accum=4",
                 "objective.options.inner_epochs=1", "train.lr=3e-3", "train.steps=40"]
 
+#: RLCM at DDPO's wall time: a 4-step round costs a third of a 10-step one, so each optimizer step
+#: takes twice the trajectories (8 prompts x 8 samples, 8 minibatches accumulated) for 60 rounds
+#: (3 840 samples)
+RLCM_WIDE_ROUNDS = ["data.batch_size=8", "objective.options.samples_per_prompt=8", "objective.options.minibatch_size=8",
+                    "train.grad_accum=8", "objective.options.inner_epochs=1", "train.lr=3e-3", "train.steps=60"]
+
 #: the same batch structure for D3PO: 4 prompts x 4 pairs (32 trajectories) per round, 4 minibatches
 #: of 4 pairs accumulated into one optimizer step per round, lr 3e-3, 40 rounds (1 280 samples)
 D3PO_LARGE_ROUNDS = ["objective.options.pairs_per_prompt=4", "objective.options.minibatch_size=4", "train.grad_accum=4",
@@ -88,6 +95,7 @@ RUNS = {
     "ddpo-compressibility": ("ddpo", ["objective.options.reward=jpeg-compressibility", *LARGE_ROUNDS],
                              ["jpeg-compressibility", "shapes-alignment"], 10),
     "rlcm-compressibility": ("rlcm", [*LARGE_ROUNDS], ["jpeg-compressibility", "shapes-alignment"], 4),
+    "rlcm-compressibility-wide": ("rlcm", [*RLCM_WIDE_ROUNDS], ["jpeg-compressibility", "shapes-alignment"], 4),
     "alignprop-colourfulness": ("alignprop", [], ["colourfulness", "shapes-alignment"], 10),
     "ddpo-colourfulness": ("ddpo", ["objective.options.reward=colourfulness"], ["colourfulness", "shapes-alignment"], 10),
     "pso-heldout": ("pso", [], ["shapes-alignment"], 4),
@@ -193,7 +201,8 @@ def worker(run: str, seed: int, scale: float, samples: int, work: Path) -> dict:
     trainer = difforge.Trainer(load_config(config_path, overrides))
     def record(tr, step: int, logs: dict) -> None:
         if logs.get("reward") is not None:  # objectives without an on-policy reward log none
-            curve.append({"step": step, "reward": logs["reward"], "samples": getattr(tr.objective, "samples_used", None)})
+            curve.append({"step": step, "samples": getattr(tr.objective, "samples_used", None),
+                          **{k: v for k, v in logs.items() if k != "lr"}})
 
     trainer.callbacks.append(record)
     result = trainer.fit()

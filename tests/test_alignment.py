@@ -101,6 +101,7 @@ def test_d3po_prefers_the_labelled_winners(tmp_path):
     options = {"labeller": "colourfulness", "beta": 100.0, "num_steps": 6, "pairs_per_prompt": 2, "inner_epochs": 6}
     result, logs = run(tmp_path, "d3po", options, steps=6, lr=3e-3)
     assert logs[0]["loss"] == pytest.approx(0.6931, abs=0.02)  # policy == reference at the start
+    assert logs[0]["margin"] == pytest.approx(0.0, abs=1e-6)
     assert logs[-1]["loss"] < logs[0]["loss"] - 0.05 and logs[-1]["implicit_accuracy"] > 0.7, logs
 
 

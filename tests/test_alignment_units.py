@@ -153,9 +153,11 @@ def test_d3po_ratio_clip_stops_the_gradient_of_a_ratio_outside_the_trust_region(
     objective.reference, objective.rounds = Reference(), [{"reward_mean": 0.0}]
     objective._round = (None, torch.tensor([0]), torch.tensor([1]))
     objective._queue = [(torch.tensor([0]), [0])]
-    loss, _ = objective.loss({"caption": []}, "policy", torch.Generator())
+    loss, logs = objective.loss({"caption": []}, "policy", torch.Generator())
     loss.backward()
     assert bool(policy.grad.abs().sum() > 0) is moves
+    clipped = 1.0 if ratio_clip is None else math.log(1 + ratio_clip) - math.log(1 - ratio_clip)
+    assert float(logs["margin"]) == pytest.approx(10.0 * clipped)  # |β (log-ratio of winner − of loser)|, β 10
 
 
 def test_initial_noise_of_the_wrong_shape_is_refused(zoo):

@@ -131,7 +131,7 @@ class D3POObjective(Objective):
         traj, winners, losers = self._round
         chosen, rejected = winners[pick], losers[pick]
         both = torch.cat([chosen, rejected])
-        losses, accuracy = [], []
+        losses, accuracy, margin = [], [], []
         for step in steps:
             log_prob = step_log_prob(self.backbone, denoiser, traj, step, both)
             with self.reference.active() as reference:
@@ -143,6 +143,8 @@ class D3POObjective(Objective):
             inside = self.options.beta * (ratio[: len(chosen)] - ratio[len(chosen):])
             losses.append(-F.logsigmoid(inside).mean())
             accuracy.append((inside > 0).float().mean())
+            margin.append(inside.detach().abs().mean())
         loss = torch.stack(losses).mean()
         return loss, {"loss": loss.detach(), "implicit_accuracy": torch.stack(accuracy).mean().detach(),
+                      "margin": torch.stack(margin).mean(),  # mean |β Δ|: ≫ 1 means the sigmoid saturates
                       "reward": self.rounds[-1]["reward_mean"]}
