@@ -14,6 +14,7 @@ scores 0.85 on the held-out ones, mostly by binding a colour to the wrong shape.
 | dcpo-captioned / dcpo-hybrid | dcpo | the same pairs, rejected captions written by the shapes-world captioner from the rejected image / that caption perturbed (medium) | alignment, win rate vs base |
 | d3po-alignment | d3po | labels from shapes-alignment comparisons | alignment |
 | d3po-compressibility | d3po, rounds of 32 trajectories (``D3PO_LARGE_ROUNDS``) | labels from jpeg-compressibility comparisons | compressibility and alignment |
+| d3po-compressibility-wide | d3po, rounds of 64 trajectories (``D3PO_WIDE_ROUNDS``) | labels from jpeg-compressibility comparisons | compressibility and alignment |
 | ddpo-alignment | ddpo | shapes-alignment | alignment |
 | ddpo-compressibility | ddpo, rounds of 32 trajectories (``LARGE_ROUNDS``) | jpeg-compressibility | compressibility and alignment (reward hacking) |
 | rlcm-compressibility | rlcm (4 steps), rounds of 32 trajectories (``LARGE_ROUNDS``) | jpeg-compressibility | compressibility at 4 steps, alignment |
@@ -78,6 +79,11 @@ RLCM_WIDE_ROUNDS = ["data.batch_size=8", "objective.options.samples_per_prompt=8
 D3PO_LARGE_ROUNDS = ["objective.options.pairs_per_prompt=4", "objective.options.minibatch_size=4", "train.grad_accum=4",
                      "objective.options.inner_epochs=1", "train.lr=3e-3", "train.steps=40"]
 
+#: D3PO with RLCM_WIDE_ROUNDS' batch: 8 prompts x 4 pairs (64 trajectories) per optimizer step,
+#: 8 minibatches of 4 pairs accumulated, 40 rounds (2 560 samples)
+D3PO_WIDE_ROUNDS = ["data.batch_size=8", "objective.options.pairs_per_prompt=4", "objective.options.minibatch_size=4",
+                    "train.grad_accum=8", "objective.options.inner_epochs=1", "train.lr=3e-3", "train.steps=40"]
+
 #: DCPO runs -> how the rejected image's caption is made: the prompt perturbed (medium), the
 #: captioner's description of the image, or that description perturbed (DCPO's three strategies)
 DCPO_CAPTIONS = {"dcpo": "perturbed", "dcpo-captioned": "captioned", "dcpo-hybrid": "hybrid"}
@@ -91,6 +97,8 @@ RUNS = {
     "d3po-alignment": ("d3po", [], ["shapes-alignment"], 10),
     "d3po-compressibility": ("d3po", ["objective.options.labeller=jpeg-compressibility", *D3PO_LARGE_ROUNDS],
                              ["jpeg-compressibility", "shapes-alignment"], 10),
+    "d3po-compressibility-wide": ("d3po", ["objective.options.labeller=jpeg-compressibility", *D3PO_WIDE_ROUNDS],
+                                  ["jpeg-compressibility", "shapes-alignment"], 10),
     "ddpo-alignment": ("ddpo", ["objective.options.reward=shapes-alignment"], ["shapes-alignment"], 10),
     "ddpo-compressibility": ("ddpo", ["objective.options.reward=jpeg-compressibility", *LARGE_ROUNDS],
                              ["jpeg-compressibility", "shapes-alignment"], 10),
