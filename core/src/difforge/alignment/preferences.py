@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from ..training.data import image_to_tensor
+from ..training.data import load_image
 
 PAIRS_FILE = "pairs.jsonl"
 
@@ -281,16 +281,8 @@ def _read_image(root: Path, value: bytes | str, resolution: int | None = None) -
     """A pair's image (a path relative to ``root``, or encoded bytes) as (3, R, R) in [-1, 1],
     at ``resolution`` (default: the image's own short side); any decoder error becomes a
     one-line :class:`DataError` naming the file."""
-    from PIL import Image
-
     try:
-        if isinstance(value, bytes):
-            im = Image.open(io.BytesIO(value))
-        else:
-            im = Image.open(root / value)
-        with im:
-            im.load()
-            return image_to_tensor(im, resolution or min(im.size))
+        return load_image(io.BytesIO(value) if isinstance(value, bytes) else root / value, resolution)
     except Exception as exc:  # noqa: BLE001 - any decoder error becomes a DataError
         where = root / value if isinstance(value, str) else "embedded image"
         raise DataError(f"cannot read image {where}: {exc}".splitlines()[0]) from None

@@ -83,13 +83,14 @@ class ImageFolderDataset(Dataset):
         return {"pixel_values": pixels, "caption": self.caption_for(file), "path": str(file)}
 
 
-def load_image(file: Path, resolution: int) -> torch.Tensor:
-    """Read an image file as RGB, resize the short side and centre-crop to ``resolution``; [-1, 1]."""
+def load_image(file, resolution: int | None = None) -> torch.Tensor:
+    """Read an image (a path or a binary file object) as RGB, resize the short side and
+    centre-crop to ``resolution`` (default: its own short side); (3, R, R) in [-1, 1]."""
     from PIL import Image
 
     with Image.open(file) as im:
         im.load()
-        return image_to_tensor(im, resolution)
+        return image_to_tensor(im, resolution or min(im.size))
 
 
 def image_to_tensor(im, resolution: int) -> torch.Tensor:
