@@ -1,5 +1,6 @@
 """The command line: --version, --help everywhere, train and sample end to end, errors."""
 
+import pytest
 import yaml
 from PIL import Image
 
@@ -12,15 +13,16 @@ def test_version():
     assert proc.returncode == 0 and proc.stdout.strip() == f"difforge {difforge.__version__}"
 
 
-def test_every_command_has_help():
-    from difforge.cli import BUILTIN_COMMANDS
+def test_every_command_has_help(capsys):
+    from difforge.cli import BUILTIN_COMMANDS, main
 
-    top = run_cli("--help")
+    top = run_cli("--help")  # through the executable once; each command's help in this process
     assert top.returncode == 0
     for name, command in BUILTIN_COMMANDS.items():
         assert name in top.stdout
-        proc = run_cli(name, "--help")
-        assert proc.returncode == 0 and command.help in proc.stdout
+        with pytest.raises(SystemExit) as exit_:
+            main([name, "--help"])
+        assert exit_.value.code == 0 and command.help in capsys.readouterr().out, name
 
 
 def test_train_then_sample_with_the_lora(tiny_sd_dir, toy_images, tmp_path):
@@ -52,15 +54,18 @@ def test_bad_config_is_one_line_error_and_exit_1(toy_images, tmp_path):
     assert "(got 'fast')" in lines[0]
 
 
-def test_missing_or_pickled_adapter_is_one_line_error(tiny_sd_dir, tmp_path):
+def test_missing_or_pickled_adapter_is_one_line_error(tiny_sd_dir, tmp_path, capsys):
+    from difforge.cli import main
+
     (tmp_path / "lora.pt").write_bytes(b"\x80\x04 a pickle")
     (tmp_path / "empty").mkdir()
     for adapter, message in ((tmp_path / "nowhere", "no such file or directory"),
                              (tmp_path / "lora.pt", "adapters load only from .safetensors files"),
                              (tmp_path / "empty", "no .safetensors file in this directory")):
-        proc = run_cli("sample", "--model", str(tiny_sd_dir), "--prompt", "a red circle", "--adapter", str(adapter),
-                       "--steps", "1", "--out", str(tmp_path / "s.png"))
-        assert proc.returncode == 1
-        errors = [line for line in proc.stderr.splitlines() if line.startswith("difforge")]
-        assert errors == [f"difforge: error: adapter {adapter}: {message}"], proc.stderr[-1000:]
+        code = main(["sample", "--model", str(tiny_sd_dir), "--prompt", "a red circle", "--adapter", str(adapter),
+                     "--steps", "1", "--out", str(tmp_path / "s.png")])
+        stderr = capsys.readouterr().err
+        assert code == 1
+        errors = [line for line in stderr.splitlines() if line.startswith("difforge")]
+        assert errors == [f"difforge: error: adapter {adapter}: {message}"], stderr[-1000:]
     assert not (tmp_path / "s.png").exists()
