@@ -255,6 +255,8 @@ def evaluation_prompts(per_prompt: int) -> dict[str, list[str]]:
 
 #: guidance scales of the model card's held-out sweep
 SWEEP_SCALES = (1.5, 2.0, 3.0, 4.0, 7.0)
+#: samples per prompt of the card's spot check: the smaller evaluation the test suite reproduces
+SPOT_CHECK_PER_PROMPT = 4
 
 
 def sample_and_score(backbone, prompts: list[str], guidance: float, steps: int, seed: int) -> dict[str, float]:
@@ -268,16 +270,23 @@ def sample_and_score(backbone, prompts: list[str], guidance: float, steps: int, 
 
 
 def evaluate(path: Path, per_prompt: int, guidance: float = 4.0, steps: int = 30, seed: int = 0,
-             sweep: tuple[float, ...] = ()) -> dict:
+             sweep: tuple[float, ...] = (), spot_check: int = 0) -> dict:
     """Sample each prompt set with difforge (DDIM, CFG) and score it with the analytic scorer;
-    ``sweep`` adds the held-out combinations' shape accuracy at those guidance scales."""
+    ``sweep`` adds the held-out combinations' shape accuracy at those guidance scales, ``spot_check``
+    the same sets at that many samples per prompt (under ``"spot_check"``)."""
     import difforge
 
     backbone = difforge.load_backbone(path)
+
+    def measure(k: int) -> dict:
+        return {name: sample_and_score(backbone, prompts, guidance, steps, seed) | {"n": len(prompts)}
+                for name, prompts in evaluation_prompts(k).items()}
+
     sets = evaluation_prompts(per_prompt)
-    results = {name: sample_and_score(backbone, prompts, guidance, steps, seed) | {"n": len(prompts)}
-               for name, prompts in sets.items()}
+    results = measure(per_prompt)
     metrics = {"guidance_scale": guidance, "sampler": "ddim", "steps": steps, "seed": seed, **results}
+    if spot_check:
+        metrics["spot_check"] = {"per_prompt": spot_check, **measure(spot_check)}
     if sweep:
         heldout = "single_heldout_combination"
         metrics["heldout_shape_accuracy_by_guidance"] = {
@@ -304,6 +313,12 @@ def write_model_card(out: Path, log: dict, metrics: dict) -> Path:
     text_note = ("" if layers == TEXT_LAYERS else f"\nThe pipeline's text encoder is the CLIP text tower's first {layers} of {TEXT_LAYERS} "
                  "layers (and its final norm): the UNet is conditioned on an earlier layer, as Stable Diffusion 2 "
                  "conditions on the penultimate layer of its text tower. `clip/` keeps the whole CLIP.")
+    spot = metrics.get("spot_check")
+    spot_line = (f"Spot check: the same prompt sets and seed at {spot['per_prompt']} samples per prompt give full-prompt "
+                 f"accuracies {spot['single_heldout_combination']['full_accuracy']:.3f} / "
+                 f"{spot['single_seen_combination']['full_accuracy']:.3f} / "
+                 f"{spot['two_shapes_with_positions']['full_accuracy']:.3f}; `tests/test_zoo_model.py` re-measures "
+                 "the spot check (with a tolerance) on every test run.\n") if spot else ""
     text = f"""# shapes-sd-tiny
 
 A Stable-Diffusion-shaped text-to-image pipeline (CLIP text encoder + tokenizer,
@@ -341,8 +356,7 @@ seed {metrics['seed']}) and measured by the analytic scorer of `difforge_zoo.sco
 {row("single shape, combinations seen in training (fresh samples)", "single_seen_combination")}
 {row("two shapes with positions", "two_shapes_with_positions")}
 {sweep_line}
-`tests/test_zoo_model.py` re-measures these numbers (with a tolerance) on every test run.
-"""
+{spot_line}"""
     (out / "README.md").write_text(text)
     return out / "README.md"
 
@@ -370,7 +384,8 @@ def main() -> None:
     if args.eval_only:
         out = Path(args.out)
         log = json.loads((out / "training_log.json").read_text())
-        metrics = evaluate(out, log["budget"]["eval_per_prompt"], guidance=args.guidance, sweep=SWEEP_SCALES)
+        metrics = evaluate(out, log["budget"]["eval_per_prompt"], guidance=args.guidance, sweep=SWEEP_SCALES,
+                           spot_check=SPOT_CHECK_PER_PROMPT)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         write_model_card(out, log, metrics)
         print(json.dumps(metrics, indent=2))
@@ -416,7 +431,8 @@ def main() -> None:
                                    requires_safety_checker=False)
     pipe.save_pretrained(out)
     log["train_seconds"] = round(time.time() - started, 1)
-    metrics = evaluate(out, budget["eval_per_prompt"], guidance=args.guidance, sweep=SWEEP_SCALES)
+    metrics = evaluate(out, budget["eval_per_prompt"], guidance=args.guidance, sweep=SWEEP_SCALES,
+                       spot_check=SPOT_CHECK_PER_PROMPT)
     log["total_seconds"] = round(time.time() - started, 1)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (out / "training_log.json").write_text(json.dumps(log, indent=2))
