@@ -209,7 +209,9 @@ def worker(run: str, seed: int, scale: float, samples: int, work: Path) -> dict:
     trainer = difforge.Trainer(load_config(config_path, overrides))
     def record(tr, step: int, logs: dict) -> None:
         if logs.get("reward") is not None:  # objectives without an on-policy reward log none
-            curve.append({"step": step, "samples": getattr(tr.objective, "samples_used", None),
+            latest = (getattr(tr.objective, "rounds", None) or [{}])[-1]
+            pairs = {"labelled_pairs": latest["labelled_pairs"]} if "labelled_pairs" in latest else {}  # D3PO: untied pairs
+            curve.append({"step": step, "samples": getattr(tr.objective, "samples_used", None), **pairs,
                           **{k: v for k, v in logs.items() if k != "lr"}})
 
     trainer.callbacks.append(record)
