@@ -282,7 +282,6 @@ def evaluate(path: Path, per_prompt: int, guidance: float = 4.0, steps: int = 30
         return {name: sample_and_score(backbone, prompts, guidance, steps, seed) | {"n": len(prompts)}
                 for name, prompts in evaluation_prompts(k).items()}
 
-    sets = evaluation_prompts(per_prompt)
     results = measure(per_prompt)
     metrics = {"guidance_scale": guidance, "sampler": "ddim", "steps": steps, "seed": seed, **results}
     if spot_check:
@@ -291,7 +290,8 @@ def evaluate(path: Path, per_prompt: int, guidance: float = 4.0, steps: int = 30
         heldout = "single_heldout_combination"
         metrics["heldout_shape_accuracy_by_guidance"] = {
             str(scale): results[heldout]["shape_accuracy"] if scale == guidance
-            else sample_and_score(backbone, sets[heldout], scale, steps, seed)["shape_accuracy"] for scale in sweep}
+            else sample_and_score(backbone, evaluation_prompts(per_prompt)[heldout], scale, steps, seed)["shape_accuracy"]
+            for scale in sweep}
     return metrics
 
 
