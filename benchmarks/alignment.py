@@ -11,7 +11,7 @@ scores 0.85 on the held-out ones, mostly by binding a colour to the wrong shape.
 |---|---|---|---|
 | dpo | diffusion-dpo | pairs of the base's own samples ranked by shapes-alignment | alignment, win rate vs base |
 | dcpo | dcpo | the same pairs, rejected captions perturbed (medium) | alignment, win rate vs base |
-| dcpo-captioned / dcpo-hybrid | dcpo | the same pairs, rejected captions written by the shapes-world captioner from the rejected image / that caption perturbed (medium) | alignment, win rate vs base |
+| dcpo-captioned / dcpo-hybrid | dcpo | the same pairs, both images captioned by the shapes-world captioner / those captions, the rejected one perturbed (medium) | alignment, win rate vs base |
 | d3po-alignment | d3po | labels from shapes-alignment comparisons | alignment |
 | d3po-compressibility | d3po, rounds of 32 trajectories (``D3PO_LARGE_ROUNDS``) | labels from jpeg-compressibility comparisons | compressibility and alignment |
 | d3po-compressibility-wide | d3po, rounds of 64 trajectories (``D3PO_WIDE_ROUNDS``) | labels from jpeg-compressibility comparisons | compressibility and alignment |
@@ -37,12 +37,14 @@ shared by every seed.
 
     python benchmarks/alignment.py --scale 0.5          # 3 seeds (2 CPU cores: about 1.5 hours)
     python benchmarks/alignment.py --runs dpo dcpo --merge   # rerun some runs, keep the file's others
+    python benchmarks/alignment.py --runs dcpo-captioned --merge --work outputs/bench   # reuse sampled pairs
     python benchmarks/alignment.py --seeds 0 --runs dpo alignprop-colourfulness --scale 0.3
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -175,7 +177,7 @@ def build_pairs(work: Path, captions: str = "perturbed") -> Path:
     :data:`DCPO_CAPTIONS`). The images do not depend on the captions: every variant is the same
     pairs with another ``caption_rejected``, and Diffusion-DPO reads the first and ignores it."""
     import difforge
-    from difforge.alignment import recaption_pairs, rejected_captioner
+    from difforge.alignment import dual_captions, recaption_pairs
 
     out = work / "pairs"
     if not (out / "pairs.jsonl").exists():
@@ -187,8 +189,8 @@ def build_pairs(work: Path, captions: str = "perturbed") -> Path:
     variant = work / f"pairs-{captions}"
     if not (variant / "pairs.jsonl").exists():
         describe = difforge.get_registry("captioners").get("shapes-captioner")
-        recaption_pairs(out, variant, rejected_captioner(perturb="medium" if captions == "hybrid" else None,
-                                                         word_groups=WORD_GROUPS, describe=describe))
+        recaption_pairs(out, variant, dual_captions(perturb="medium" if captions == "hybrid" else None,
+                                                    word_groups=WORD_GROUPS, describe=describe))
     return variant
 
 
@@ -296,13 +298,16 @@ def main() -> None:
                         help="keep the --out file's rows of the runs not given in --runs (same model only)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--work", help=argparse.SUPPRESS)
+    parser.add_argument("--work", metavar="DIR",
+                        help="keep the sampled preference pairs and the base model's scores here, for later runs "
+                             "to reuse (default: a temporary folder)")
     args = parser.parse_args()
     if args.worker:
         emit(worker(args.worker, args.seed, args.scale, args.samples, Path(args.work)))
         return
     rows = kept_rows(Path(args.out), args.runs, args.samples) if args.merge else []
-    with tempfile.TemporaryDirectory() as tmp:
+    with contextlib.nullcontext(args.work) if args.work else tempfile.TemporaryDirectory() as tmp:
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         for run in args.runs:
             for seed in args.seeds:
                 r = run_worker(__file__, ["--worker", run, "--seed", str(seed), "--scale", str(args.scale),

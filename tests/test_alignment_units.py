@@ -15,8 +15,9 @@ from difforge.alignment import (
     ReferenceModel,
     build_preference_pairs,
     perturb_caption,
+    DualCaptions,
+    dual_captions,
     recaption_pairs,
-    rejected_captioner,
 )
 from difforge.alignment.policy import (
     consistency_step,
@@ -227,7 +228,7 @@ def test_seppo_flipper_learns_reference_samples_the_policy_fits_better_than_the_
 def test_build_preference_pairs_writes_best_vs_worst(zoo, tmp_path):
     path = build_preference_pairs(zoo, ["a red circle", "a blue square"], reward("colourfulness"), tmp_path,
                                   samples_per_prompt=4, num_steps=8, seed=0,
-                                  rejected_caption=lambda p, image, rng: perturb_caption(p, [["red", "blue"]], "strong", rng))
+                                  captions=dual_captions(perturb="strong", word_groups=[["red", "blue"]]))
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert rows and all(r["chosen_score"] > r["rejected_score"] for r in rows)
     data = PreferencePairsDataset(path=str(tmp_path))
@@ -236,8 +237,9 @@ def test_build_preference_pairs_writes_best_vs_worst(zoo, tmp_path):
 
 
 def test_preference_pairs_caption_strategies(fresh_plugins, tmp_path):
-    """DCPO's three ways to caption the rejected image: the perturbed prompt, the captioner's
-    description of the image, and the perturbed description (hybrid)."""
+    """DCPO's three ways to caption a pair: the perturbed prompt for the rejected image, the
+    captioner's description of each image, and those descriptions with the rejected one
+    perturbed (hybrid)."""
     register_plugin(plugin_module("captioner", difforge_register_captioners=lambda: {"count": lambda images: [
         f"{len(images)} red things"] * len(images)}), "captioner")
     groups = [["red", "blue"]]
@@ -250,34 +252,42 @@ def test_preference_pairs_caption_strategies(fresh_plugins, tmp_path):
     assert rows["perturb"]["caption_rejected"] == "a blue circle"
     assert rows["caption"]["caption_rejected"] == "1 red things"
     assert rows["hybrid"]["caption_rejected"] == "1 blue things"
-    assert all(r["caption_chosen"] == "a red circle" for r in rows.values())
+    assert rows["perturb"]["caption_chosen"] == "a red circle"
+    assert rows["caption"]["caption_chosen"] == rows["hybrid"]["caption_chosen"] == "1 red things"
     with pytest.raises(RegistryError, match="unknown captioner 'nope'"):
         difforge.preference_pairs("shapes-sd-tiny", ["a red circle"], "colourfulness", tmp_path / "x",
                                   captioner="nope")
 
 
-def test_recaption_pairs_rewrites_rejected_captions_and_keeps_the_images(tmp_path):
-    """One set of sampled pairs serves every DCPO strategy: the captioner sees the rejected
-    image itself, and the new folder's relative paths still reach the original images."""
+def test_recaption_pairs_rewrites_dcpo_captions_and_keeps_the_images(tmp_path):
+    """One set of sampled pairs serves every DCPO strategy: the captioner sees each image
+    itself, and the new folder's relative paths still reach the original images."""
     source = tmp_path / "pairs"
     (source / "images").mkdir(parents=True)
     Image.new("RGB", (16, 16), (255, 0, 0)).save(source / "images" / "red.png")
     Image.new("RGB", (16, 16), (0, 0, 255)).save(source / "images" / "blue.png")
-    (source / "pairs.jsonl").write_text(json.dumps({"caption": "a blue circle", "chosen": "images/blue.png",
-                                                    "rejected": "images/red.png"}) + "\n")
     def describe(images):
         return ["a red circle" if float(image[0].mean()) > 0.5 else "a blue circle" for image in images]
 
-    captioned = recaption_pairs(source, tmp_path / "captioned", rejected_captioner(describe=describe))
-    hybrid = recaption_pairs(source, tmp_path / "hybrid", rejected_captioner(
+    (source / "pairs.jsonl").write_text(json.dumps({"caption": "a blue square", "chosen": "images/blue.png",
+                                                    "rejected": "images/red.png"}) + "\n")
+    captioned = recaption_pairs(source, tmp_path / "captioned", dual_captions(describe=describe))
+    hybrid = recaption_pairs(source, tmp_path / "hybrid", dual_captions(
         perturb="strong", word_groups=[["red", "orange"]], describe=describe))
+    perturbed = recaption_pairs(source, tmp_path / "perturbed", dual_captions(perturb="strong",
+                                                                               word_groups=[["blue", "green"]]))
     assert json.loads(captioned.read_text())["caption_rejected"] == "a red circle"
     assert json.loads(hybrid.read_text())["caption_rejected"] == "an orange circle"
+    assert json.loads(perturbed.read_text())["caption_rejected"] == "a green square"
+    assert json.loads(perturbed.read_text())["caption_chosen"] == "a blue square"  # the prompt
+    assert json.loads(captioned.read_text())["caption_chosen"] == "a blue circle"  # the description
     item = PreferencePairsDataset(path=str(tmp_path / "hybrid"), resolution=16)[0]
     assert item["caption_chosen"] == "a blue circle" and item["pixel_values_rejected"][0].mean() > 0.9
-    assert rejected_captioner() is None
+    assert dual_captions() is None
     with pytest.raises(ValueError, match="needs word_groups"):
-        rejected_captioner(perturb="weak")
+        dual_captions(perturb="weak")
+    with pytest.raises(ValueError, match="give perturb, describe"):
+        DualCaptions()
 
 
 def _png(colour) -> bytes:

@@ -129,17 +129,17 @@ def preference_pairs(model: str | Path, prompts: Sequence[str], reward: str, out
                      perturb: str | None = None, word_groups: Sequence[Sequence[str]] = (),
                      captioner: str | None = None) -> Path:
     """Build pairwise preference data from ``model``'s own samples ranked by the registered
-    ``reward`` (what ``difforge preference-pairs`` runs). Each rejected image can also get a
-    separate caption for DCPO, by one of its three strategies: ``perturb`` (``weak`` /
-    ``medium`` / ``strong``) swaps words of the prompt within ``word_groups``; ``captioner``
-    (a registered captioner) describes the rejected image; both together perturb that
-    description (DCPO's hybrid). Returns the ``pairs.jsonl`` path."""
-    from .alignment import build_preference_pairs, rejected_captioner
+    ``reward`` (what ``difforge preference-pairs`` runs). Each
+    pair can also get DCPO's two captions, by one of its three strategies: ``perturb`` (``weak``
+    / ``medium`` / ``strong``) swaps words of the prompt within ``word_groups`` for the rejected
+    image; ``captioner`` (a registered captioner) describes each image; both together perturb
+    the rejected image's description (DCPO's hybrid). Returns the ``pairs.jsonl`` path."""
+    from .alignment import build_preference_pairs, dual_captions
     from .plugins import get_registry
 
     scorer = get_registry("rewards").get(reward)
     describe = get_registry("captioners").get(captioner) if captioner is not None else None
-    rejected_caption = rejected_captioner(perturb=perturb, word_groups=word_groups, describe=describe)
+    captions = dual_captions(perturb=perturb, word_groups=word_groups, describe=describe)
     return build_preference_pairs(load_backbone(model), list(prompts), scorer, out, samples_per_prompt=samples_per_prompt,
                                   num_steps=num_steps, guidance_scale=guidance_scale, seed=seed,
-                                  rejected_caption=rejected_caption)
+                                  captions=captions)

@@ -136,7 +136,7 @@ def _configure_preference_pairs(p: argparse.ArgumentParser) -> None:
                    help="also write DCPO's perturbed caption of each rejected image (with --captioner: its "
                         "perturbed description, DCPO's hybrid)")
     p.add_argument("--captioner", default=None, metavar="NAME",
-                   help="registered captioner that writes each rejected image's own caption (DCPO's captioning)")
+                   help="registered captioner that writes each image's own caption (DCPO's captioning)")
     p.add_argument("--word-groups", default="", metavar="A,B;C,D",
                    help="words that may replace each other for --perturb, groups separated by ';'")
 

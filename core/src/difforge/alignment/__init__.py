@@ -21,8 +21,8 @@ from .alignprop import AlignPropObjective
 from .d3po import D3POObjective
 from .ddpo import DDPOObjective, RLCMObjective
 from .dpo import DCPOObjective, DiffusionDPOObjective
-from .preferences import (PreferencePairsDataset, build_preference_pairs, perturb_caption, recaption_pairs,
-                          rejected_captioner)
+from .preferences import (DualCaptions, PreferencePairsDataset, build_preference_pairs, dual_captions,
+                          perturb_caption, recaption_pairs)
 from .pso import PSOObjective
 from .reference import ReferenceModel
 from .seppo import SePPOObjective
@@ -36,4 +36,4 @@ ALIGNMENT_DATASETS = {"preference-pairs": PreferencePairsDataset}
 __all__ = ["ALIGNMENT_DATASETS", "ALIGNMENT_OBJECTIVES", "AlignPropObjective", "D3POObjective", "DCPOObjective",
            "DDPOObjective", "DiffusionDPOObjective", "PSOObjective", "PreferencePairsDataset", "RLCMObjective", "ReferenceModel",
            "SePPOObjective", "TexForceObjective", "build_preference_pairs", "perturb_caption", "recaption_pairs",
-           "rejected_captioner"]
+           "DualCaptions", "dual_captions"]

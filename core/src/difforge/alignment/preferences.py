@@ -19,6 +19,7 @@ import io
 import json
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +46,12 @@ def build_preference_pairs(
     guidance_scale: float = 4.0,
     seed: int = 0,
     min_margin: float = 1e-6,
-    rejected_caption: Callable[[str, torch.Tensor, random.Random], str] | None = None,
+    captions: DualCaptions | None = None,
 ) -> Path:
     """Sample ``samples_per_prompt`` images per prompt, score them with ``reward`` and write
     the best-vs-worst pair of each prompt (skipped when the scores differ by less than
-    ``min_margin``). ``rejected_caption(prompt, image, rng)`` gives DCPO's separate caption
-    of the rejected image. Returns the ``pairs.jsonl`` path."""
+    ``min_margin``). ``captions`` (see :func:`dual_captions`) adds DCPO's caption of each
+    image. Returns the ``pairs.jsonl`` path."""
     from PIL import Image
 
     from ..sampling.grid import to_uint8
@@ -77,9 +78,9 @@ def build_preference_pairs(
             counter += 1
         row = {"caption": prompt, "chosen": files[0], "rejected": files[1],
                "chosen_score": float(scores[best]), "rejected_score": float(scores[worst])}
-        if rejected_caption is not None:
-            row["caption_chosen"] = prompt
-            row["caption_rejected"] = rejected_caption(prompt, images[worst], rng)
+        if captions is not None:
+            row["caption_chosen"] = captions.chosen(prompt, images[best])
+            row["caption_rejected"] = captions.rejected(prompt, images[worst], rng)
         rows.append(row)
     if not rows:
         raise ValueError(f"reward {getattr(reward, 'name', reward)!r} scored every sample of every prompt alike; no pairs")
@@ -111,32 +112,53 @@ def perturb_caption(caption: str, word_groups: Sequence[Sequence[str]], level: s
     return " ".join(words)
 
 
-def rejected_captioner(*, perturb: str | None = None, word_groups: Sequence[Sequence[str]] = (),
-                       describe: Callable[[torch.Tensor], list[str]] | None = None,
-                       ) -> Callable[[str, torch.Tensor, random.Random], str] | None:
-    """DCPO's strategies for the rejected image's caption, as the ``rejected_caption(prompt,
-    image, rng)`` that :func:`build_preference_pairs` and :func:`recaption_pairs` take:
-    ``perturb`` alone swaps words of the prompt within ``word_groups`` (perturbation);
-    ``describe`` (a captioner: images in [-1, 1] -> captions) alone writes the image's own
-    caption (captioning); both perturb that caption (hybrid). ``None`` when neither is given."""
-    if perturb is not None and not word_groups:
-        raise ValueError("perturb: DCPO's perturbation needs word_groups (words that may replace each other)")
+@dataclass(frozen=True)
+class DualCaptions:
+    """DCPO's two captions of a preference pair, by one of its three strategies:
+
+    - perturbation (``perturb`` alone): the chosen image keeps the prompt; the rejected image
+      gets the prompt with words swapped within ``word_groups``;
+    - captioning (``describe`` alone, a captioner: images in [-1, 1] -> captions): each image
+      gets the captioner's description of itself, as the authors' Pick-Double Caption
+      dataset does;
+    - hybrid (both): each image's description, the rejected one's perturbed.
+    """
+
+    perturb: str | None = None
+    word_groups: tuple[tuple[str, ...], ...] = ()
+    describe: Callable[[torch.Tensor], list[str]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.perturb is None and self.describe is None:
+            raise ValueError("DualCaptions: give perturb, describe (a captioner) or both")
+        if self.perturb is not None and not self.word_groups:
+            raise ValueError("perturb: DCPO's perturbation needs word_groups (words that may replace each other)")
+
+    def chosen(self, prompt: str, image: torch.Tensor) -> str:
+        """The chosen image's caption: its description, or the prompt when there is no captioner."""
+        return self.describe(image[None])[0] if self.describe is not None else prompt
+
+    def rejected(self, prompt: str, image: torch.Tensor, rng: random.Random) -> str:
+        """The rejected image's caption: its description or the prompt, perturbed when asked."""
+        caption = self.describe(image[None])[0] if self.describe is not None else prompt
+        return perturb_caption(caption, self.word_groups, self.perturb, rng) if self.perturb is not None else caption
+
+
+def dual_captions(*, perturb: str | None = None, word_groups: Sequence[Sequence[str]] = (),
+                  describe: Callable[[torch.Tensor], list[str]] | None = None) -> DualCaptions | None:
+    """The :class:`DualCaptions` strategy these arguments select; ``None`` when neither
+    ``perturb`` nor ``describe`` is given (pairs without DCPO captions)."""
     if perturb is None and describe is None:
         return None
-
-    def rejected_caption(prompt: str, image: torch.Tensor, rng: random.Random) -> str:
-        caption = describe(image[None])[0] if describe is not None else prompt
-        return perturb_caption(caption, word_groups, perturb, rng) if perturb is not None else caption
-
-    return rejected_caption
+    return DualCaptions(perturb, tuple(tuple(g) for g in word_groups), describe)
 
 
-def recaption_pairs(source: str | Path, out_dir: str | Path,
-                    rejected_caption: Callable[[str, torch.Tensor, random.Random], str], *, seed: int = 0) -> Path:
-    """The pairs at ``source`` (difforge layout) with each rejected image's caption rewritten by
-    ``rejected_caption`` (see :func:`rejected_captioner`), written to ``out_dir/pairs.jsonl``
-    without copying the images (their paths are made relative to ``out_dir``): one set of
-    sampled pairs serves every DCPO caption strategy. Returns the ``pairs.jsonl`` path."""
+def recaption_pairs(source: str | Path, out_dir: str | Path, captions: DualCaptions, *, seed: int = 0) -> Path:
+    """The pairs at ``source`` (difforge layout) with DCPO's captions rewritten by ``captions``
+    (see :func:`dual_captions`; the prompt is each row's ``caption``), written to
+    ``out_dir/pairs.jsonl`` without copying the images (their paths are made relative to
+    ``out_dir``): one set of sampled pairs serves every DCPO caption strategy. Returns the
+    ``pairs.jsonl`` path."""
     import os
 
     root, rows = read_pairs(source)
@@ -146,9 +168,8 @@ def recaption_pairs(source: str | Path, out_dir: str | Path,
     written = []
     for row in rows:
         row = dict(row)
-        image = _read_image(root, row["rejected"])
-        row["caption_chosen"] = row.get("caption_chosen") or row["caption"]
-        row["caption_rejected"] = rejected_caption(row["caption"], image, rng)
+        row["caption_chosen"] = captions.chosen(row["caption"], _read_image(root, row["chosen"]))
+        row["caption_rejected"] = captions.rejected(row["caption"], _read_image(root, row["rejected"]), rng)
         for key in ("chosen", "rejected"):
             row[key] = Path(os.path.relpath((root / row[key]).resolve(), out.resolve())).as_posix()
         written.append(row)
@@ -288,5 +309,5 @@ def _read_image(root: Path, value: bytes | str, resolution: int | None = None) -
         raise DataError(f"cannot read image {where}: {exc}".splitlines()[0]) from None
 
 
-__all__ = ["PAIRS_FILE", "PreferencePairsDataset", "build_preference_pairs", "pairs_path", "perturb_caption", "read_pairs",
-           "recaption_pairs", "rejected_captioner"]
+__all__ = ["PAIRS_FILE", "DualCaptions", "PreferencePairsDataset", "build_preference_pairs", "dual_captions",
+           "pairs_path", "perturb_caption", "read_pairs", "recaption_pairs"]
