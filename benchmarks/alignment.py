@@ -12,6 +12,7 @@ scores 0.85 on the held-out ones, mostly by binding a colour to the wrong shape.
 | dpo | diffusion-dpo | pairs of the base's own samples ranked by shapes-alignment | alignment, win rate vs base |
 | dcpo | dcpo | the same pairs, rejected captions perturbed (medium) | alignment, win rate vs base |
 | dcpo-captioned / dcpo-hybrid | dcpo | the same pairs, both images captioned by the shapes-world captioner / those captions, the rejected one perturbed (medium) | alignment, win rate vs base |
+| dpo-colourfulness / dcpo-colourfulness | diffusion-dpo / dcpo (rejected captions perturbed, medium) | pairs of the base's own samples of the same prompts ranked by colourfulness, a preference the captions do not describe | colourfulness, alignment |
 | d3po-alignment | d3po | labels from shapes-alignment comparisons | alignment |
 | d3po-compressibility | d3po, rounds of 32 trajectories (``D3PO_LARGE_ROUNDS``) | labels from jpeg-compressibility comparisons | compressibility and alignment |
 | d3po-compressibility-wide | d3po, rounds of 64 trajectories (``D3PO_WIDE_ROUNDS``) | labels from jpeg-compressibility comparisons | compressibility and alignment |
@@ -27,12 +28,13 @@ scores 0.85 on the held-out ones, mostly by binding a colour to the wrong shape.
 | texforce-alignment | texforce (text-encoder LoRA) | shapes-alignment | alignment |
 | texforce-compressibility | texforce (text-encoder LoRA), rounds of 32 trajectories (``LARGE_ROUNDS``) | jpeg-compressibility | compressibility and alignment |
 
-The preference pairs are built once per benchmark from the base model: 4 samples of each of
-the 343 prompts of ``prompts_pairs.txt`` (two-shape scenes holding a held-out combination, none
-of them a held-out prompt), best against worst (ties dropped), each rejected image also given
-DCPO's perturbed caption; Diffusion-DPO reads the same pairs and ignores that caption.
-Win rate: for each held-out prompt and sample seed, the tuned model's alignment beats the
-base's (ties count half). The base model's scores are measured once per evaluation setting and
+The preference pairs are built once per benchmark (or ``--work`` folder) from the base model: 4
+samples of each of the 343 prompts of ``prompts_pairs.txt`` (two-shape scenes holding a held-out
+combination, none of them a held-out prompt), best against worst by alignment (by colourfulness
+for the ``-colourfulness`` runs; ties dropped), each rejected image also given DCPO's perturbed
+caption; Diffusion-DPO reads the same pairs and ignores that caption. Win rate: for each
+held-out prompt and sample seed, the tuned model's alignment beats the base's (ties count half;
+each row also keeps the win rate on every reward it measured). The base model's scores are measured once per evaluation setting and
 shared by every seed.
 
     python benchmarks/alignment.py --scale 0.5          # 3 seeds (2 CPU cores: about 1.5 hours)
@@ -90,12 +92,17 @@ D3PO_WIDE_ROUNDS = ["data.batch_size=8", "objective.options.pairs_per_prompt=4",
 #: captioner's description of the image, or that description perturbed (DCPO's three strategies)
 DCPO_CAPTIONS = {"dcpo": "perturbed", "dcpo-captioned": "captioned", "dcpo-hybrid": "hybrid"}
 
+#: DPO-family runs whose pairs are ranked by another reward than shapes-alignment
+PAIR_REWARDS = {"dpo-colourfulness": "colourfulness", "dcpo-colourfulness": "colourfulness"}
+
 #: run -> (config, overrides, rewards measured, sampling steps of the measurement)
 RUNS = {
     "dpo": ("diffusion-dpo", [], ["shapes-alignment"], 25),
     "dcpo": ("dcpo", [], ["shapes-alignment"], 25),
     "dcpo-captioned": ("dcpo", [], ["shapes-alignment"], 25),
     "dcpo-hybrid": ("dcpo", [], ["shapes-alignment"], 25),
+    "dpo-colourfulness": ("diffusion-dpo", [], ["colourfulness", "shapes-alignment"], 25),
+    "dcpo-colourfulness": ("dcpo", [], ["colourfulness", "shapes-alignment"], 25),
     "d3po-alignment": ("d3po", [], ["shapes-alignment"], 10),
     "d3po-compressibility": ("d3po", ["objective.options.labeller=jpeg-compressibility", *D3PO_LARGE_ROUNDS],
                              ["jpeg-compressibility", "shapes-alignment"], 10),
@@ -171,22 +178,22 @@ def sampler_for(run: str) -> dict:
 PAIR_SAMPLES = 4
 
 
-def build_pairs(work: Path, captions: str = "perturbed") -> Path:
-    """Preference pairs from the base model's own samples of ``prompts_pairs.txt`` (built once per
-    run of the benchmark), with DCPO's rejected captions made by ``captions`` (see
+def build_pairs(work: Path, captions: str = "perturbed", reward: str = "shapes-alignment") -> Path:
+    """Preference pairs from the base model's own samples of ``prompts_pairs.txt`` ranked by
+    ``reward`` (built once per ``--work`` folder), with DCPO's captions made by ``captions`` (see
     :data:`DCPO_CAPTIONS`). The images do not depend on the captions: every variant is the same
-    pairs with another ``caption_rejected``, and Diffusion-DPO reads the first and ignores it."""
+    pairs with other captions, and Diffusion-DPO reads the first and ignores them."""
     import difforge
     from difforge.alignment import dual_captions, recaption_pairs
 
-    out = work / "pairs"
+    out = work / ("pairs" if reward == "shapes-alignment" else f"pairs-{reward}")
     if not (out / "pairs.jsonl").exists():
-        difforge.preference_pairs("shapes-sd-tiny", prompts("pairs"), "shapes-alignment", out,
+        difforge.preference_pairs("shapes-sd-tiny", prompts("pairs"), reward, out,
                                   samples_per_prompt=PAIR_SAMPLES, num_steps=25, perturb="medium",
                                   word_groups=WORD_GROUPS)
     if captions == "perturbed":
         return out
-    variant = work / f"pairs-{captions}"
+    variant = out.with_name(f"{out.name}-{captions}")
     if not (variant / "pairs.jsonl").exists():
         describe = difforge.get_registry("captioners").get("shapes-captioner")
         recaption_pairs(out, variant, dual_captions(perturb="medium" if captions == "hybrid" else None,
@@ -205,7 +212,8 @@ def worker(run: str, seed: int, scale: float, samples: int, work: Path) -> dict:
     overrides = [*overrides, f"train.seed={seed}", f"train.steps={steps}", f"output.dir={work / run / str(seed)}",
                  "output.progress=false"]
     if objective in ("diffusion-dpo", "dcpo"):
-        overrides.append(f"data.options.path={build_pairs(work, DCPO_CAPTIONS.get(run, 'perturbed'))}")
+        pairs = build_pairs(work, DCPO_CAPTIONS.get(run, "perturbed"), PAIR_REWARDS.get(run, "shapes-alignment"))
+        overrides.append(f"data.options.path={pairs}")
     curve: list[dict] = []
     started = time.perf_counter()
     trainer = difforge.Trainer(load_config(config_path, overrides))
@@ -224,13 +232,14 @@ def worker(run: str, seed: int, scale: float, samples: int, work: Path) -> dict:
     pairs = None
     if objective in ("diffusion-dpo", "dcpo"):
         pairs = len((Path(trainer.config.data.options["path"]) / "pairs.jsonl").read_text().splitlines())
-    key = rewards[-1] if "shapes-alignment" in rewards else rewards[0]
-    wins = [1.0 if t > b else 0.5 if t == b else 0.0 for t, b in zip(tuned[key], base[key])]
+    def win_rate(reward: str) -> float:
+        return statistics.mean(1.0 if t > b else 0.5 if t == b else 0.0 for t, b in zip(tuned[reward], base[reward]))
     return {"run": run, "objective": objective, "seed": seed, "scale": scale, "steps": result.steps,
             "seconds": round(seconds, 1), "generated_samples": getattr(trainer.objective, "samples_used", None),
             "preference_pairs": pairs, "before": {r: statistics.mean(v) for r, v in base.items()},
             "after": {r: statistics.mean(v) for r, v in tuned.items()},
-            "win_rate_alignment": statistics.mean(wins), "curve": curve}
+            "win_rate_alignment": win_rate(rewards[-1] if "shapes-alignment" in rewards else rewards[0]),
+            "win_rate": {reward: win_rate(reward) for reward in rewards}, "curve": curve}
 
 
 def summarise(rows: list[dict]) -> dict:
