@@ -34,8 +34,8 @@ combination, none of them a held-out prompt), best against worst by alignment (b
 for the ``-colourfulness`` runs; ties dropped), each rejected image also given DCPO's perturbed
 caption; Diffusion-DPO reads the same pairs and ignores that caption. Win rate: for each
 held-out prompt and sample seed, the tuned model's alignment beats the base's (ties count half;
-each row also keeps the win rate on every reward it measured). The base model's scores are measured once per evaluation setting and
-shared by every seed.
+each row also keeps the win rate on every reward it measured). The base model's scores are
+measured once per evaluation setting and shared by every seed.
 
     python benchmarks/alignment.py --scale 0.5          # 3 seeds (2 CPU cores: about 1.5 hours)
     python benchmarks/alignment.py --runs dpo dcpo --merge   # rerun some runs, keep the file's others
@@ -212,8 +212,8 @@ def worker(run: str, seed: int, scale: float, samples: int, work: Path) -> dict:
     overrides = [*overrides, f"train.seed={seed}", f"train.steps={steps}", f"output.dir={work / run / str(seed)}",
                  "output.progress=false"]
     if objective in ("diffusion-dpo", "dcpo"):
-        pairs = build_pairs(work, DCPO_CAPTIONS.get(run, "perturbed"), PAIR_REWARDS.get(run, "shapes-alignment"))
-        overrides.append(f"data.options.path={pairs}")
+        pairs_dir = build_pairs(work, DCPO_CAPTIONS.get(run, "perturbed"), PAIR_REWARDS.get(run, "shapes-alignment"))
+        overrides.append(f"data.options.path={pairs_dir}")
     curve: list[dict] = []
     started = time.perf_counter()
     trainer = difforge.Trainer(load_config(config_path, overrides))

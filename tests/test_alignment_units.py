@@ -11,12 +11,12 @@ import difforge
 import pytest
 import torch
 from difforge.alignment import (
+    DualCaptions,
     PreferencePairsDataset,
     ReferenceModel,
     build_preference_pairs,
-    perturb_caption,
-    DualCaptions,
     dual_captions,
+    perturb_caption,
     recaption_pairs,
 )
 from difforge.alignment.policy import (

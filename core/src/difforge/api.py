@@ -129,11 +129,11 @@ def preference_pairs(model: str | Path, prompts: Sequence[str], reward: str, out
                      perturb: str | None = None, word_groups: Sequence[Sequence[str]] = (),
                      captioner: str | None = None) -> Path:
     """Build pairwise preference data from ``model``'s own samples ranked by the registered
-    ``reward`` (what ``difforge preference-pairs`` runs). Each
-    pair can also get DCPO's two captions, by one of its three strategies: ``perturb`` (``weak``
-    / ``medium`` / ``strong``) swaps words of the prompt within ``word_groups`` for the rejected
-    image; ``captioner`` (a registered captioner) describes each image; both together perturb
-    the rejected image's description (DCPO's hybrid). Returns the ``pairs.jsonl`` path."""
+    ``reward`` (what ``difforge preference-pairs`` runs). Each pair can also get DCPO's two
+    captions, by one of its three strategies: ``perturb`` (``weak`` / ``medium`` / ``strong``)
+    swaps words of the prompt within ``word_groups`` for the rejected image; ``captioner`` (a
+    registered captioner) describes each image; both together perturb the rejected image's
+    description (DCPO's hybrid). Returns the ``pairs.jsonl`` path."""
     from .alignment import build_preference_pairs, dual_captions
     from .plugins import get_registry
 

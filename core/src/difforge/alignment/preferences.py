@@ -139,8 +139,8 @@ class DualCaptions:
         return self.describe(image[None])[0] if self.describe is not None else prompt
 
     def rejected(self, prompt: str, image: torch.Tensor, rng: random.Random) -> str:
-        """The rejected image's caption: its description or the prompt, perturbed when asked."""
-        caption = self.describe(image[None])[0] if self.describe is not None else prompt
+        """The rejected image's caption: as :meth:`chosen`'s, perturbed when asked."""
+        caption = self.chosen(prompt, image)
         return perturb_caption(caption, self.word_groups, self.perturb, rng) if self.perturb is not None else caption
 
 
