@@ -27,6 +27,7 @@ scores 0.85 on the held-out ones, mostly by binding a colour to the wrong shape.
 | seppo-noflip / seppo-initial | seppo without the flipper / with the initial model as the only reference | as seppo-heldout |
 | texforce-alignment | texforce (text-encoder LoRA) | shapes-alignment | alignment |
 | texforce-compressibility | texforce (text-encoder LoRA), rounds of 32 trajectories (``LARGE_ROUNDS``) | jpeg-compressibility | compressibility and alignment |
+| texforce-compressibility-wide | texforce (text-encoder LoRA), rounds of 64 trajectories (``TEXFORCE_WIDE_ROUNDS``) | jpeg-compressibility | compressibility and alignment |
 
 The preference pairs are built once per benchmark (or ``--work`` folder) from the base model: 4
 samples of each of the 343 prompts of ``prompts_pairs.txt`` (two-shape scenes holding a held-out
@@ -41,7 +42,7 @@ measured once per evaluation setting and shared by every seed.
     python benchmarks/alignment.py --runs dpo dcpo --merge   # rerun some runs, keep the file's others
     python benchmarks/alignment.py --runs dcpo-captioned --merge --work outputs/bench   # reuse sampled pairs
     python benchmarks/alignment.py --seeds 0 --runs dpo alignprop-colourfulness --scale 0.3
-"""
+"""  # noqa: E501 (the runs table)
 
 from __future__ import annotations
 
@@ -61,6 +62,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from worker import emit, mean_std, model_fingerprint, run_worker, write_results  # noqa: E402
+
 CONFIGS = ROOT / "examples" / "configs" / "alignment"
 WORD_GROUPS = [["red", "green", "blue", "yellow", "purple", "orange"], ["circle", "square", "triangle"],
                ["left", "right"], ["top", "bottom"], ["small", "large"]]
@@ -88,6 +90,10 @@ D3PO_LARGE_ROUNDS = ["objective.options.pairs_per_prompt=4", "objective.options.
 D3PO_WIDE_ROUNDS = ["data.batch_size=8", "objective.options.pairs_per_prompt=4", "objective.options.minibatch_size=4",
                     "train.grad_accum=8", "objective.options.inner_epochs=1", "train.lr=3e-3", "train.steps=40"]
 
+#: TexForce with RLCM_WIDE_ROUNDS' batch: 8 prompts x 8 samples (64 trajectories) per optimizer step,
+#: 40 rounds (2 560 samples); twice LARGE_ROUNDS' trajectories per step for the text encoder's noisier gradient
+TEXFORCE_WIDE_ROUNDS = [*RLCM_WIDE_ROUNDS[:-1], "train.steps=40"]
+
 #: DCPO runs -> how the rejected image's caption is made: the prompt perturbed (medium), the
 #: captioner's description of the image, or that description perturbed (DCPO's three strategies)
 DCPO_CAPTIONS = {"dcpo": "perturbed", "dcpo-captioned": "captioned", "dcpo-hybrid": "hybrid"}
@@ -114,7 +120,8 @@ RUNS = {
     "rlcm-compressibility": ("rlcm", [*LARGE_ROUNDS], ["jpeg-compressibility", "shapes-alignment"], 4),
     "rlcm-compressibility-wide": ("rlcm", [*RLCM_WIDE_ROUNDS], ["jpeg-compressibility", "shapes-alignment"], 4),
     "alignprop-colourfulness": ("alignprop", [], ["colourfulness", "shapes-alignment"], 10),
-    "ddpo-colourfulness": ("ddpo", ["objective.options.reward=colourfulness"], ["colourfulness", "shapes-alignment"], 10),
+    "ddpo-colourfulness": ("ddpo", ["objective.options.reward=colourfulness"],
+                           ["colourfulness", "shapes-alignment"], 10),
     "pso-heldout": ("pso", [], ["shapes-alignment"], 4),
     "seppo-heldout": ("seppo", [], ["shapes-alignment"], 10),
     "seppo-noflip": ("seppo", ["objective.options.flipper=false"], ["shapes-alignment"], 10),
@@ -122,6 +129,9 @@ RUNS = {
     "texforce-alignment": ("texforce", [], ["shapes-alignment"], 10),
     "texforce-compressibility": ("texforce", ["objective.options.reward=jpeg-compressibility", *LARGE_ROUNDS],
                                  ["jpeg-compressibility", "shapes-alignment"], 10),
+    "texforce-compressibility-wide": ("texforce",
+                                      ["objective.options.reward=jpeg-compressibility", *TEXFORCE_WIDE_ROUNDS],
+                                      ["jpeg-compressibility", "shapes-alignment"], 10),
 }
 
 def prompts(name: str) -> list[str]:
@@ -220,7 +230,8 @@ def worker(run: str, seed: int, scale: float, samples: int, work: Path) -> dict:
     def record(tr, step: int, logs: dict) -> None:
         if logs.get("reward") is not None:  # objectives without an on-policy reward log none
             latest = (getattr(tr.objective, "rounds", None) or [{}])[-1]
-            pairs = {"labelled_pairs": latest["labelled_pairs"]} if "labelled_pairs" in latest else {}  # D3PO: untied pairs
+            # D3PO: the round's untied pairs
+            pairs = {"labelled_pairs": latest["labelled_pairs"]} if "labelled_pairs" in latest else {}
             curve.append({"step": step, "samples": getattr(tr.objective, "samples_used", None), **pairs,
                           **{k: v for k, v in logs.items() if k != "lr"}})
 
@@ -228,12 +239,14 @@ def worker(run: str, seed: int, scale: float, samples: int, work: Path) -> dict:
     result = trainer.fit()
     seconds = time.perf_counter() - started
     base = measure_base(rewards, num_steps, samples, run, work)
-    tuned = measure(difforge.load("shapes-sd-tiny", adapters=[(result.adapter_path, 1.0)]), rewards, num_steps, samples, run)
+    tuned_model = difforge.load("shapes-sd-tiny", adapters=[(result.adapter_path, 1.0)])
+    tuned = measure(tuned_model, rewards, num_steps, samples, run)
     pairs = None
     if objective in ("diffusion-dpo", "dcpo"):
         pairs = len((Path(trainer.config.data.options["path"]) / "pairs.jsonl").read_text().splitlines())
     def win_rate(reward: str) -> float:
-        return statistics.mean(1.0 if t > b else 0.5 if t == b else 0.0 for t, b in zip(tuned[reward], base[reward]))
+        return statistics.mean(1.0 if t > b else 0.5 if t == b else 0.0
+                               for t, b in zip(tuned[reward], base[reward], strict=True))
     return {"run": run, "objective": objective, "seed": seed, "scale": scale, "steps": result.steps,
             "seconds": round(seconds, 1), "generated_samples": getattr(trainer.objective, "samples_used", None),
             "preference_pairs": pairs, "before": {r: statistics.mean(v) for r, v in base.items()},
@@ -254,8 +267,9 @@ def summarise(rows: list[dict]) -> dict:
         for reward in mine[0]["before"]:
             before = [r["before"][reward] for r in mine]
             after = [r["after"][reward] for r in mine]
-            gain = [a - b for a, b in zip(after, before)]
-            entry["rewards"][reward] = {"before": statistics.mean(before), "after": mean_std(after), "gain": mean_std(gain)}
+            gain = [a - b for a, b in zip(after, before, strict=True)]
+            entry["rewards"][reward] = {"before": statistics.mean(before), "after": mean_std(after),
+                                        "gain": mean_std(gain)}
         out[run] = entry
     return out
 
@@ -263,7 +277,8 @@ def summarise(rows: list[dict]) -> dict:
 def print_tables(results: dict) -> None:
     """Markdown tables of a results dict."""
     summary = results["summary"]
-    print(f"\n### Held-out prompts: reward before vs after (mean ± std over seeds, {results['samples']} samples per prompt)\n")
+    print("\n### Held-out prompts: reward before vs after "
+          f"(mean ± std over seeds, {results['samples']} samples per prompt)\n")
     print("| run | reward | before | after | gain | steps | generated samples / pairs | s per run |")
     print("|---|---|---|---|---|---|---|---|")
     for run, e in summary.items():
@@ -278,8 +293,9 @@ def print_tables(results: dict) -> None:
         print("|---|---|")
         for run, e in dpo.items():
             print(f"| {run} | {e['win_rate_alignment'][0]:.3f} ± {e['win_rate_alignment'][1]:.3f} |")
-    curves = {r["run"]: r["curve"] for r in results["rows"] if r["run"] in ("alignprop-colourfulness", "ddpo-colourfulness")
-              and r["seed"] == results["rows"][0]["seed"]}
+    compared = ("alignprop-colourfulness", "ddpo-colourfulness")
+    curves = {r["run"]: r["curve"] for r in results["rows"]
+              if r["run"] in compared and r["seed"] == results["rows"][0]["seed"]}
     if len(curves) == 2:
         print("\n### Colourfulness reached per generated sample (training batches, seed "
               f"{results['rows'][0]['seed']})\n")
