@@ -1,5 +1,6 @@
 # The two commands of the README: `make demo` (the quickstart) and `make test` (the whole suite).
 # Both create or update the local virtual environment in $(VENV) first; re-running is cheap.
+# `make test` lints first (`make lint`: ruff, its version pinned in constraints/).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ DEMO_DIR ?= outputs/quickstart
 STAMP := $(VENV)/.difforge-installed
 SOURCES := $(CONSTRAINTS) core/pyproject.toml packages/testkit/pyproject.toml packages/zoo/pyproject.toml plugins/audio/pyproject.toml
 
-.PHONY: venv demo test bench clean
+.PHONY: venv lint demo test bench clean
 
 venv: $(STAMP)
 
@@ -21,7 +22,10 @@ $(STAMP): $(SOURCES)
 demo: venv
 	$(BIN)/difforge quickstart --out $(DEMO_DIR)
 
-test: venv
+lint: venv
+	$(BIN)/ruff check .
+
+test: venv lint
 	$(BIN)/python -m pytest -q
 
 bench: venv

@@ -39,6 +39,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from worker import emit, mean_std, run_worker, write_results  # noqa: E402
+
 CONFIGS = HERE.parent / "examples" / "configs" / "adapters"
 CONCEPTS = {
     "heart": {"shape": "heart", "colour": "red", "prompt": "a red sks circle", "class_prompt": "a red circle",
@@ -138,13 +139,15 @@ def interference(steps: int, samples: int, work: Path, seeds: list[int]) -> dict
                 extra = [f"train.seed={seed}"]
                 if kind == "orthogonal":
                     extra += [f"adapter.options.slot={slot}", f"adapter.options.basis_seed={seed}"]
-                paths[concept] = train(kind, concept, images[concept], work / f"{kind}-{concept}-{seed}", steps, extra).adapter_path
+                run_dir = work / f"{kind}-{concept}-{seed}"
+                paths[concept] = train(kind, concept, images[concept], run_dir, steps, extra).adapter_path
             for concept, spec in CONCEPTS.items():
                 other = next(c for c in CONCEPTS if c != concept)
                 expect = (spec["colour"], spec["shape"])
                 alone = difforge.load("shapes-sd-tiny", adapters=[(paths[concept], 1.0)])
                 both = difforge.load("shapes-sd-tiny", adapters=[(paths[concept], 1.0), (paths[other], 1.0)])
-                a, b = accuracy(alone, spec["prompt"], expect, samples, 0), accuracy(both, spec["prompt"], expect, samples, 0)
+                a = accuracy(alone, spec["prompt"], expect, samples, 0)
+                b = accuracy(both, spec["prompt"], expect, samples, 0)
                 rows.append({"type": kind, "seed": seed, "concept": concept, "alone": a, "merged": b, "loss": a - b})
                 print(f"interference: {rows[-1]}", flush=True)
 
@@ -187,7 +190,7 @@ def ip_adapter_table(steps: int, samples: int, work: Path) -> dict:
     def match(images) -> dict:
         """Attribute match with the reference, overall and by shape group (the held-out shapes
         are ones the frozen base never learned to draw)."""
-        pairs = [(scene.objects[0], detect(image)) for scene, image in zip(references, images)]
+        pairs = [(scene.objects[0], detect(image)) for scene, image in zip(references, images, strict=True)]
         groups = {"base_shapes": [p for p in pairs if p[0].shape in BASE_SHAPES],
                   "held_out_shapes": [p for p in pairs if p[0].shape not in BASE_SHAPES]}
         return {**rates(pairs), "by_shape_group": {name: rates(group) for name, group in groups.items()}}
@@ -205,7 +208,8 @@ def ip_adapter_table(steps: int, samples: int, work: Path) -> dict:
 
     def text_accuracy(m) -> float:
         images = m.sample(prompts, num_steps=30, guidance_scale=4.0, generator=torch.Generator().manual_seed(1))
-        return sum(any((f.colour, f.shape) == e for f in detect(i)) for i, e in zip(images, expects)) / len(prompts)
+        hits = sum(any((f.colour, f.shape) == e for f in detect(i)) for i, e in zip(images, expects, strict=True))
+        return hits / len(prompts)
 
     return {"image_prompted": prompted, "text_only_baseline": text_only, "train_steps": result.steps,
             "image_embedding_linear_probe": image_encoder_probe(encoder),
@@ -255,7 +259,8 @@ def print_tables(results: dict) -> None:
     """Markdown tables of a results dict."""
     base = results.get("base")
     if results.get("types"):
-        print(f"\n### Personalisation with each adapter type ({results['steps']} steps, {results['samples']} samples per prompt)\n")
+        print(f"\n### Personalisation with each adapter type ({results['steps']} steps, "
+              f"{results['samples']} samples per prompt)\n")
         print("| adapter | trainable | % of UNet | ms/step | peak memory (MiB) | concept fidelity | class prior |")
         print("|---|---|---|---|---|---|---|")
         if base:
@@ -265,7 +270,8 @@ def print_tables(results: dict) -> None:
                   f"{r['peak_memory_mib']:.0f} | {r['concept_fidelity']:.2f} | {r['class_prior']:.2f} |")
     if results.get("interference"):
         inter = results["interference"]
-        print(f"\n### Interference: each concept alone vs both adapters summed (mean ± std over seeds {inter['seeds']})\n")
+        print("\n### Interference: each concept alone vs both adapters summed "
+              f"(mean ± std over seeds {inter['seeds']})\n")
         print("| adapter | concept | fidelity alone | fidelity merged | loss |")
         print("|---|---|---|---|---|")
         for r in inter["summary"]:
@@ -276,11 +282,13 @@ def print_tables(results: dict) -> None:
         print(f"\n### IP-Adapter ({ip['train_steps']} steps): samples vs the reference image's attributes\n")
         print("| prompt | colour | shape | colour and shape |")
         print("|---|---|---|---|")
-        for label, key in (("image prompt, empty caption", "image_prompted"), ("empty caption, no image", "text_only_baseline")):
+        for label, key in (("image prompt, empty caption", "image_prompted"),
+                           ("empty caption, no image", "text_only_baseline")):
             r = ip[key]
             print(f"| {label} | {r['colour']:.2f} | {r['shape']:.2f} | {r['both']:.2f} |")
             for group, g in r.get("by_shape_group", {}).items():
-                print(f"| {label}: {group.replace('_', ' ')} (n={g['n']}) | {g['colour']:.2f} | {g['shape']:.2f} | {g['both']:.2f} |")
+                print(f"| {label}: {group.replace('_', ' ')} (n={g['n']}) | {g['colour']:.2f} | {g['shape']:.2f} "
+                      f"| {g['both']:.2f} |")
         if "image_embedding_linear_probe" in ip:
             probe = ip["image_embedding_linear_probe"]
             print(f"\nImage embeddings, linear probe on single-shape scenes: colour {probe['colour']:.2f}, "

@@ -54,12 +54,14 @@ def cpu_spec() -> Spec:
 def gpu_spec() -> Spec:
     """Stable Diffusion 1.5's UNet architecture (random weights), 512 px images -> 64x64 latents."""
     unet = json.loads((HERE / "configs" / "sd15_unet.json").read_text())
-    return Spec(unet=unet, resolution=512, batch=4, rank=16, precision="bf16", steps=30, rounds=3, warmup=5, device="cuda")
+    return Spec(unet=unet, resolution=512, batch=4, rank=16, precision="bf16", steps=30, rounds=3, warmup=5,
+                device="cuda")
 
 
 def build_pipeline(spec: Spec, path: Path) -> Path:
     """A Stable-Diffusion-shaped pipeline: tiny VAE and text encoder, the spec's UNet."""
     from diffusers import DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
     from difforge_testkit.components import build_clip_tokenizer, tiny_text_encoder, tiny_vae
 
     torch.manual_seed(0)
@@ -70,7 +72,8 @@ def build_pipeline(spec: Spec, path: Path) -> Path:
         text_encoder=tiny_text_encoder(len(tokenizer), hidden=unet_config["cross_attention_dim"]),
         tokenizer=tokenizer,
         unet=UNet2DConditionModel(**unet_config),
-        scheduler=DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False, steps_offset=1),
+        scheduler=DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+                                steps_offset=1),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     pipe.save_pretrained(path)
@@ -106,7 +109,7 @@ def difforge_round(spec: Spec, model: Path, data: Path, out: Path) -> tuple[list
         torch.cuda.reset_peak_memory_stats()
     trainer.fit()
     peak = torch.cuda.max_memory_allocated() / 2**30 if spec.device == "cuda" else float("nan")
-    times = [b - a for a, b in zip(stamps[spec.warmup - 1 :], stamps[spec.warmup:])]
+    times = [b - a for a, b in zip(stamps[spec.warmup - 1 :], stamps[spec.warmup:], strict=False)]
     return times, peak
 
 
@@ -125,17 +128,20 @@ def handwritten_round(spec: Spec, model: Path, data: Path) -> tuple[list[float],
     dtype = torch.bfloat16 if spec.precision == "bf16" else torch.float32
     torch.manual_seed(0)
     tokenizer = CLIPTokenizer.from_pretrained(model / "tokenizer")
-    text_encoder = CLIPTextModel.from_pretrained(model / "text_encoder", torch_dtype=dtype).to(device).requires_grad_(False)
+    text_encoder = CLIPTextModel.from_pretrained(model / "text_encoder", torch_dtype=dtype)
+    text_encoder = text_encoder.to(device).requires_grad_(False)
     vae = AutoencoderKL.from_pretrained(model / "vae", torch_dtype=dtype).to(device).requires_grad_(False)
     unet = UNet2DConditionModel.from_pretrained(model / "unet").requires_grad_(False)
-    unet.add_adapter(LoraConfig(r=spec.rank, lora_alpha=spec.rank, init_lora_weights="gaussian", target_modules=LORA_TARGETS))
+    unet.add_adapter(LoraConfig(r=spec.rank, lora_alpha=spec.rank, init_lora_weights="gaussian",
+                                target_modules=LORA_TARGETS))
     unet.to(device)
     scheduler = DDPMScheduler.from_pretrained(model / "scheduler")
     params = [p for p in unet.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=1e-2)
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     dataset = ImageFolderDataset(str(data), resolution=spec.resolution)
-    loader = DataLoader(dataset, batch_size=spec.batch, sampler=RandomSampler(dataset), collate_fn=collate, drop_last=True)
+    loader = DataLoader(dataset, batch_size=spec.batch, sampler=RandomSampler(dataset), collate_fn=collate,
+                        drop_last=True)
     generator = torch.Generator().manual_seed(0)
     alphas = scheduler.alphas_cumprod.to(device)
     stamps: list[float] = []
@@ -147,7 +153,8 @@ def handwritten_round(spec: Spec, model: Path, data: Path) -> tuple[list[float],
             with torch.autocast(device.type, dtype=dtype, enabled=spec.precision != "no"):
                 with torch.no_grad():
                     dist = vae.encode(batch["pixel_values"].to(device, dtype)).latent_dist
-                    latents = (dist.mean + dist.std * torch.randn(dist.mean.shape, generator=generator).to(device, dist.mean.dtype))
+                    noise = torch.randn(dist.mean.shape, generator=generator).to(device, dist.mean.dtype)
+                    latents = dist.mean + dist.std * noise
                     latents = latents * vae.config.scaling_factor
                     ids = tokenizer(batch["caption"], padding="max_length", max_length=tokenizer.model_max_length,
                                     truncation=True, return_tensors="pt").input_ids.to(device)
@@ -171,7 +178,7 @@ def handwritten_round(spec: Spec, model: Path, data: Path) -> tuple[list[float],
             if step >= spec.steps + spec.warmup:
                 break
     peak = torch.cuda.max_memory_allocated() / 2**30 if spec.device == "cuda" else float("nan")
-    times = [b - a for a, b in zip(stamps[spec.warmup - 1 :], stamps[spec.warmup:])]
+    times = [b - a for a, b in zip(stamps[spec.warmup - 1 :], stamps[spec.warmup:], strict=False)]
     return times, peak
 
 

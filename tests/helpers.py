@@ -11,7 +11,8 @@ from types import ModuleType
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def make_distribution(site: Path, name: str, module_source: str, requires: list[str] | None = None, version: str = "0.1.0") -> Path:
+def make_distribution(site: Path, name: str, module_source: str, requires: list[str] | None = None,
+                      version: str = "0.1.0") -> Path:
     """Write a minimal installed distribution (dist-info + module) with a ``difforge`` entry point."""
     site.mkdir(parents=True, exist_ok=True)
     module = name.replace("-", "_")

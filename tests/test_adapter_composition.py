@@ -3,12 +3,12 @@ training-time behaviour (SaRA re-selection and nuclear norm, LT-SFT masking, exa
 
 import pytest
 import torch
+from test_adapter_invariants import _base_weights, _out, _perturb
 
 import difforge
 from difforge import AdapterSet
 from difforge.adapters import MERGE_STRATEGIES
 from difforge.backbone import load_backbone
-from test_adapter_invariants import _base_weights, _out, _perturb
 
 
 @pytest.fixture
@@ -76,13 +76,13 @@ def test_sara_reselection_keeps_the_function_and_moves_the_trainable_entries(tin
     _perturb(adapters, "s")
     before = _out(unet)
     layers = sara._layers(unet, "s")
-    index_before = {n: l.tuners["s"].index.clone() for n, l in layers.items()}
+    index_before = {n: layer.tuners["s"].index.clone() for n, layer in layers.items()}
     penalty = adapters.regularization()
     assert penalty is not None and penalty.item() > 0 and penalty.requires_grad
     reset = adapters.on_step_end(step=5, total_steps=10)
     assert len(reset) == len(layers) and all(float(p.detach().abs().sum()) == 0 for p in reset)
     assert torch.allclose(_out(unet), before, atol=1e-6)
-    assert any(not torch.equal(l.tuners["s"].index, index_before[n]) for n, l in layers.items())
+    assert any(not torch.equal(layer.tuners["s"].index, index_before[n]) for n, layer in layers.items())
     assert adapters.on_step_end(step=6, total_steps=10) == []
 
 
@@ -92,7 +92,7 @@ def test_sparse_ft_keeps_the_densest_changes(tiny_sd_dir):
     sft = adapters.add("sparse-ft", "d", density=0.05, phase1_fraction=0.5)
     _perturb(adapters, "d")
     reset = adapters.on_step_end(step=5, total_steps=10)
-    tuners = [l.tuners["d"] for l in sft._layers(unet, "d").values()]
+    tuners = [layer.tuners["d"] for layer in sft._layers(unet, "d").values()]
     kept = sum(float(t.mask.sum()) for t in tuners) / sum(t.mask.numel() for t in tuners)
     assert 0.04 < kept < 0.06 and len(reset) == len(tuners)
     assert all(float(t.delta.detach().abs().sum()) == 0 for t in tuners)

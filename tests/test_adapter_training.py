@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import ROOT
 
 import difforge
 from difforge.adapters import BUILTIN_ADAPTERS
-from helpers import ROOT
 
 CONFIGS = ROOT / "examples" / "configs" / "adapters"
 
@@ -96,7 +96,8 @@ def test_ip_adapter_learns_to_read_the_image_prompt(tmp_path):
             cond = model.encode_prompts([""] * len(pixels))
             t = torch.randint(50, 500, (len(pixels),), generator=g)
             noise = torch.randn(latents.shape, generator=g)
-            return torch.mean((model.predict(model.scheduler.add_noise(latents, noise, t), t, cond) - noise) ** 2).item()
+            noisy = model.scheduler.add_noise(latents, noise, t)
+            return torch.mean((model.predict(noisy, t, cond) - noise) ** 2).item()
 
     without, with_image = loss(False), loss(True)
     print(f"ip-adapter: empty-caption loss {without:.4f} -> {with_image:.4f} with the image prompt")
@@ -124,7 +125,8 @@ def test_controllable_sc_tuner_follows_a_mask(tmp_path):
         sc.set_condition(model.denoiser, "adapter_0", masks if with_condition else None)
         images = model.sample(prompts, num_steps=20, guidance_scale=4.0, generator=torch.Generator().manual_seed(0))
         drawn = foreground_mask(images.float())
-        return float(((drawn * masks).sum((1, 2, 3)) / (drawn + masks - drawn * masks).sum((1, 2, 3)).clamp_min(1)).mean())
+        union = (drawn + masks - drawn * masks).sum((1, 2, 3)).clamp_min(1)
+        return float(((drawn * masks).sum((1, 2, 3)) / union).mean())
 
     controlled, free = overlap(True), overlap(False)
     print(f"sc-tuner control: mask IoU {free:.3f} uncontrolled -> {controlled:.3f} controlled")

@@ -1,14 +1,16 @@
 """Every alignment objective raises its reward on held-out prompts of the shapes world
 (small CPU budgets; benchmarks/alignment.py runs the full-size comparison)."""
 
-import difforge
 import pytest
 import torch
+
+import difforge
 from difforge.adapters import AdapterSet
 from difforge_zoo.shapes import generate
 
 TRAIN_PROMPTS = sorted({s.caption for s in generate(64, seed=11, split="train", num_objects=1)})[:12]
-HELD_OUT_PROMPTS = sorted({s.caption for s in generate(64, seed=12, split="train", num_objects=1)} - set(TRAIN_PROMPTS))[:8]
+HELD_OUT_PROMPTS = sorted({s.caption for s in generate(64, seed=12, split="train", num_objects=1)}
+                          - set(TRAIN_PROMPTS))[:8]
 LORA = {"type": "lora", "options": {"rank": 4, "target_modules": ["to_q", "to_k", "to_v", "to_out.0"]}}
 
 
@@ -26,7 +28,8 @@ def mean_reward(adapter_dir, reward: str, prompts=HELD_OUT_PROMPTS, num_steps: i
 
 def run(tmp_path, objective: str, options: dict, steps: int, lr: float, data: dict | None = None, batch_size: int = 4):
     config = {"model": {"pretrained": "shapes-sd-tiny"},
-              "data": {**(data or {"dataset": "prompts", "options": {"prompts": TRAIN_PROMPTS}}), "batch_size": batch_size},
+              "data": {**(data or {"dataset": "prompts", "options": {"prompts": TRAIN_PROMPTS}}),
+                       "batch_size": batch_size},
               "adapter": LORA, "objective": {"name": objective, "options": options},
               "train": {"steps": steps, "lr": lr, "seed": 0},
               "output": {"dir": str(tmp_path / objective), "tensorboard": False, "progress": False}}
@@ -36,7 +39,8 @@ def run(tmp_path, objective: str, options: dict, steps: int, lr: float, data: di
 
 
 def test_alignprop_raises_a_differentiable_reward(tmp_path):
-    result, logs = run(tmp_path, "alignprop", {"reward": "colourfulness", "num_steps": 10, "truncation": 3}, steps=20, lr=1e-3)
+    result, logs = run(tmp_path, "alignprop", {"reward": "colourfulness", "num_steps": 10, "truncation": 3},
+                       steps=20, lr=1e-3)
     before, after = mean_reward(None, "colourfulness"), mean_reward(result.adapter_path, "colourfulness")
     assert after > before + 0.05, (before, after)
     assert {log["truncation"] for log in logs} <= {1.0, 2.0, 3.0}
@@ -81,7 +85,8 @@ def test_policy_gradient_raises_the_likelihood_of_advantaged_trajectories(tmp_pa
 def colourful_pairs(tmp_path_factory):
     out = tmp_path_factory.mktemp("pairs")
     difforge.preference_pairs("shapes-sd-tiny", TRAIN_PROMPTS * 2, "colourfulness", out, samples_per_prompt=4,
-                              num_steps=10, perturb="strong", word_groups=[["red", "green", "blue", "yellow", "purple", "orange"]])
+                              num_steps=10, perturb="strong",
+                              word_groups=[["red", "green", "blue", "yellow", "purple", "orange"]])
     return out
 
 

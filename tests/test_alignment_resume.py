@@ -2,11 +2,12 @@
 a sampling round (DDPO, RLCM, TexForce, D3PO) or of a reference history (SePPO) ends with the
 same weights and losses, bit for bit, as the uninterrupted run."""
 
-import difforge
 import pytest
 import torch
-from difforge.errors import TrainingError
 from safetensors.torch import load_file
+
+import difforge
+from difforge.errors import TrainingError
 
 PROMPTS = {"dataset": "prompts", "options": {"prompts": ["a red circle", "a blue square on the left",
                                                          "a green triangle", "a purple circle at the top"]}}

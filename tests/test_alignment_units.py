@@ -7,9 +7,12 @@ import json
 import math
 import random
 
-import difforge
 import pytest
 import torch
+from helpers import plugin_module
+from PIL import Image
+
+import difforge
 from difforge.alignment import (
     DualCaptions,
     PreferencePairsDataset,
@@ -29,9 +32,6 @@ from difforge.alignment.rewards import PerPromptStatTracker
 from difforge.config import load_config
 from difforge.errors import ConfigError, DataError, RegistryError
 from difforge.plugins import register_plugin
-from PIL import Image
-
-from helpers import plugin_module
 
 
 def reward(name):
@@ -335,8 +335,11 @@ def test_read_pairs_is_the_public_reader_for_non_image_pairs(tmp_path):
 def test_caption_perturbation_levels():
     groups = [["red", "blue", "green"], ["circle", "square"], ["left", "right"]]
     caption = "a red circle on the left and a blue square on the right"
-    changed = {level: sum(a != b for a, b in zip(caption.split(), perturb_caption(caption, groups, level, random.Random(0)).split()))
-               for level in ("weak", "medium", "strong")}
+    def changed_words(level: str) -> int:
+        perturbed = perturb_caption(caption, groups, level, random.Random(0))
+        return sum(a != b for a, b in zip(caption.split(), perturbed.split(), strict=True))
+
+    changed = {level: changed_words(level) for level in ("weak", "medium", "strong")}
     assert changed == {"weak": 1, "medium": 3, "strong": 6}
     with pytest.raises(ValueError, match="perturbation level"):
         perturb_caption(caption, groups, "extreme", random.Random(0))
@@ -364,7 +367,8 @@ def test_configs_are_checked_before_any_weights_load():
         load_config(data=_config("seppo", {}))
     with pytest.raises(ConfigError, match="objective.options.ref_strategy: "):
         load_config(data=_config("seppo", {"ref_strategy": "oldest"}, "shapes", {"count": 4}))
-    with pytest.raises(ConfigError, match="adapter.component: objective 'texforce' trains an adapter on the text encoder"):
+    with pytest.raises(ConfigError,
+                       match="adapter.component: objective 'texforce' trains an adapter on the text encoder"):
         load_config(data=_config("texforce", {"reward": "shapes-alignment"}))
     texforce = _config("texforce", {"reward": "shapes-alignment"})
     texforce["adapter"]["component"] = "text_encoder"

@@ -13,7 +13,7 @@ from diffusers import (
 from diffusers.training_utils import compute_snr
 
 import difforge
-from difforge.backbone import Epsilon, FlowMatching, VPrediction, X0, load_backbone, save_single_file
+from difforge.backbone import X0, Epsilon, FlowMatching, VPrediction, load_backbone, save_single_file
 from difforge.errors import ConfigError
 from difforge.sampling import (
     sample_ddim,
@@ -209,7 +209,7 @@ def test_model_directory_round_trip(tmp_path):
     backbone = difforge.get_registry("backbones").get("unet2d")(**_unet2d_options())
     backbone.save_pretrained(tmp_path / "m")
     loaded = load_backbone(tmp_path / "m")
-    for a, b in zip(backbone.denoiser.state_dict().values(), loaded.denoiser.state_dict().values()):
+    for a, b in zip(backbone.denoiser.state_dict().values(), loaded.denoiser.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     x, t = torch.randn(1, 3, 8, 8), torch.tensor([10])
     # weights are bitwise equal; diffusers may pick another attention kernel after from_pretrained
@@ -226,18 +226,21 @@ def test_bad_model_paths_give_clear_errors(tmp_path):
 
 
 @pytest.mark.parametrize("builder,options,cond", [
-    ("dit", {"denoiser": {"sample_size": 8, "in_channels": 3, "out_channels": 3, "num_layers": 2, "num_attention_heads": 2,
-                          "attention_head_dim": 8, "patch_size": 2, "num_embeds_ada_norm": 4, "norm_num_groups": 8}}, "class"),
+    ("dit", {"denoiser": {"sample_size": 8, "in_channels": 3, "out_channels": 3, "num_layers": 2,
+                          "num_attention_heads": 2, "attention_head_dim": 8, "patch_size": 2,
+                          "num_embeds_ada_norm": 4, "norm_num_groups": 8}}, "class"),
     ("unet1d", {"denoiser": {  # the temporal U-Net of Janner et al. 2022, as in diffusers' tests
         "sample_size": 16, "in_channels": 6, "out_channels": 6, "block_out_channels": [8, 8, 16, 16],
         "time_embedding_type": "positional", "use_timestep_embedding": True, "flip_sin_to_cos": False,
         "freq_shift": 1.0, "out_block_type": "OutConv1DBlock", "mid_block_type": "MidResTemporalBlock1D",
-        "down_block_types": ["DownResnetBlock1D"] * 4, "up_block_types": ["UpResnetBlock1D"] * 3, "act_fn": "swish"}}, "none"),
+        "down_block_types": ["DownResnetBlock1D"] * 4, "up_block_types": ["UpResnetBlock1D"] * 3,
+        "act_fn": "swish"}}, "none"),
 ])
 def test_other_denoisers_predict_and_sample(builder, options, cond):
     backbone = difforge.get_registry("backbones").get(builder)(**options)
     assert backbone.conditioning == cond
     shape = backbone.sample_shape()
     kwargs = {"class_labels": torch.tensor([0, 3])} if cond == "class" else {"num_samples": 2}
-    out = backbone.sample(num_steps=2, generator=torch.Generator().manual_seed(0), guidance_scale=2.0 if cond == "class" else 1.0, **kwargs)
+    out = backbone.sample(num_steps=2, generator=torch.Generator().manual_seed(0),
+                          guidance_scale=2.0 if cond == "class" else 1.0, **kwargs)
     assert out.shape == (2, *shape)

@@ -29,22 +29,26 @@ def test_alignment_benchmark_smoke_and_merge(tmp_path):
     out = tmp_path / "alignment.json"
 
     def bench(*runs: str, merge: bool = False) -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "alignment.py"), "--runs", *runs, "--seeds", "0",
-                               "--scale", "0.02", "--samples", "1", "--out", str(out), *(["--merge"] if merge else [])],
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "alignment.py"), "--runs", *runs,
+                               "--seeds", "0", "--scale", "0.02", "--samples", "1", "--out", str(out),
+                               *(["--merge"] if merge else [])],
                               capture_output=True, text=True, timeout=600, cwd=ROOT)
         assert proc.returncode == 0, proc.stderr[-2000:]
         return proc
 
     bench("alignprop-colourfulness")
     proc = bench("pso-heldout", merge=True)  # keeps the first invocation's rows
-    assert "| alignprop-colourfulness | colourfulness |" in proc.stdout and "| pso-heldout | shapes-alignment |" in proc.stdout
+    assert "| alignprop-colourfulness | colourfulness |" in proc.stdout
+    assert "| pso-heldout | shapes-alignment |" in proc.stdout
     results = json.loads(out.read_text())
-    assert results["summary"]["alignprop-colourfulness"]["steps"] == 1 and results["summary"]["pso-heldout"]["seeds"] == 1
+    assert results["summary"]["alignprop-colourfulness"]["steps"] == 1
+    assert results["summary"]["pso-heldout"]["seeds"] == 1
     assert results["model"]["unet_sha256"] and not out.with_name(out.name + ".partial").exists()
     stale = results | {"samples": 2}
     out.write_text(json.dumps(stale))
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "alignment.py"), "--runs", "pso-heldout", "--seeds", "0",
-                           "--samples", "1", "--out", str(out), "--merge"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "alignment.py"), "--runs", "pso-heldout",
+                           "--seeds", "0", "--samples", "1", "--out", str(out), "--merge"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode != 0 and "--merge:" in proc.stderr
 
 

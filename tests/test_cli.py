@@ -2,10 +2,10 @@
 
 import pytest
 import yaml
+from helpers import pixel_unet_config, run_cli
 from PIL import Image
 
 import difforge
-from helpers import pixel_unet_config, run_cli
 
 
 def test_version():

@@ -63,7 +63,8 @@ def test_unknown_component_names_lists_known(config_file):
 
 
 def test_component_options_are_validated_before_loading(config_file):
-    assert _error(config_file, ["adapter.options.rnak=4"]) == f"{config_file}: adapter.options.rnak: unknown key (got 4)"
+    expected = f"{config_file}: adapter.options.rnak: unknown key (got 4)"
+    assert _error(config_file, ["adapter.options.rnak=4"]) == expected
     message = _error(config_file, ["data.dataset=image-folder", "objective.options.noise_offest=0.1"])
     assert message == f"{config_file}: objective.options.noise_offest: unknown key (got 0.1)"
 

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import torch
 import yaml
-from safetensors.torch import load_file
-
 from helpers import pixel_unet_config
+from safetensors.torch import load_file
 
 HERE = Path(__file__).parent
 

@@ -7,11 +7,11 @@ import json
 
 import pytest
 import torch
+from helpers import run_cli
 
 import difforge
 from difforge.errors import ConfigError
 from difforge.training.freeze_guard import random_freeze_mask
-from helpers import run_cli
 
 PROTECTED = ("heart", "red", "a red sks circle", "plain")
 LEGAL = ("square", "green", "a green zwx square", "stripes")
@@ -66,7 +66,8 @@ def test_learned_mask_hampers_the_protected_domain_more_than_random_masks(learne
     share = sum(sizes[n] for n in mask.frozen) / sum(sizes.values())
     assert 0.4 < share <= 0.5
     gaps = {}
-    masks = [("learned", mask.frozen)] + [(f"random-{seed}", random_freeze_mask(sizes, share, seed)) for seed in range(3)]
+    masks = [("learned", mask.frozen)]
+    masks += [(f"random-{seed}", random_freeze_mask(sizes, share, seed)) for seed in range(3)]
     for label, frozen in masks:
         losses = evaluate_freeze_mask(backbone, frozen, _batches(domains["protected"], PROTECTED[2], 0),
                                       _batches(domains["legal"], LEGAL[2], 1))

@@ -3,13 +3,11 @@ real third-party plugin installed from examples/third_party_plugin."""
 
 import pytest
 import torch
+from helpers import make_distribution, plugin_module, run_cli
 
 import difforge
 from difforge.errors import PluginError, RegistryError
 from difforge.plugins import DifforgePluginManager, get_plugin_manager, get_registry, load_plugins, register_plugin
-
-from helpers import make_distribution, plugin_module, run_cli
-
 
 REGISTRATION_HOOKS = [
     "difforge_register_backbones",
@@ -140,7 +138,8 @@ def broken_site(tmp_path):
     make_distribution(site, "difforge-from-future", "raise AssertionError('must not be imported')\n", ["difforge>=99"])
     make_distribution(
         site, "difforge-fine",
-        "from difforge import hookimpl\n\n@hookimpl\ndef difforge_register_metrics():\n    return {'fine-metric': len}\n",
+        "from difforge import hookimpl\n\n"
+        "@hookimpl\ndef difforge_register_metrics():\n    return {'fine-metric': len}\n",
     )
     return site
 

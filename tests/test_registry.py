@@ -22,14 +22,17 @@ def test_unknown_name_lists_known_and_suggests():
 
 def test_registration_order_does_not_matter():
     a, b = Registry("metrics"), Registry("metrics")
-    a.add("x", 1, "p"); a.add("y", 2, "q")
-    b.add("y", 2, "q"); b.add("x", 1, "p")
+    a.add("x", 1, "p")
+    a.add("y", 2, "q")
+    b.add("y", 2, "q")
+    b.add("x", 1, "p")
     assert a.names() == b.names() == ["x", "y"]
     assert a.get("x") == b.get("x")
 
 
 def test_remove_owner_drops_only_its_entries():
     reg = Registry("datasets")
-    reg.add("a", 1, "p"); reg.add("b", 2, "q")
+    reg.add("a", 1, "p")
+    reg.add("b", 2, "q")
     assert reg.remove_owner("p") == ["a"]
     assert reg.names() == ["b"] and reg.owned_by("q") == ["b"]

@@ -3,8 +3,9 @@
 import sys
 
 import pytest
-from difforge.tokenizers import build_clip_tokenizer
 from helpers import ROOT
+
+from difforge.tokenizers import build_clip_tokenizer
 
 sys.path.insert(0, str(ROOT / "packages" / "zoo" / "training"))
 from train_shapes_sd import VOCABULARY  # noqa: E402

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import pixel_unet_config
 from safetensors.torch import load_file
 
 import difforge
@@ -17,7 +18,6 @@ from difforge import hookimpl, load_config
 from difforge.checkpointing import list_checkpoints
 from difforge.errors import ConfigError, DataError, TrainingError
 from difforge.training import DenoisingObjective, Trainer
-from helpers import pixel_unet_config
 
 HERE = Path(__file__).parent
 
@@ -123,7 +123,8 @@ def test_checkpoint_write_failure_keeps_previous_checkpoint(toy_images, tmp_path
     assert first and all(torch.isfinite(v).all() for v in first.values())
     # and the run resumes from it
     monkeypatch.setattr(trainer_module, "atomic_torch_save", real)
-    resumed = Trainer(load_config(data={**config.model_dump(), "train": {**config.train.model_dump(), "resume": "auto"}}))
+    resumed = Trainer(load_config(data={**config.model_dump(),
+                                        "train": {**config.train.model_dump(), "resume": "auto"}}))
     assert resumed.step == 2
     resumed.fit()
     assert [p.name for p in list_checkpoints(run)] == ["checkpoint-2", "checkpoint-4"]
@@ -219,7 +220,8 @@ def test_gradient_checkpointing_gives_the_same_update(lora_config):
 
 
 def test_gradient_accumulation_counts_optimizer_steps(toy_images, tmp_path):
-    config = load_config(data=pixel_unet_config(toy_images, tmp_path / "run", train={"steps": 3, "grad_accum": 2, "lr_scheduler": "linear"}))
+    train = {"steps": 3, "grad_accum": 2, "lr_scheduler": "linear"}
+    config = load_config(data=pixel_unet_config(toy_images, tmp_path / "run", train=train))
     trainer = Trainer(config)
     trainer.fit()
     assert trainer.step == 3 and trainer.micro_step == 6
@@ -253,6 +255,7 @@ def test_torch_compile_trains_the_same(toy_images, tmp_path):
     """``train.compile`` goes through torch.compile (inductor on CPU: ~75 s to compile)."""
     losses = []
     for flag in (False, True):
-        result = difforge.train(pixel_unet_config(toy_images, tmp_path / f"run{flag}", train={"steps": 3, "compile": flag}))
+        config = pixel_unet_config(toy_images, tmp_path / f"run{flag}", train={"steps": 3, "compile": flag})
+        result = difforge.train(config)
         losses.append(result.losses)
     assert losses[1] == pytest.approx(losses[0], rel=1e-4)

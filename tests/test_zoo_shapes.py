@@ -18,8 +18,8 @@ from difforge_zoo.shapes import (
 
 def test_generation_is_deterministic_and_seeded():
     a, b, c = generate(5, seed=1), generate(5, seed=1), generate(5, seed=2)
-    assert all(np.array_equal(x.image, y.image) and x.caption == y.caption for x, y in zip(a, b))
-    assert any(not np.array_equal(x.image, y.image) for x, y in zip(a, c))
+    assert all(np.array_equal(x.image, y.image) and x.caption == y.caption for x, y in zip(a, b, strict=True))
+    assert any(not np.array_equal(x.image, y.image) for x, y in zip(a, c, strict=True))
     assert a[0].image.shape == (32, 32, 3) and a[0].image.dtype == np.uint8
 
 
@@ -107,9 +107,9 @@ def test_captioner_describes_what_is_drawn_and_the_scorer_agrees(fresh_plugins):
     images = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1).float() / 127.5 - 1 for s in scenes])
     captions = captioner(images)
     unsized = [" ".join(w for w in s.caption.split() if w not in ("small", "large")) for s in scenes]
-    agree = np.mean([c.replace("an ", "a ") == u.replace("an ", "a ") for c, u in zip(captions, unsized)])
+    agree = np.mean([c.replace("an ", "a ") == u.replace("an ", "a ") for c, u in zip(captions, unsized, strict=True)])
     assert agree >= 0.95, agree
-    assert np.mean([alignment(s.image, c)["reward"] for s, c in zip(scenes, captions)]) >= 0.98
+    assert np.mean([alignment(s.image, c)["reward"] for s, c in zip(scenes, captions, strict=True)]) >= 0.98
     swapped = draw_scene([("circle", "blue", "left", "large"), ("triangle", "red", "right", "large")], seed=1)
     assert captioner(torch.from_numpy(swapped.image).permute(2, 0, 1)[None].float() / 127.5 - 1) == [
         "a blue circle on the left and a red triangle on the right"]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from difforge_audio.codec import MelCodec
 from difforge_audio.controls import extract_controls
 from difforge_audio.data import read_wav, write_wav
@@ -33,7 +34,8 @@ def melody_clip(notes: str, bpm: float, dynamics: str, timbre: str) -> np.ndarra
 
     beat = 60.0 / bpm
     pitches = [int(librosa.note_to_midi(name)) for name in notes.split()]
-    played = [Note(p, 0.05 + i * beat, 0.85 * beat) for i, p in enumerate(pitches) if 0.05 + i * beat < DURATION_S - 0.1]
+    played = [Note(p, 0.05 + i * beat, 0.85 * beat) for i, p in enumerate(pitches)
+              if 0.05 + i * beat < DURATION_S - 0.1]
     if not played:
         raise SystemExit("--notes: give at least one note name, e.g. 'C5 E5 G5'")
     return synthesize(played, timbre, dynamics)
@@ -72,7 +74,8 @@ def main() -> None:
     codec, out = MelCodec(), Path(args.out)
     pipe = MusicPipeline.from_pretrained()
     if args.notes:
-        source, spec = f"notes '{args.notes}'", codec.encode(melody_clip(args.notes, args.bpm, args.dynamics, args.timbre))
+        source = f"notes '{args.notes}'"
+        spec = codec.encode(melody_clip(args.notes, args.bpm, args.dynamics, args.timbre))
     elif args.from_wav:
         source, spec = args.from_wav, codec.encode(read_wav(Path(args.from_wav)))
     else:

@@ -37,14 +37,15 @@ def test_base_model_card_numbers_reproduce(pipeline):
     prompts = all_captions()[::2]  # half of the card's 36 captions (measured: 0.667 here, 0.759 on the other half)
     specs = pipeline(prompts, num_steps=card["steps"], sampler=card["sampler"], guidance_scale=card["guidance_scale"],
                      generator=torch.Generator().manual_seed(0))
-    measured = np.mean([caption_adherence(s, p)["reward"] for s, p in zip(specs, prompts)])
+    measured = np.mean([caption_adherence(s, p)["reward"] for s, p in zip(specs, prompts, strict=True)])
     assert measured >= card["caption_adherence"]["reward"] - 0.1, (measured, card["caption_adherence"])
 
 
 def test_controlnet_follows_controls_far_above_the_uncontrolled_model(pipeline):
     metrics = json.loads((model_path(CONTROLNET) / "metrics.json").read_text())
     card = metrics["table"]
-    assert pipeline.controlled.denoiser.conditioning_scale == metrics["conditioning_scale"] == DEFAULT_CONDITIONING_SCALE
+    scale = pipeline.controlled.denoiser.conditioning_scale
+    assert scale == metrics["conditioning_scale"] == DEFAULT_CONDITIONING_SCALE
     assert metrics["scale_selection"][str(DEFAULT_CONDITIONING_SCALE)] == max(metrics["scale_selection"].values())
     names = ("uncontrolled", "dynamics", "all", "all, first half only")
     table = evaluate_controls(pipeline, references(metrics["n"]), {n: CONDITIONS[n] for n in names},

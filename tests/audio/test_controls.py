@@ -9,7 +9,11 @@ pytest.importorskip("difforge_audio")
 from difforge_audio.codec import MelCodec  # noqa: E402
 from difforge_audio.controlnet import ControlledUNet, controlnet_from_unet  # noqa: E402
 from difforge_audio.controls import (  # noqa: E402
-    CONTROL_CHANNELS, Controls, chroma_to_mel, extract_controls, random_masks,
+    CONTROL_CHANNELS,
+    Controls,
+    chroma_to_mel,
+    extract_controls,
+    random_masks,
 )
 from difforge_audio.music import NUM_FRAMES, random_clip  # noqa: E402
 

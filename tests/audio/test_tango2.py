@@ -46,22 +46,25 @@ def test_pairs_prefer_the_prompt_over_its_perturbations(tmp_path):
                                    min_margin=0.2, seed=0)
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(rows) == len(prompts)  # a misordered clip always loses at least the order (1/3)
-    for row, prompt in zip(rows, prompts):
+    for row, prompt in zip(rows, prompts, strict=True):
         assert row["caption"] == prompt and row["chosen_score"] == 1.0 and row["rejected_score"] <= 2 / 3
         assert row["rejected_prompt"] in {perturb_events(prompt, "misordered"), perturb_events(prompt, "missing")}
         for side in ("chosen", "rejected"):
             assert (tmp_path / row[side]).stat().st_size > 0
     item = AudioPreferencePairsDataset(path=str(tmp_path))[0]
     stored = np.load(tmp_path / rows[0]["chosen_spectrogram"], allow_pickle=False)
-    assert item["pixel_values_chosen"].shape == (1, 64, 64) and np.array_equal(item["pixel_values_chosen"].numpy(), stored)
+    assert item["pixel_values_chosen"].shape == (1, 64, 64)
+    assert np.array_equal(item["pixel_values_chosen"].numpy(), stored)
     assert item["caption_rejected"] == item["caption"] == prompts[0]  # Tango 2 keeps one caption per pair
 
 
 @pytest.mark.slow
 def test_tango2_lora_raises_held_out_caption_adherence():
     card = json.loads((model_path(TANGO2) / "metrics.json").read_text())
-    # 2 samples per held-out caption; measured (seeds 0 / 1 / 2): reward +0.14 / +0.11 / +0.18, order +0.17 / +0.08 / +0.21
-    options = dict(per_prompt=2, num_steps=card["steps"], sampler=card["sampler"], guidance_scale=card["guidance_scale"])
+    # 2 samples per held-out caption; measured (seeds 0 / 1 / 2): reward +0.14 / +0.11 / +0.18,
+    # order +0.17 / +0.08 / +0.21
+    options = dict(per_prompt=2, num_steps=card["steps"], sampler=card["sampler"],
+                   guidance_scale=card["guidance_scale"])
     before = caption_adherence_table(load_base(), HELDOUT, **options)
     after = caption_adherence_table(load_base(adapters=[(TANGO2, 1.0)]), HELDOUT, **options)
     assert after["reward"] > before["reward"] + 0.08, (before, after)

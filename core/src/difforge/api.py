@@ -14,7 +14,8 @@ from .config import RunConfig, load_config
 from .training import Trainer, TrainResult
 
 
-def train(config: RunConfig | str | Path | dict[str, Any], overrides: Sequence[str] | None = None, **trainer_kwargs: Any) -> TrainResult:
+def train(config: RunConfig | str | Path | dict[str, Any], overrides: Sequence[str] | None = None,
+          **trainer_kwargs: Any) -> TrainResult:
     """Train from a :class:`RunConfig`, a YAML path, or a dict (what ``difforge train`` runs)."""
     if isinstance(config, RunConfig):
         if overrides:
@@ -140,6 +141,6 @@ def preference_pairs(model: str | Path, prompts: Sequence[str], reward: str, out
     scorer = get_registry("rewards").get(reward)
     describe = get_registry("captioners").get(captioner) if captioner is not None else None
     captions = dual_captions(perturb=perturb, word_groups=word_groups, describe=describe)
-    return build_preference_pairs(load_backbone(model), list(prompts), scorer, out, samples_per_prompt=samples_per_prompt,
-                                  num_steps=num_steps, guidance_scale=guidance_scale, seed=seed,
-                                  captions=captions)
+    return build_preference_pairs(load_backbone(model), list(prompts), scorer, out,
+                                  samples_per_prompt=samples_per_prompt, num_steps=num_steps,
+                                  guidance_scale=guidance_scale, seed=seed, captions=captions)

@@ -58,7 +58,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
-def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path,
+                            metadata: dict[str, str] | None = None) -> Path:
     """Save tensors as safetensors, atomically."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     return atomic_write(path, lambda p: save_file(tensors, str(p), metadata=metadata))
@@ -103,7 +104,8 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
-def write_checkpoint_dir(output_dir: str | Path, step: int, fill: Callable[[Path], None], keep_last: int | None) -> Path:
+def write_checkpoint_dir(output_dir: str | Path, step: int, fill: Callable[[Path], None],
+                         keep_last: int | None) -> Path:
     """Create ``checkpoint-<step>`` atomically: ``fill(tmp_dir)`` writes the files, then the
     directory is renamed into place; older checkpoints beyond ``keep_last`` are removed."""
     root = Path(output_dir)

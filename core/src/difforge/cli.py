@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from . import __version__
 from .errors import DifforgeError
 
+MODEL_HELP = "local diffusers directory, .safetensors file, or a plugin-resolved name"
 
 @dataclass(frozen=True)
 class Command:
@@ -44,7 +45,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _configure_sample(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="local diffusers directory, .safetensors file, or a plugin-resolved name")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--prompt", action="append", default=[], help="prompt (repeatable; one sample each)")
     p.add_argument("--adapter", action="append", default=[], metavar="PATH[:WEIGHT]",
                    help="LoRA directory or file to apply, optionally with a weight (repeatable)")
@@ -98,12 +99,14 @@ def _run_plugins(args: argparse.Namespace) -> int:
 
 
 def _configure_freeze_guard(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="local diffusers directory, .safetensors file, or a plugin-resolved name")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--protected", required=True, metavar="DIR", help="image folder of the domain to protect")
-    p.add_argument("--protected-caption", default=None, help="caption for every protected image (default: sidecar .txt)")
+    p.add_argument("--protected-caption", default=None,
+                   help="caption for every protected image (default: sidecar .txt)")
     p.add_argument("--legal", required=True, metavar="DIR", help="image folder of a legal domain to keep adaptable")
     p.add_argument("--legal-caption", default=None, help="caption for every legal image (default: sidecar .txt)")
-    p.add_argument("--ratio", type=float, default=0.3, help="share of the denoiser's parameters to freeze (whole tensors)")
+    p.add_argument("--ratio", type=float, default=0.3,
+                   help="share of the denoiser's parameters to freeze (whole tensors)")
     p.add_argument("--steps", type=int, default=30, help="mask (releaser) steps")
     p.add_argument("--user-steps", type=int, default=5, help="simulated fine-tuning steps before each mask step")
     p.add_argument("--resolution", type=int, default=32, help="image resolution")
@@ -115,20 +118,22 @@ def _run_freeze_guard(args: argparse.Namespace) -> int:
     from .api import freeze_guard
 
     mask = freeze_guard(args.model, args.protected, args.legal, out=args.out, ratio=args.ratio, steps=args.steps,
-                        user_steps=args.user_steps, protected_caption=args.protected_caption, legal_caption=args.legal_caption,
+                        user_steps=args.user_steps, protected_caption=args.protected_caption,
+                        legal_caption=args.legal_caption,
                         resolution=args.resolution, seed=args.seed)
     last = mask.history[-1]
-    print(f"froze {len(mask.frozen)} tensors ({args.ratio:.0%} of the parameters); at the last mask step: protected loss "
-          f"{last['protected_loss']:.4f}, legal loss {last['legal_loss']:.4f}; wrote {args.out}")
+    print(f"froze {len(mask.frozen)} tensors ({args.ratio:.0%} of the parameters); at the last mask step: "
+          f"protected loss {last['protected_loss']:.4f}, legal loss {last['legal_loss']:.4f}; wrote {args.out}")
     return 0
 
 
 def _configure_preference_pairs(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="local diffusers directory, .safetensors file, or a plugin-resolved name")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--prompts", required=True, metavar="FILE", help="text file, one prompt per line")
     p.add_argument("--reward", required=True, help="registered reward that ranks the samples (see difforge plugins)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for pairs.jsonl and images/")
-    p.add_argument("--samples-per-prompt", type=int, default=4, help="samples per prompt; the best and worst form a pair")
+    p.add_argument("--samples-per-prompt", type=int, default=4,
+                   help="samples per prompt; the best and worst form a pair")
     p.add_argument("--steps", type=int, default=25, help="sampling steps")
     p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0, help="random seed")
@@ -162,7 +167,8 @@ def _run_preference_pairs(args: argparse.Namespace) -> int:
 BUILTIN_COMMANDS: dict[str, Command] = {
     "train": Command("train a model or adapter from a YAML config", _configure_train, _run_train),
     "sample": Command("sample a model (optionally with adapters) into a PNG grid", _configure_sample, _run_sample),
-    "plugins": Command("list plugins: version, status, load time, what each registered", _configure_plugins, _run_plugins),
+    "plugins": Command("list plugins: version, status, load time, what each registered", _configure_plugins,
+                       _run_plugins),
     "freeze-guard": Command("learn a FreezeAsGuard mask (tensors to freeze)",
                             _configure_freeze_guard, _run_freeze_guard),
     "preference-pairs": Command("build pairwise preference data from a model's samples ranked by a reward",

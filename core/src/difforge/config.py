@@ -235,7 +235,8 @@ def _check_data_fits_objective(config: RunConfig, objective: Any, dataset: Any, 
                           f"text encoder; set adapter.component: text_encoder")
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None, data: dict[str, Any] | None = None) -> RunConfig:
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                data: dict[str, Any] | None = None) -> RunConfig:
     """Read a YAML config file (or ``data``), apply overrides and validate it."""
     source = str(path) if path is not None else "<config>"
     if path is not None:

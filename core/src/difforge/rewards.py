@@ -66,7 +66,8 @@ def jpeg_kilobytes(images: Tensor, quality: int = 95) -> Tensor:
     sizes = []
     for array in to_uint8(images.detach().float().cpu()):
         buffer = io.BytesIO()
-        Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array).save(buffer, format="JPEG", quality=quality)
+        image = Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array)
+        image.save(buffer, format="JPEG", quality=quality)
         sizes.append(buffer.tell() / 1000.0)
     return torch.tensor(sizes)
 

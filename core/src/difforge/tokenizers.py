@@ -22,7 +22,7 @@ def learn_merges(words: Iterable[str]) -> list[tuple[str, str]]:
     spelled = [(*w[:-1], w[-1] + "</w>") for w in dict.fromkeys(w.lower() for w in words) if w]
     merges: list[tuple[str, str]] = []
     while True:
-        counts = Counter(pair for symbols in spelled for pair in zip(symbols, symbols[1:]))
+        counts = Counter(pair for symbols in spelled for pair in zip(symbols, symbols[1:], strict=False))
         if not counts:
             return merges
         pair = min(counts, key=lambda p: (-counts[p], p))

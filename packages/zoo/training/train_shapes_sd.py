@@ -128,7 +128,7 @@ def train_clip(out: Path, pixels, captions, tokenizer, steps: int, batch: int, l
     sched = warmup_cosine(opt, steps)
     g = torch.Generator().manual_seed(1)
     t0, losses = time.time(), []
-    for step in range(steps):
+    for _ in range(steps):
         idx = torch.randint(0, len(pixels), (batch,), generator=g)
         out_ = model(input_ids=tokens[idx], pixel_values=pixels[idx], return_loss=True)
         out_.loss.backward()
@@ -159,7 +159,7 @@ def train_vae(pixels, steps: int, batch: int, log: dict, latent_size: int = 16):
     sched = warmup_cosine(opt, steps)
     g = torch.Generator().manual_seed(2)
     t0, losses = time.time(), []
-    for step in range(steps):
+    for _ in range(steps):
         x = pixels[torch.randint(0, len(pixels), (batch,), generator=g)]
         posterior = vae.encode(x).latent_dist
         z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=g)
@@ -175,7 +175,7 @@ def train_vae(pixels, steps: int, batch: int, log: dict, latent_size: int = 16):
         scenes = generate(256, seed=777, split=split)
         with torch.no_grad():
             recon = vae.decode(vae.encode(to_tensor([s.image for s in scenes])).latent_dist.mean).sample.clamp(-1, 1)
-        return float(np.mean([scene_matches(s, detect(r)) for s, r in zip(scenes, recon)]))
+        return float(np.mean([scene_matches(s, detect(r)) for s, r in zip(scenes, recon, strict=True)]))
 
     log["vae"] = {"steps": steps, "batch": batch, "seconds": round(time.time() - t0, 1),
                   "loss_first": float(np.mean(losses[:20])), "loss_last": float(np.mean(losses[-20:])),
@@ -400,8 +400,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(args.seed)
     from diffusers import StableDiffusionPipeline
-    from difforge.tokenizers import build_clip_tokenizer
     from transformers import CLIPTextModel
+
+    from difforge.tokenizers import build_clip_tokenizer
 
     started = time.time()
     log: dict = {"budget": budget, "seed": args.seed, "torch": torch.__version__, "threads": torch.get_num_threads()}
@@ -410,7 +411,7 @@ def main() -> None:
     log["clip_data"] = args.clip_data
     clip_pixels, clip_captions = (make_data(budget["scenes"], seed=args.seed, combinations="all")
                                   if args.clip_data == "all-combinations" else (pixels, captions))
-    clip = train_clip(out, clip_pixels, clip_captions, tokenizer, budget["clip_steps"], budget["clip_batch"], log)
+    train_clip(out, clip_pixels, clip_captions, tokenizer, budget["clip_steps"], budget["clip_batch"], log)
     print("clip", log["clip"], flush=True)
     vae = train_vae(make_autoencoder_data(budget["vae_images"], seed=args.seed + 1), budget["vae_steps"], budget["vae_batch"], log,
                     latent_size=args.latent_size)

@@ -26,6 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+
 from difforge_audio.codec import MelCodec  # noqa: E402
 from difforge_audio.controlnet import ControlledUNet, controlnet_from_unet  # noqa: E402
 from difforge_audio.controls import Controls, extract_controls, random_masks  # noqa: E402

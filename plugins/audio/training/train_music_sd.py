@@ -31,6 +31,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+
 from difforge_audio.codec import MelCodec  # noqa: E402
 from difforge_audio.music import all_captions, random_clip, vocabulary  # noqa: E402
 
@@ -142,7 +143,7 @@ def evaluate(path: Path, per_caption: int, guidance: float = 3.0, steps: int = 5
     g = torch.Generator().manual_seed(seed)
     specs = torch.cat([backbone.sample(prompts[i: i + 72], num_steps=steps, sampler=sampler, guidance_scale=guidance,
                                        generator=g) for i in range(0, len(prompts), 72)])
-    rows = [caption_adherence(s, p) for s, p in zip(specs, prompts)]
+    rows = [caption_adherence(s, p) for s, p in zip(specs, prompts, strict=True)]
     result = {key: round(float(np.mean([r[key] for r in rows])), 4) for key in ("tempo", "order", "dynamics", "reward")}
     return {"guidance_scale": guidance, "sampler": sampler, "steps": steps, "seed": seed, "n": len(prompts),
             "caption_adherence": result}

@@ -20,7 +20,7 @@ from .peft_tuner import PeftAdapter
 from .sara import SaraAdapter, SaraOptions
 from .sc_tuner import ScTunerAdapter, ScTunerOptions
 from .sparse_ft import SparseFtAdapter, SparseFtOptions
-from .tuned_layer import Tuner, TunedLayer
+from .tuned_layer import TunedLayer, Tuner
 
 BUILTIN_ADAPTERS: dict[str, AdapterType] = {
     adapter.name: adapter
@@ -30,8 +30,9 @@ BUILTIN_ADAPTERS: dict[str, AdapterType] = {
 
 __all__ = [
     "BUILTIN_ADAPTERS", "MERGE_STRATEGIES", "AdapterSet", "AdapterType", "DiffFitAdapter", "DiffFitOptions",
-    "DoraAdapter", "DoraOptions", "IpAdapter", "IpAdapterOptions", "LayerAdapter", "LohaAdapter", "LohaOptions", "LokrAdapter", "LokrOptions",
-    "LoraAdapter", "LoraOptions", "OftAdapter", "OftOptions", "OrthogonalAdapter", "OrthogonalOptions",
-    "PeftAdapter", "SaraAdapter", "SaraOptions", "ScTunerAdapter", "ScTunerOptions", "SparseFtAdapter", "SparseFtOptions", "TunedLayer", "Tuner",
+    "DoraAdapter", "DoraOptions", "IpAdapter", "IpAdapterOptions", "LayerAdapter", "LohaAdapter", "LohaOptions",
+    "LokrAdapter", "LokrOptions", "LoraAdapter", "LoraOptions", "OftAdapter", "OftOptions", "OrthogonalAdapter",
+    "OrthogonalOptions", "PeftAdapter", "SaraAdapter", "SaraOptions", "ScTunerAdapter", "ScTunerOptions",
+    "SparseFtAdapter", "SparseFtOptions", "TunedLayer", "Tuner",
     "adapter_component_of_file", "adapter_type_of_file",
 ]

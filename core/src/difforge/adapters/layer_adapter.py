@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ..checkpointing import atomic_save_safetensors
 from .base import AdapterType
 from .peft_tuner import adapter_file, read_safetensors
-from .tuned_layer import Tuner, TunedLayer, tuned_layers, wrap
+from .tuned_layer import TunedLayer, Tuner, tuned_layers, wrap
 
 WEIGHT_NAME = "difforge_adapter.safetensors"
 OPTIONS_ATTR = "difforge_adapter_options"
@@ -84,7 +84,7 @@ class LayerAdapter(AdapterType):
             raise ValueError(f"unknown adapter(s) {missing}; model has {sorted(mine)}")
         for layer in self._layers(model).values():
             layer.active = [n for n in layer.active if n not in mine] + [n for n in adapter_names if n in layer.tuners]
-            for name, weight in zip(adapter_names, weights):
+            for name, weight in zip(adapter_names, weights, strict=True):
                 layer.scales[name] = float(weight)
 
     def set_enabled(self, model, enabled: bool) -> None:

@@ -52,7 +52,7 @@ def set_active(layer, adapter_names: list[str]) -> None:
     params = [p for attr in layer.adapter_layer_names for p in getattr(layer, attr).parameters()]
     flags = [p.requires_grad for p in params]
     layer.set_adapter(adapter_names)
-    for p, flag in zip(params, flags):
+    for p, flag in zip(params, flags, strict=True):
         p.requires_grad_(flag)
 
 
@@ -101,17 +101,17 @@ class PeftAdapter(AdapterType):
         if missing:
             raise ValueError(f"unknown adapter(s) {missing}; model has {sorted(known)}")
         if not self.scalable:
-            bad = [n for n, w in zip(adapter_names, weights) if w not in (0.0, 1.0)]
+            bad = [n for n, w in zip(adapter_names, weights, strict=True) if w not in (0.0, 1.0)]
             if bad:
                 raise ValueError(f"{self.name} adapters cannot be scaled: give {bad} weight 1 (on) or 0 (off)")
-            adapter_names = [n for n, w in zip(adapter_names, weights) if w == 1.0]
+            adapter_names = [n for n, w in zip(adapter_names, weights, strict=True) if w == 1.0]
             weights = [1.0] * len(adapter_names)
         for layer in self._layers(model):
             present = _layer_adapters(layer)
             others = [n for n in layer.active_adapters if n not in known]  # other types sharing the layer
             set_active(layer, others + [n for n in adapter_names if n in present])
             if self.scalable:
-                for name, weight in zip(adapter_names, weights):
+                for name, weight in zip(adapter_names, weights, strict=True):
                     if name in present:
                         layer.set_scale(name, weight)
 

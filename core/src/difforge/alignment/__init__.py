@@ -21,8 +21,14 @@ from .alignprop import AlignPropObjective
 from .d3po import D3POObjective
 from .ddpo import DDPOObjective, RLCMObjective
 from .dpo import DCPOObjective, DiffusionDPOObjective
-from .preferences import (DualCaptions, PreferencePairsDataset, build_preference_pairs, dual_captions,
-                          perturb_caption, recaption_pairs)
+from .preferences import (
+    DualCaptions,
+    PreferencePairsDataset,
+    build_preference_pairs,
+    dual_captions,
+    perturb_caption,
+    recaption_pairs,
+)
 from .pso import PSOObjective
 from .reference import ReferenceModel
 from .seppo import SePPOObjective
@@ -34,6 +40,7 @@ ALIGNMENT_OBJECTIVES = {cls.name: cls for cls in (DiffusionDPOObjective, DCPOObj
 ALIGNMENT_DATASETS = {"preference-pairs": PreferencePairsDataset}
 
 __all__ = ["ALIGNMENT_DATASETS", "ALIGNMENT_OBJECTIVES", "AlignPropObjective", "D3POObjective", "DCPOObjective",
-           "DDPOObjective", "DiffusionDPOObjective", "PSOObjective", "PreferencePairsDataset", "RLCMObjective", "ReferenceModel",
+           "DDPOObjective", "DiffusionDPOObjective", "PSOObjective", "PreferencePairsDataset", "RLCMObjective",
+           "ReferenceModel",
            "SePPOObjective", "TexForceObjective", "build_preference_pairs", "perturb_caption", "recaption_pairs",
            "DualCaptions", "dual_captions"]

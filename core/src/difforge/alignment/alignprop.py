@@ -69,7 +69,9 @@ class AlignPropObjective(Objective):
         cond = bb.encode_prompts(prompts)
         null = bb.null_condition(len(prompts)) if o.guidance_scale != 1.0 else None
         schedule = schedule_from_scheduler(bb.scheduler, o.num_steps)
-        k = int(torch.randint(1, o.truncation + 1, (1,), generator=generator)) if o.randomize_truncation else o.truncation
+        k = o.truncation
+        if o.randomize_truncation:
+            k = int(torch.randint(1, o.truncation + 1, (1,), generator=generator))
         first_with_grad = max(0, len(schedule) - k)
         x = torch.randn((len(prompts), *bb.sample_shape()), generator=generator).to(bb.device)
 

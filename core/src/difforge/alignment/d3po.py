@@ -54,7 +54,8 @@ class D3POOptions(BaseModel):
     inner_epochs: int = Field(1, ge=1, description="passes over each round's pairs")
     timestep_fraction: float = Field(1.0, gt=0, le=1)
     shared_initial_noise: bool = Field(True, description="the two trajectories of a pair start from the same x_T")
-    ratio_clip: float | None = Field(None, gt=0, lt=1, description="clamp π_θ/π_ref to [1 − ε, 1 + ε] (the authors' code)")
+    ratio_clip: float | None = Field(None, gt=0, lt=1,
+                                     description="clamp π_θ/π_ref to [1 − ε, 1 + ε] (the authors' code)")
 
     @field_validator("labeller")
     @classmethod
@@ -99,7 +100,8 @@ class D3POObjective(Objective):
         winners = torch.where(better_first, first, second)[keep]
         losers = torch.where(better_first, second, first)[keep]
         self.samples_used += len(prompts)
-        self.rounds.append({"labelled_pairs": int(keep.sum()), "reward_mean": float(scores.mean()), "samples": self.samples_used})
+        self.rounds.append({"labelled_pairs": int(keep.sum()), "reward_mean": float(scores.mean()),
+                            "samples": self.samples_used})
         self._round = (traj, winners, losers)
         if len(winners) == 0:
             return

@@ -43,7 +43,8 @@ def ddim_step(x0: Tensor, x: Tensor, alpha: Tensor, alpha_prev: Tensor, eta: flo
 
 def consistency_step(x0: Tensor, alpha_prev: Tensor, generator: torch.Generator | None = None,
                      x_prev: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """One multistep-consistency sampling step, ``x_{t'} ~ N(√ᾱ' f_θ(x_t), (1 − ᾱ') I)``, and its log-probability (Song et al. 2023, Alg. 1; RLCM, Oertell et al. 2024)."""
+    """One multistep-consistency sampling step, ``x_{t'} ~ N(√ᾱ' f_θ(x_t), (1 − ᾱ') I)``, and its
+    log-probability (Song et al. 2023, Alg. 1; RLCM, Oertell et al. 2024)."""
     mean = alpha_prev.sqrt() * x0
     sigma = (1 - alpha_prev).clamp_min(0).sqrt()
     if x_prev is None:
@@ -138,7 +139,8 @@ def sample_trajectories(backbone, model: nn.Module, prompts: list[str], *, num_s
     for i, t in enumerate(schedule.timesteps):
         timestep = t.reshape(1).expand(len(prompts)).to(x.device)
         x0 = guided_x0(backbone, model, x, timestep, cond, null, guidance_scale)
-        x, log_prob = policy_step(policy, x0, x, schedule.alphas[i].to(x), schedule.alphas_prev[i].to(x), eta, generator)
+        alpha, alpha_prev = schedule.alphas[i].to(x), schedule.alphas_prev[i].to(x)
+        x, log_prob = policy_step(policy, x0, x, alpha, alpha_prev, eta, generator)
         latents.append(x)
         log_probs.append(log_prob)
     return Trajectories(list(prompts), cond, null, torch.stack(latents), torch.stack(log_probs), schedule, eta,
@@ -162,7 +164,8 @@ def step_log_prob(backbone, model: nn.Module, traj: Trajectories, step: int, ind
 _SCHEDULE_FIELDS = ("timesteps", "alphas", "alphas_prev", "sigmas")
 
 
-def round_state(traj: Trajectories, queue: list[tuple[Tensor, list[int]]], tensors: dict[str, Tensor]) -> dict[str, Any]:
+def round_state(traj: Trajectories, queue: list[tuple[Tensor, list[int]]],
+                tensors: dict[str, Tensor]) -> dict[str, Any]:
     """A sampling round as checkpoint state (see :meth:`Objective.state_dict`): the recorded
     trajectories, the round's own ``tensors`` (advantages, winners, ...) and the minibatches
     still queued, so that a resumed run finishes the round instead of sampling a new one."""

@@ -83,7 +83,8 @@ def build_preference_pairs(
             row["caption_rejected"] = captions.rejected(prompt, images[worst], rng)
         rows.append(row)
     if not rows:
-        raise ValueError(f"reward {getattr(reward, 'name', reward)!r} scored every sample of every prompt alike; no pairs")
+        name = getattr(reward, "name", reward)
+        raise ValueError(f"reward {name!r} scored every sample of every prompt alike; no pairs")
     target = out / PAIRS_FILE
     target.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return target
@@ -224,7 +225,8 @@ class PreferencePairsDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self.rows[index]
-        return {"pixel_values_chosen": self._image(row["chosen"]), "pixel_values_rejected": self._image(row["rejected"]),
+        return {"pixel_values_chosen": self._image(row["chosen"]),
+                "pixel_values_rejected": self._image(row["rejected"]),
                 "caption": row["caption"], "caption_chosen": row.get("caption_chosen") or row["caption"],
                 "caption_rejected": row.get("caption_rejected") or row["caption"]}
 
@@ -256,7 +258,8 @@ def _read_table(path: Path) -> list[dict[str, Any]]:
 
             return pd.read_parquet(path).to_dict("records")
         except ImportError:
-            raise DataError(f"{path}: reading parquet needs pandas and pyarrow: pip install 'difforge[parquet]'") from None
+            raise DataError(f"{path}: reading parquet needs pandas and pyarrow: "
+                            "pip install 'difforge[parquet]'") from None
     rows = []
     for lineno, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():

@@ -65,8 +65,8 @@ class PSOObjective(DiffusionDPOObjective):
         was_training = denoiser.training
         denoiser.eval()
         try:
-            return self.backbone.sample(captions, num_steps=o.num_steps, sampler=o.sampler, guidance_scale=o.guidance_scale,
-                                        generator=generator, decode=False)
+            return self.backbone.sample(captions, num_steps=o.num_steps, sampler=o.sampler,
+                                        guidance_scale=o.guidance_scale, generator=generator, decode=False)
         finally:
             denoiser.train(was_training)
 

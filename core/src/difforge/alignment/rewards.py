@@ -22,7 +22,8 @@ def resolve_reward(name: str, objective: str, differentiable: bool = False):
         raise ValueError(f"{objective}: {exc}") from None
     if differentiable and not reward.differentiable:
         known = [n for n in registry.names() if registry.get(n).differentiable]
-        raise ValueError(f"{objective}: reward {name!r} is not differentiable; differentiable rewards: {', '.join(known)}")
+        raise ValueError(f"{objective}: reward {name!r} is not differentiable; "
+                         f"differentiable rewards: {', '.join(known)}")
     return reward
 
 

@@ -47,7 +47,8 @@ class SePPOOptions(BaseModel):
         "random", description="which previous checkpoint is the reference at each step")
     ref_interval: int = Field(10, ge=1, description="steps between snapshots of the trained parameters")
     max_snapshots: int = Field(8, ge=1, description="snapshots kept: the initial one and the newest ones")
-    flipper: bool = Field(True, description="anchor-based adaptive flipper; false learns every reference sample as a loser")
+    flipper: bool = Field(True, description="anchor-based adaptive flipper; "
+                                            "false learns every reference sample as a loser")
     num_steps: int = Field(10, ge=1, description="sampling steps of the reference samples")
     sampler: str = Field("ddim", description="a registered sampler")
     guidance_scale: float = Field(4.0, ge=1)

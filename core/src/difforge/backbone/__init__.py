@@ -5,11 +5,11 @@ from .builders import BUILTIN_BACKBONES
 from .loading import load_backbone, resolve_model_path, save_single_file
 from .parameterization import (
     BUILTIN_PARAMETERIZATIONS,
+    X0,
     Epsilon,
     FlowMatching,
     Parameterization,
     VPrediction,
-    X0,
 )
 
 __all__ = [

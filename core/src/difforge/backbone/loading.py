@@ -102,7 +102,8 @@ def _load(path: Path, torch_dtype, options: dict[str, Any]) -> Backbone:
         if (path / "text_encoder").exists():
             from transformers import CLIPTextModel, CLIPTokenizer
 
-            encoder = CLIPTextModel.from_pretrained(path / "text_encoder", use_safetensors=True, torch_dtype=torch_dtype)
+            encoder = CLIPTextModel.from_pretrained(path / "text_encoder", use_safetensors=True,
+                                                    torch_dtype=torch_dtype)
             tokenizer = CLIPTokenizer.from_pretrained(path / "tokenizer")
         options.setdefault("parameterization", meta.get("parameterization"))
         return Backbone(denoiser, scheduler, vae=vae, text_encoder=encoder, tokenizer=tokenizer, **options)

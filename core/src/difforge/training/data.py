@@ -149,7 +149,8 @@ class EpochBatchSampler(Sampler[list[int]]):
     starting at ``start_batch``. The order depends only on these numbers, so a resumed run
     continues at exactly the next batch."""
 
-    def __init__(self, size: int, batch_size: int, seed: int, epoch: int, start_batch: int = 0, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, size: int, batch_size: int, seed: int, epoch: int, start_batch: int = 0, rank: int = 0,
+                 world_size: int = 1) -> None:
         self.size, self.batch_size, self.seed, self.epoch = size, batch_size, seed, epoch
         self.start_batch, self.rank, self.world_size = start_batch, rank, world_size
 

@@ -143,7 +143,7 @@ def learn_freeze_mask(backbone, protected: Iterator[dict[str, Any]], legal: Iter
                         "soft_share": share.item()})
     order = _top_mass(logits.detach(), sizes, ratio).tolist()
     return FreezeMask(frozen=sorted(names[i] for i in order), ratio=ratio,
-                      scores={n: float(s) for n, s in zip(names, logits.detach())}, history=history)
+                      scores={n: float(s) for n, s in zip(names, logits.detach(), strict=True)}, history=history)
 
 
 def random_freeze_mask(sizes: dict[str, int], share: float, seed: int) -> list[str]:

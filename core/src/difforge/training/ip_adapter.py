@@ -26,7 +26,8 @@ class IpAdapterObjectiveOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     image_encoder: str | None = Field(None, description="a transformers CLIPModel directory; default: <model>/clip")
-    clip_normalize: bool = Field(False, description="normalise with OpenAI CLIP's mean/std (the zoo's CLIP takes [-1, 1])")
+    clip_normalize: bool = Field(False,
+                                 description="normalise with OpenAI CLIP's mean/std (the zoo's CLIP takes [-1, 1])")
     image_drop: float = Field(0.05, ge=0, le=1)
     caption_dropout: float | None = None
     noise_offset: float = 0.0

@@ -27,7 +27,7 @@ class Objective(ABC):
         self.backbone = backbone
         self.options = self.options_model(**options) if self.options_model else None
 
-    def setup(self, trainer) -> None:
+    def setup(self, trainer) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Called once by the trainer before the first step (e.g. to prepare auxiliary data).
         Anything it creates must be deterministic, so that a resumed run sees the same."""
 
@@ -45,7 +45,8 @@ class Objective(ABC):
                                 f"({', '.join(sorted(state))}) that this objective does not keep")
 
     @abstractmethod
-    def loss(self, batch: dict[str, Any], denoiser: nn.Module, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, batch: dict[str, Any], denoiser: nn.Module,
+             generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         """The scalar loss of one batch and values to log. ``denoiser`` is the (possibly
         wrapped) trainable model; randomness comes from ``generator`` only."""
 
@@ -84,7 +85,7 @@ class DenoisingObjective(Objective):
             captions = list(batch.get("caption") or [""] * len(batch["pixel_values"]))
             if self.caption_dropout > 0:
                 drop = torch.rand(len(captions), generator=generator) < self.caption_dropout
-                captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
+                captions = ["" if d else c for c, d in zip(captions, drop.tolist(), strict=True)]
             return self.backbone.encode_prompts(captions)
         if kind == "class":
             return batch["class_labels"].to(self.backbone.device)

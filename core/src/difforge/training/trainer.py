@@ -184,7 +184,8 @@ class Trainer:
         denoiser = bb.denoiser
         self.adapters: AdapterSet | None = None
         if cfg.adapter is not None and cfg.train.freeze_mask:
-            raise ConfigError("train.freeze_mask: a FreezeAsGuard mask applies to full fine-tuning; remove the adapter section")
+            raise ConfigError("train.freeze_mask: a FreezeAsGuard mask applies to full fine-tuning; "
+                              "remove the adapter section")
         #: the module holding the trained parameters: the denoiser, or the text encoder
         self.adapted: torch.nn.Module = denoiser
         if cfg.adapter is not None:
@@ -254,7 +255,8 @@ class Trainer:
         params = dict(denoiser.named_parameters())
         unknown = [n for n in frozen if n not in params]
         if unknown:
-            raise ConfigError(f"train.freeze_mask: {path}: {len(unknown)} tensors are not in the model, e.g. {unknown[0]}")
+            raise ConfigError(f"train.freeze_mask: {path}: {len(unknown)} tensors are not in the model, "
+                              f"e.g. {unknown[0]}")
         for name in frozen:
             params[name].requires_grad_(False)
 
@@ -277,7 +279,8 @@ class Trainer:
             try:
                 import bitsandbytes as bnb
             except ImportError:
-                raise ConfigError("train.optimizer: 'adamw8bit' needs bitsandbytes: pip install 'difforge[bnb]'") from None
+                raise ConfigError("train.optimizer: 'adamw8bit' needs bitsandbytes: "
+                                  "pip install 'difforge[bnb]'") from None
             opt_cls = bnb.optim.AdamW8bit
         else:
             opt_cls = torch.optim.AdamW
@@ -316,7 +319,7 @@ class Trainer:
                     atomic_save_safetensors({k: v.detach().cpu().contiguous() for k, v in state.items()},
                                             tmp / "adapter_state.safetensors")
                 if self.ema is not None:
-                    ema = dict(zip(self.trainable_names, self.ema.shadow_params))
+                    ema = dict(zip(self.trainable_names, self.ema.shadow_params, strict=True))
                     atomic_save_safetensors(ema, tmp / "ema.safetensors")
                     atomic_save_json({"optimization_step": self.ema.optimization_step}, tmp / "ema.json")
                 for rank, (tensors, values) in enumerate(objective_states):
@@ -423,7 +426,8 @@ class Trainer:
         per_epoch = EpochBatchSampler.batches_per_epoch(size, d.batch_size, acc.num_processes)
         if per_epoch == 0:
             raise DataError(
-                f"dataset has {size} samples, fewer than data.batch_size ({d.batch_size}) x {acc.num_processes} process(es)"
+                f"dataset has {size} samples, fewer than data.batch_size ({d.batch_size}) "
+                f"x {acc.num_processes} process(es)"
             )
         while True:
             epoch, start = divmod(self.micro_step, per_epoch)

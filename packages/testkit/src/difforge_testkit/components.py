@@ -18,7 +18,8 @@ DEFAULT_WORDS = (
 ).split()
 
 
-def build_clip_tokenizer(path: str | Path, words: Iterable[str] = DEFAULT_WORDS, max_length: int = TOKENIZER_MAX_LENGTH):
+def build_clip_tokenizer(path: str | Path, words: Iterable[str] = DEFAULT_WORDS,
+                         max_length: int = TOKENIZER_MAX_LENGTH):
     """A tiny CLIP BPE tokenizer spelling ``words`` as single tokens (see difforge.tokenizers)."""
     from difforge.tokenizers import build_clip_tokenizer as build
 

@@ -19,7 +19,7 @@ class ShapesAlignment(Reward):
     def score(self, images, prompts=None):
         from .scorer import alignment
 
-        return torch.tensor([alignment(image, prompt)["reward"] for image, prompt in zip(images, prompts)])
+        return torch.tensor([alignment(image, prompt)["reward"] for image, prompt in zip(images, prompts, strict=True)])
 
 
 class ShapesCaptioner:

@@ -22,7 +22,8 @@ def _scores(backbone, prompt: str, expect: tuple[str, str], n: int, seed: int) -
     """Samples for ``prompt`` and the fraction showing exactly one object of (colour, shape) ``expect``."""
     from .scorer import detect
 
-    images = backbone.sample([prompt] * n, num_steps=30, guidance_scale=4.0, generator=torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    images = backbone.sample([prompt] * n, num_steps=30, guidance_scale=4.0, generator=generator)
     hits = []
     for image in images:
         found = detect(image)
@@ -33,9 +34,10 @@ def _scores(backbone, prompt: str, expect: tuple[str, str], n: int, seed: int) -
 def run_quickstart(out: str | Path, config: str | Path = QUICKSTART_CONFIG, samples: int = 32, seed: int = 0,
                    overrides: list[str] | None = None) -> dict:
     """Run the quickstart; returns the metrics also written to ``<out>/metrics.json``."""
+    from PIL import Image
+
     import difforge
     from difforge.sampling.grid import save_grid
-    from PIL import Image
 
     from .shapes import random_scene
 
@@ -89,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
           f"base {b['concept_fidelity']:.2f} -> DreamBooth {d['concept_fidelity']:.2f}")
     print(f"class prior ({metrics['class_prompt']!r} shows a red circle): "
           f"base {b['class_prior_accuracy']:.2f} -> DreamBooth {d['class_prior_accuracy']:.2f} "
-          f"({'preserved' if metrics['class_prior_preserved'] else 'NOT preserved'}, tolerance {metrics['class_prior_tolerance']})")
+          f"({'preserved' if metrics['class_prior_preserved'] else 'NOT preserved'}, "
+          f"tolerance {metrics['class_prior_tolerance']})")
     for name, path in metrics["paths"].items():
         print(f"{name}: {path}")
     return 0

@@ -111,7 +111,8 @@ def detect(image) -> list[Detection]:
         size = "large" if extent > size_threshold else "small"
         detections.append(Detection(
             shape=classify_shape(fill, solidity, balance), colour=name, position=_position(center, len(found)),
-            size=size, center=center, area=int(area), extent=int(extent), features=(round(fill, 3), round(solidity, 3), round(balance, 3)),
+            size=size, center=center, area=int(area), extent=int(extent),
+            features=(round(fill, 3), round(solidity, 3), round(balance, 3)),
         ))
     return sorted(detections, key=lambda d: (d.center[0], d.center[1]))
 
@@ -179,7 +180,10 @@ def alignment(image, prompt: str) -> dict[str, float]:
     result = {"colour": 0.0, "shape": 0.0, "position": 0.0, "size": 0.0}
     asked = {"position": 0, "size": 0}
     for exp, det in pairs:
-        ok, n = _agreement(exp, det) if det is not None else (0, 2 + (exp.position is not None) + (exp.size is not None))
+        if det is not None:
+            ok, n = _agreement(exp, det)
+        else:
+            ok, n = 0, 2 + (exp.position is not None) + (exp.size is not None)
         hits, total = hits + ok, total + n
         if det is not None:
             result["colour"] += exp.colour == det.colour
@@ -209,7 +213,7 @@ def score(images, prompts: Sequence[str]) -> dict[str, object]:
     """Score a batch: per-image ``reward`` list and mean per-attribute accuracies."""
     if len(images) != len(prompts):
         raise ValueError(f"scorer: {len(images)} images but {len(prompts)} prompts")
-    rows = [alignment(image, prompt) for image, prompt in zip(images, prompts)]
+    rows = [alignment(image, prompt) for image, prompt in zip(images, prompts, strict=True)]
     summary: dict[str, object] = {"reward": [r["reward"] for r in rows]}
     for key in ("reward", "colour", "shape", "position", "size", "count", "full"):
         values = [r[key] for r in rows if key in r]

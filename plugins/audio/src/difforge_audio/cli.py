@@ -52,7 +52,8 @@ def configure_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=frame_span, default=(0, NUM_FRAMES), metavar="START:STOP",
                    help="give the controls only in these spectrogram frames (0-64); the rest is left to the model")
     p.add_argument("--control-scale", type=float, default=None,
-                   help="ControlNet conditioning scale (default: the one chosen on validation clips, see the model card)")
+                   help="ControlNet conditioning scale "
+                        "(default: the one chosen on validation clips, see the model card)")
     p.add_argument("--adapter", action="append", default=[], type=adapter_argument, metavar="NAME_OR_PATH[:WEIGHT]",
                    help="a LoRA for the base model (repeatable), e.g. music-sd-tiny-tango2 (Tango 2 DPO)")
     p.add_argument("--steps", type=int, default=50, help="sampling steps")
@@ -84,11 +85,11 @@ def run_generate(args: argparse.Namespace) -> int:
     from .pipeline import DEFAULT_CONDITIONING_SCALE
 
     scale = DEFAULT_CONDITIONING_SCALE if args.control_scale is None else args.control_scale
-    pipe = MusicPipeline.from_pretrained(controlnet="music-controlnet-tiny" if controls else None, adapters=args.adapter,
-                                         conditioning_scale=scale)
+    pipe = MusicPipeline.from_pretrained(controlnet="music-controlnet-tiny" if controls else None,
+                                         adapters=args.adapter, conditioning_scale=scale)
     specs = pipe(args.prompt, controls, num_steps=args.steps, sampler=args.sampler, guidance_scale=args.guidance,
                  generator=torch.Generator().manual_seed(args.seed))
-    for i, (prompt, spec) in enumerate(zip(args.prompt, specs)):
+    for i, (prompt, spec) in enumerate(zip(args.prompt, specs, strict=True)):
         wav = write_wav(out / f"clip_{i:02d}.wav", codec.decode(spec, seed=i))
         png = plot_clip(out / f"clip_{i:02d}.png", spec, prompt, controls[i] if controls else None)
         line = f"{wav}  {png}"
@@ -112,10 +113,10 @@ def configure_preferences(p: argparse.ArgumentParser) -> None:
 
 def run_preferences(args: argparse.Namespace) -> int:
     """Build the pairs and say where they are."""
+    import difforge
+
     from .models import load_base
     from .preferences import build_audio_preferences
-
-    import difforge
 
     file = Path(args.prompts)
     if not file.is_file():

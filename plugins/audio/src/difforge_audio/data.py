@@ -7,13 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import difforge
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import Dataset
 
+import difforge
+
 from .codec import MelCodec
 from .music import NUM_SAMPLES, SAMPLE_RATE, random_clip
+
 
 class MusicClipsOptions(BaseModel):
     """Options of the ``music-clips`` dataset."""
@@ -113,7 +115,8 @@ class AudioPreferencePairsDataset(Dataset):
                 raise difforge.DataError(f"cannot read spectrogram {file}: {exc}".splitlines()[0]) from None
             expected = (1, self.codec.n_mels, spec.shape[-1])
             if spec.shape != expected or spec.shape[-1] < 1:
-                raise difforge.DataError(f"{file}: spectrogram shape {spec.shape}, expected (1, {self.codec.n_mels}, frames)")
+                raise difforge.DataError(f"{file}: spectrogram shape {spec.shape}, "
+                                         f"expected (1, {self.codec.n_mels}, frames)")
             return torch.from_numpy(spec.astype(np.float32))
         return torch.from_numpy(self.codec.encode(read_wav(self.root / row[side])))
 

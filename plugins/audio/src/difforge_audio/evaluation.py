@@ -60,8 +60,8 @@ def control_metrics(generated, reference: Reference, frames: tuple[int, int] = (
     return {
         "melody_accuracy": features.melody_accuracy(features.melody(generated, codec), ref.melody, mask),
         "dynamics_correlation": features.dynamics_correlation(features.dynamics(generated, codec), ref.dynamics, mask),
-        "rhythm_f1": features.rhythm_f1(features.onsets(generated, codec), features.onsets(reference.spectrogram, codec),
-                                        span=span),
+        "rhythm_f1": features.rhythm_f1(features.onsets(generated, codec),
+                                        features.onsets(reference.spectrogram, codec), span=span),
     }
 
 
@@ -83,10 +83,11 @@ def generate_under(pipeline, refs: list[Reference], given: Sequence[str], frames
 def summarise(specs, refs: list[Reference], frames: tuple[int, int]) -> dict[str, float]:
     """Mean metrics of generated spectrograms against their references; for controls given on
     part of the timeline, ``unspecified/...`` are the metrics over the rest."""
-    row = {m: float(np.nanmean([control_metrics(s, r, frames)[m] for s, r in zip(specs, refs)])) for m in METRICS}
+    measured = [control_metrics(s, r, frames) for s, r in zip(specs, refs, strict=True)]
+    row = {m: float(np.nanmean([metrics[m] for metrics in measured])) for m in METRICS}
     if tuple(frames) != (0, NUM_FRAMES):
         rest = (frames[1], NUM_FRAMES) if frames[0] == 0 else (0, frames[0])
-        rows = [control_metrics(s, r, rest) for s, r in zip(specs, refs)]
+        rows = [control_metrics(s, r, rest) for s, r in zip(specs, refs, strict=True)]
         row |= {f"unspecified/{m}": float(np.nanmean([x[m] for x in rows])) for m in METRICS}
     return row
 
@@ -124,5 +125,5 @@ def caption_adherence_table(backbone, prompts: Sequence[str], per_prompt: int = 
     specs = torch.cat([backbone.sample(prompts[i:i + batch], num_steps=num_steps, sampler=sampler,
                                        guidance_scale=guidance_scale, generator=generator)
                        for i in range(0, len(prompts), batch)])
-    rows = [caption_adherence(s, p) for s, p in zip(specs, prompts)]
+    rows = [caption_adherence(s, p) for s, p in zip(specs, prompts, strict=True)]
     return {key: float(np.mean([r[key] for r in rows])) for key in ("tempo", "order", "dynamics", "reward")}

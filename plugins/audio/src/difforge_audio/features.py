@@ -109,7 +109,7 @@ def rhythm_f1(estimate: np.ndarray, reference: np.ndarray, tolerance: float = RH
     if len(reference) == 0 or len(estimate) == 0:
         return 0.0
     distance = np.abs(estimate[:, None] - reference[None])
-    pairs = sorted(zip(*np.nonzero(distance <= tolerance)), key=lambda ij: distance[ij])
+    pairs = sorted(zip(*np.nonzero(distance <= tolerance), strict=True), key=lambda ij: distance[ij])
     used_e, used_r, hits = set(), set(), 0
     for i, j in pairs:
         if i not in used_e and j not in used_r:

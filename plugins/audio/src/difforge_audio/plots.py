@@ -38,7 +38,7 @@ def plot_clip(path: str | Path, spectrogram, title: str = "", controls: Controls
             if given.any():
                 shown = np.where(given, values, np.nan)
                 ax.plot(frames, shown, "x" if name == "melody" else "--", color="tab:red", label="control")
-    for ax, label in zip(axes[1:], ("pitch class", "dB", "onset")):
+    for ax, label in zip(axes[1:], ("pitch class", "dB", "onset"), strict=True):
         ax.set_ylabel(label)
         ax.legend(loc="upper right", fontsize=7)
     axes[-1].set_xlabel("frame (32 ms)")

@@ -4,6 +4,7 @@ sub-commands. Only difforge's public plugin API is used."""
 from __future__ import annotations
 
 import torch
+
 from difforge import hookimpl
 from difforge.rewards import Reward
 
@@ -31,7 +32,7 @@ class MusicCaptionAdherence(Reward):
     def score(self, images, prompts=None):
         from .scorer import caption_adherence
 
-        return torch.tensor([caption_adherence(s, p)["reward"] for s, p in zip(images, prompts)])
+        return torch.tensor([caption_adherence(s, p)["reward"] for s, p in zip(images, prompts, strict=True)])
 
 
 @hookimpl

@@ -16,9 +16,10 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-import difforge
 import numpy as np
 import torch
+
+import difforge
 
 from .codec import MelCodec
 from .data import write_wav

@@ -100,7 +100,8 @@ class IpAdapter(LayerAdapter):
         self.set_on_tuners(model, adapter_name, tokens=tokens, null_tokens=null)
 
     def trainable_parameters(self, model, adapter_name):
-        return super().trainable_parameters(model, adapter_name) + list(self.projection(model, adapter_name).parameters())
+        projection = self.projection(model, adapter_name)
+        return super().trainable_parameters(model, adapter_name) + list(projection.parameters())
 
     def state_dict(self, model, adapter_name):
         state = super().state_dict(model, adapter_name)

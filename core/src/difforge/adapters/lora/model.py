@@ -37,7 +37,8 @@ class LoraAdapter(PeftAdapter):
     def save(self, model, adapter_name, path) -> Path:
         """Write ``<path>/pytorch_lora_weights.safetensors`` in the diffusers LoRA layout."""
         prefix = diffusers_prefix(model)
-        state = {f"{prefix}.{k}": v.detach().cpu().contiguous() for k, v in self.state_dict(model, adapter_name).items()}
+        state = {f"{prefix}.{k}": v.detach().cpu().contiguous()
+                 for k, v in self.state_dict(model, adapter_name).items()}
         config = self.config(model, adapter_name).to_dict()
         metadata = {
             METADATA_KEY: json.dumps({f"{prefix}.{k}": v for k, v in config.items()}, default=json_default),

@@ -4,6 +4,7 @@ Files are plain diffusers-layout LoRA files, so they load anywhere LoRA loads.""
 from __future__ import annotations
 
 import zlib
+
 import torch
 from torch import nn
 
