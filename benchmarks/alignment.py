@@ -270,6 +270,8 @@ def summarise(rows: list[dict]) -> dict:
             gain = [a - b for a, b in zip(after, before, strict=True)]
             entry["rewards"][reward] = {"before": statistics.mean(before), "after": mean_std(after),
                                         "gain": mean_std(gain)}
+            if all("win_rate" in r for r in mine):  # rows measured before the per-reward win rate lack it
+                entry["rewards"][reward]["win_rate"] = mean_std([r["win_rate"][reward] for r in mine])
         out[run] = entry
     return out
 
@@ -293,6 +295,15 @@ def print_tables(results: dict) -> None:
         print("|---|---|")
         for run, e in dpo.items():
             print(f"| {run} | {e['win_rate_alignment'][0]:.3f} ± {e['win_rate_alignment'][1]:.3f} |")
+    win_rates = {(run, reward): r["win_rate"] for run, e in summary.items() for reward, r in e["rewards"].items()
+                 if "win_rate" in r}
+    if win_rates:
+        print("\n### Win rate of the tuned model over the base per reward (the same prompt and sample seed; "
+              "ties count half)\n")
+        print("| run | reward | win rate |")
+        print("|---|---|---|")
+        for (run, reward), (mean, std) in win_rates.items():
+            print(f"| {run} | {reward} | {mean:.3f} ± {std:.3f} |")
     compared = ("alignprop-colourfulness", "ddpo-colourfulness")
     curves = {r["run"]: r["curve"] for r in results["rows"]
               if r["run"] in compared and r["seed"] == results["rows"][0]["seed"]}
@@ -321,6 +332,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(HERE / "results" / "alignment.json"))
     parser.add_argument("--merge", action="store_true",
                         help="keep the --out file's rows of the runs not given in --runs (same model only)")
+    parser.add_argument("--tables", action="store_true",
+                        help="print the tables of the --out file (summaries recomputed from its rows); run nothing")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--work", metavar="DIR",
@@ -329,6 +342,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         emit(worker(args.worker, args.seed, args.scale, args.samples, Path(args.work)))
+        return
+    if args.tables:
+        stored = json.loads(Path(args.out).read_text())
+        print_tables(stored | {"summary": summarise(stored["rows"])})
         return
     rows = kept_rows(Path(args.out), args.runs, args.samples) if args.merge else []
     with contextlib.nullcontext(args.work) if args.work else tempfile.TemporaryDirectory() as tmp:

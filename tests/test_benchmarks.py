@@ -40,9 +40,15 @@ def test_alignment_benchmark_smoke_and_merge(tmp_path):
     proc = bench("pso-heldout", merge=True)  # keeps the first invocation's rows
     assert "| alignprop-colourfulness | colourfulness |" in proc.stdout
     assert "| pso-heldout | shapes-alignment |" in proc.stdout
+    assert "### Win rate of the tuned model over the base per reward" in proc.stdout
     results = json.loads(out.read_text())
     assert results["summary"]["alignprop-colourfulness"]["steps"] == 1
     assert results["summary"]["pso-heldout"]["seeds"] == 1
+    win_rate = results["summary"]["pso-heldout"]["rewards"]["shapes-alignment"]["win_rate"]
+    assert 0 <= win_rate[0] <= 1 and win_rate[1] == 0  # one seed
+    tables = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "alignment.py"), "--tables", "--out", str(out)],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert tables.returncode == 0 and f"| pso-heldout | shapes-alignment | {win_rate[0]:.3f} ± 0.000 |" in tables.stdout
     assert results["model"]["unet_sha256"] and not out.with_name(out.name + ".partial").exists()
     stale = results | {"samples": 2}
     out.write_text(json.dumps(stale))
