@@ -92,7 +92,9 @@ D3PO_WIDE_ROUNDS = ["data.batch_size=8", "objective.options.pairs_per_prompt=4",
 
 #: TexForce with RLCM_WIDE_ROUNDS' batch: 8 prompts x 8 samples (64 trajectories) per optimizer step,
 #: 40 rounds (2 560 samples); twice LARGE_ROUNDS' trajectories per step for the text encoder's noisier gradient
-TEXFORCE_WIDE_ROUNDS = [*RLCM_WIDE_ROUNDS[:-1], "train.steps=40"]
+TEXFORCE_WIDE_ROUNDS = ["data.batch_size=8", "objective.options.samples_per_prompt=8",
+                        "objective.options.minibatch_size=8", "train.grad_accum=8", "objective.options.inner_epochs=1",
+                        "train.lr=3e-3", "train.steps=40"]
 
 #: DCPO runs -> how the rejected image's caption is made: the prompt perturbed (medium), the
 #: captioner's description of the image, or that description perturbed (DCPO's three strategies)
@@ -344,6 +346,8 @@ def main() -> None:
         emit(worker(args.worker, args.seed, args.scale, args.samples, Path(args.work)))
         return
     if args.tables:
+        if not Path(args.out).is_file():
+            raise SystemExit(f"--tables: {args.out} does not exist; run the benchmark first or pass --out")
         stored = json.loads(Path(args.out).read_text())
         print_tables(stored | {"summary": summarise(stored["rows"])})
         return

@@ -49,6 +49,9 @@ def test_alignment_benchmark_smoke_and_merge(tmp_path):
     tables = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "alignment.py"), "--tables", "--out", str(out)],
                             capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert tables.returncode == 0 and f"| pso-heldout | shapes-alignment | {win_rate[0]:.3f} ± 0.000 |" in tables.stdout
+    missing = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "alignment.py"), "--tables", "--out",
+                              str(tmp_path / "none.json")], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert missing.returncode != 0 and "--tables:" in missing.stderr and "none.json" in missing.stderr
     assert results["model"]["unet_sha256"] and not out.with_name(out.name + ".partial").exists()
     stale = results | {"samples": 2}
     out.write_text(json.dumps(stale))
