@@ -11,9 +11,11 @@ scores 0.85 on the held-out ones, mostly by binding a colour to the wrong shape.
 |---|---|---|---|
 | dpo | diffusion-dpo | pairs of the base's own samples ranked by shapes-alignment | alignment, win rate vs base |
 | dcpo | dcpo | the same pairs, rejected captions perturbed (medium) | alignment, win rate vs base |
+| dcpo-weak | dcpo | the same pairs, rejected captions perturbed weakly (one word) | alignment, win rate vs base |
 | dcpo-captioned / dcpo-hybrid | dcpo | the same pairs, both images captioned by the shapes-world captioner / those captions, the rejected one perturbed (medium) | alignment, win rate vs base |
 | dpo-colourfulness / dcpo-colourfulness | diffusion-dpo / dcpo (rejected captions perturbed, medium) | pairs of the base's own samples of the same prompts ranked by colourfulness, a preference the captions do not describe | colourfulness, alignment |
 | d3po-alignment | d3po | labels from shapes-alignment comparisons | alignment |
+| d3po-alignment-large | d3po, rounds of 32 trajectories (``D3PO_LARGE_ROUNDS``) | labels from shapes-alignment comparisons | alignment |
 | d3po-compressibility | d3po, rounds of 32 trajectories (``D3PO_LARGE_ROUNDS``) | labels from jpeg-compressibility comparisons | compressibility and alignment |
 | d3po-compressibility-wide | d3po, rounds of 64 trajectories (``D3PO_WIDE_ROUNDS``) | labels from jpeg-compressibility comparisons | compressibility and alignment |
 | ddpo-alignment | ddpo | shapes-alignment | alignment |
@@ -96,9 +98,11 @@ TEXFORCE_WIDE_ROUNDS = ["data.batch_size=8", "objective.options.samples_per_prom
                         "objective.options.minibatch_size=8", "train.grad_accum=8", "objective.options.inner_epochs=1",
                         "train.lr=3e-3", "train.steps=40"]
 
-#: DCPO runs -> how the rejected image's caption is made: the prompt perturbed (medium), the
-#: captioner's description of the image, or that description perturbed (DCPO's three strategies)
-DCPO_CAPTIONS = {"dcpo": "perturbed", "dcpo-captioned": "captioned", "dcpo-hybrid": "hybrid"}
+#: DCPO runs -> how the rejected image's caption is made: the prompt perturbed (medium, or weak:
+#: one word), the captioner's description of the image, or that description perturbed (DCPO's
+#: three strategies)
+DCPO_CAPTIONS = {"dcpo": "perturbed", "dcpo-weak": "perturbed-weak", "dcpo-captioned": "captioned",
+                 "dcpo-hybrid": "hybrid"}
 
 #: DPO-family runs whose pairs are ranked by another reward than shapes-alignment
 PAIR_REWARDS = {"dpo-colourfulness": "colourfulness", "dcpo-colourfulness": "colourfulness"}
@@ -107,11 +111,13 @@ PAIR_REWARDS = {"dpo-colourfulness": "colourfulness", "dcpo-colourfulness": "col
 RUNS = {
     "dpo": ("diffusion-dpo", [], ["shapes-alignment"], 25),
     "dcpo": ("dcpo", [], ["shapes-alignment"], 25),
+    "dcpo-weak": ("dcpo", [], ["shapes-alignment"], 25),
     "dcpo-captioned": ("dcpo", [], ["shapes-alignment"], 25),
     "dcpo-hybrid": ("dcpo", [], ["shapes-alignment"], 25),
     "dpo-colourfulness": ("diffusion-dpo", [], ["colourfulness", "shapes-alignment"], 25),
     "dcpo-colourfulness": ("dcpo", [], ["colourfulness", "shapes-alignment"], 25),
     "d3po-alignment": ("d3po", [], ["shapes-alignment"], 10),
+    "d3po-alignment-large": ("d3po", [*D3PO_LARGE_ROUNDS], ["shapes-alignment"], 10),
     "d3po-compressibility": ("d3po", ["objective.options.labeller=jpeg-compressibility", *D3PO_LARGE_ROUNDS],
                              ["jpeg-compressibility", "shapes-alignment"], 10),
     "d3po-compressibility-wide": ("d3po", ["objective.options.labeller=jpeg-compressibility", *D3PO_WIDE_ROUNDS],
@@ -207,9 +213,10 @@ def build_pairs(work: Path, captions: str = "perturbed", reward: str = "shapes-a
         return out
     variant = out.with_name(f"{out.name}-{captions}")
     if not (variant / "pairs.jsonl").exists():
-        describe = difforge.get_registry("captioners").get("shapes-captioner")
-        recaption_pairs(out, variant, dual_captions(perturb="medium" if captions == "hybrid" else None,
-                                                    word_groups=WORD_GROUPS, describe=describe))
+        captioned = captions in ("captioned", "hybrid")
+        describe = difforge.get_registry("captioners").get("shapes-captioner") if captioned else None
+        perturb = {"hybrid": "medium", "perturbed-weak": "weak"}.get(captions)
+        recaption_pairs(out, variant, dual_captions(perturb=perturb, word_groups=WORD_GROUPS, describe=describe))
     return variant
 
 
