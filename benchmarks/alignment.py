@@ -98,11 +98,14 @@ TEXFORCE_WIDE_ROUNDS = ["data.batch_size=8", "objective.options.samples_per_prom
                         "objective.options.minibatch_size=8", "train.grad_accum=8", "objective.options.inner_epochs=1",
                         "train.lr=3e-3", "train.steps=40"]
 
-#: DCPO runs -> how the rejected image's caption is made: the prompt perturbed (medium, or weak:
-#: one word), the captioner's description of the image, or that description perturbed (DCPO's
-#: three strategies)
-DCPO_CAPTIONS = {"dcpo": "perturbed", "dcpo-weak": "perturbed-weak", "dcpo-captioned": "captioned",
-                 "dcpo-hybrid": "hybrid"}
+#: DCPO's caption strategies -> (perturbation level of the rejected caption, whether the captioner
+#: describes both images): the prompt perturbed (medium, or weak: one word), the captioner's
+#: descriptions, or those with the rejected one perturbed (DCPO's three strategies)
+CAPTION_STRATEGIES = {"perturbed": ("medium", False), "perturbed-weak": ("weak", False),
+                      "captioned": (None, True), "hybrid": ("medium", True)}
+
+#: DCPO runs -> their caption strategy (the others: "perturbed")
+DCPO_CAPTIONS = {"dcpo-weak": "perturbed-weak", "dcpo-captioned": "captioned", "dcpo-hybrid": "hybrid"}
 
 #: DPO-family runs whose pairs are ranked by another reward than shapes-alignment
 PAIR_REWARDS = {"dpo-colourfulness": "colourfulness", "dcpo-colourfulness": "colourfulness"}
@@ -199,23 +202,24 @@ PAIR_SAMPLES = 4
 def build_pairs(work: Path, captions: str = "perturbed", reward: str = "shapes-alignment") -> Path:
     """Preference pairs from the base model's own samples of ``prompts_pairs.txt`` ranked by
     ``reward`` (built once per ``--work`` folder), with DCPO's captions made by ``captions`` (see
-    :data:`DCPO_CAPTIONS`). The images do not depend on the captions: every variant is the same
-    pairs with other captions, and Diffusion-DPO reads the first and ignores them."""
+    :data:`CAPTION_STRATEGIES`; the sampled pairs already carry "perturbed"). The images do not
+    depend on the captions: every variant is the same pairs with other captions, and Diffusion-DPO
+    reads the first and ignores them."""
     import difforge
     from difforge.alignment import dual_captions, recaption_pairs
 
     out = work / ("pairs" if reward == "shapes-alignment" else f"pairs-{reward}")
     if not (out / "pairs.jsonl").exists():
         difforge.preference_pairs("shapes-sd-tiny", prompts("pairs"), reward, out,
-                                  samples_per_prompt=PAIR_SAMPLES, num_steps=25, perturb="medium",
+                                  samples_per_prompt=PAIR_SAMPLES, num_steps=25,
+                                  perturb=CAPTION_STRATEGIES["perturbed"][0],
                                   word_groups=WORD_GROUPS)
     if captions == "perturbed":
         return out
     variant = out.with_name(f"{out.name}-{captions}")
     if not (variant / "pairs.jsonl").exists():
-        captioned = captions in ("captioned", "hybrid")
+        perturb, captioned = CAPTION_STRATEGIES[captions]
         describe = difforge.get_registry("captioners").get("shapes-captioner") if captioned else None
-        perturb = {"hybrid": "medium", "perturbed-weak": "weak"}.get(captions)
         recaption_pairs(out, variant, dual_captions(perturb=perturb, word_groups=WORD_GROUPS, describe=describe))
     return variant
 

@@ -19,6 +19,7 @@ import statistics
 import tempfile
 import time
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -109,7 +110,7 @@ def difforge_round(spec: Spec, model: Path, data: Path, out: Path) -> tuple[list
         torch.cuda.reset_peak_memory_stats()
     trainer.fit()
     peak = torch.cuda.max_memory_allocated() / 2**30 if spec.device == "cuda" else float("nan")
-    times = [b - a for a, b in zip(stamps[spec.warmup - 1 :], stamps[spec.warmup:], strict=False)]
+    times = [b - a for a, b in pairwise(stamps[spec.warmup - 1 :])]
     return times, peak
 
 
@@ -178,7 +179,7 @@ def handwritten_round(spec: Spec, model: Path, data: Path) -> tuple[list[float],
             if step >= spec.steps + spec.warmup:
                 break
     peak = torch.cuda.max_memory_allocated() / 2**30 if spec.device == "cuda" else float("nan")
-    times = [b - a for a, b in zip(stamps[spec.warmup - 1 :], stamps[spec.warmup:], strict=False)]
+    times = [b - a for a, b in pairwise(stamps[spec.warmup - 1 :])]
     return times, peak
 
 

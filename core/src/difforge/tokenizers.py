@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable
+from itertools import pairwise
 from pathlib import Path
 
 SPECIAL_TOKENS = ("<|startoftext|>", "<|endoftext|>")
@@ -22,7 +23,7 @@ def learn_merges(words: Iterable[str]) -> list[tuple[str, str]]:
     spelled = [(*w[:-1], w[-1] + "</w>") for w in dict.fromkeys(w.lower() for w in words) if w]
     merges: list[tuple[str, str]] = []
     while True:
-        counts = Counter(pair for symbols in spelled for pair in zip(symbols, symbols[1:], strict=False))
+        counts = Counter(pair for symbols in spelled for pair in pairwise(symbols))
         if not counts:
             return merges
         pair = min(counts, key=lambda p: (-counts[p], p))
