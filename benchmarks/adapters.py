@@ -174,7 +174,6 @@ def ip_adapter_table(steps: int, samples: int, work: Path) -> dict:
     result = difforge.train(CONFIGS / "ip-adapter.yaml", overrides=[
         f"train.steps={steps * 2}", f"output.dir={work / 'ip-adapter'}", "output.progress=false"])
     model = difforge.load("shapes-sd-tiny", adapters=[(result.adapter_path, 1.0)])
-    ip = model.adapters.types["adapter_0"]
     references = generate(samples, seed=99, split="any", num_objects=1)
     pixels = scene_pixels(references)
     encoder = ImageEncoder(default_image_encoder("shapes-sd-tiny"))
@@ -196,9 +195,8 @@ def ip_adapter_table(steps: int, samples: int, work: Path) -> dict:
         return {**rates(pairs), "by_shape_group": {name: rates(group) for name, group in groups.items()}}
 
     g = torch.Generator().manual_seed(0)
-    ip.set_image(model.denoiser, "adapter_0", embeds)
-    prompted = match(model.sample([""] * samples, num_steps=30, guidance_scale=4.0, generator=g))
-    ip.set_image(model.denoiser, "adapter_0", None)
+    prompted = match(model.sample([""] * samples, num_steps=30, guidance_scale=4.0, generator=g,
+                                  extra={"ip_adapter_image_embeds": embeds}))
     text_only = match(model.sample([""] * samples, num_steps=30, guidance_scale=4.0,
                                    generator=torch.Generator().manual_seed(0)))
     prompts = [f"{'an' if s.objects[0].colour[0] in 'aeiou' else 'a'} {s.objects[0].colour} {s.objects[0].shape}"
@@ -316,14 +314,14 @@ def main() -> None:
     if args.worker:
         emit(worker(args.worker, args.steps, args.samples, Path(args.work)))
         return
-    from difforge.adapters import BUILTIN_ADAPTERS
+    from difforge.plugins import get_registry
 
     results: dict = {"steps": args.steps, "samples": args.samples}
     with tempfile.TemporaryDirectory() as tmp:
         if "types" not in args.skip:
             results["base"] = base_row(args.samples)
             results["types"] = []
-            for kind in args.types or sorted(set(BUILTIN_ADAPTERS) - {"ip-adapter"}):
+            for kind in args.types or sorted(set(get_registry("adapters").owned_by("difforge")) - {"ip-adapter"}):
                 results["types"].append(run_worker(__file__, [
                     "--worker", kind, "--steps", str(args.steps), "--samples", str(args.samples),
                     "--class-images", str(args.class_images), "--work", tmp], label=kind))

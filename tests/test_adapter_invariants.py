@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from difforge import AdapterSet
-from difforge.adapters import BUILTIN_ADAPTERS
+from difforge.adapters.inputs import adapter_inputs
 from difforge.adapters.tuned_layer import is_adapter_tensor
 from difforge.backbone import load_backbone
+from difforge.plugins import get_registry
 
 #: options that make each type small and valid on the tiny UNet
 OPTIONS = {
@@ -26,11 +27,11 @@ OPTIONS = {
 }
 
 
-def _prompt(adapters: AdapterSet, name: str) -> None:
-    """Types that act only when prompted get their prompt (IP-Adapter: an image embedding)."""
+def _prompt(adapters: AdapterSet, name: str) -> dict:
+    """The per-call inputs of types that act only when prompted (IP-Adapter: an image embedding)."""
     if adapters.types[name].name == "ip-adapter":
-        embeds = torch.randn(2, 8, generator=torch.Generator().manual_seed(5))
-        adapters.types[name].set_image(adapters.model, name, embeds)
+        return {"ip_adapter_image_embeds": torch.randn(2, 8, generator=torch.Generator().manual_seed(5))}
+    return {}
 #: max |merged - unmerged| over the UNet output (fp32); OFT's Cayley rotation is merged as a
 #: matrix product, so it rounds a little more
 MERGE_TOLERANCE = {"oft": 1e-4}
@@ -38,7 +39,7 @@ DEFAULT_MERGE_TOLERANCE = 1e-5
 
 
 def test_every_builtin_type_is_covered():
-    assert set(OPTIONS) == set(BUILTIN_ADAPTERS)
+    assert set(OPTIONS) == set(get_registry("adapters").owned_by("difforge"))
 
 
 def _perturb(adapters: AdapterSet, name: str, seed: int = 0) -> None:
@@ -48,11 +49,11 @@ def _perturb(adapters: AdapterSet, name: str, seed: int = 0) -> None:
             p.add_(torch.randn(p.shape, generator=g) * 0.05)
 
 
-def _out(unet, seed=0):
+def _out(unet, seed=0, inputs=None):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(2, 4, 8, 8, generator=g)
     cond = torch.randn(2, 16, 32, generator=g)
-    with torch.no_grad():
+    with torch.no_grad(), adapter_inputs(unet, inputs or {}):
         return unet(x, torch.tensor([10, 600]), cond).sample
 
 
@@ -74,34 +75,33 @@ def test_invariants(kind, base_unet, tiny_sd_dir, tmp_path):
     adapters.add(kind, "concept", **OPTIONS[kind])
     assert adapters.num_trainable("concept") > 0
     _perturb(adapters, "concept")
-    _prompt(adapters, "concept")
-    unmerged = _out(base_unet)
+    inputs = _prompt(adapters, "concept")
+    unmerged = _out(base_unet, inputs=inputs)
     assert (unmerged - base_out).abs().max() > 1e-4, "the perturbed adapter must change the output"
 
     adapters.disable()
-    assert torch.equal(_out(base_unet), base_out)
+    assert torch.equal(_out(base_unet, inputs=inputs), base_out)
     adapters.enable()
 
     if adapters.types["concept"].mergeable:
         adapters.merge()
-        merged = _out(base_unet)
+        merged = _out(base_unet, inputs=inputs)
         assert (merged - unmerged).abs().max() <= MERGE_TOLERANCE.get(kind, DEFAULT_MERGE_TOLERANCE)
         adapters.unmerge()
         restored = _base_weights(base_unet)
         assert max((restored[k] - base_weights[k]).abs().max().item() for k in base_weights) <= 1e-6
-        assert torch.allclose(_out(base_unet), unmerged, atol=1e-6)
+        assert torch.allclose(_out(base_unet, inputs=inputs), unmerged, atol=1e-6)
     else:  # nonlinear tuners (SC-Tuner) add computation; merging must say so, not silently differ
         with pytest.raises(ValueError, match="cannot be merged"):
             adapters.merge()
-        assert torch.equal(_out(base_unet), unmerged)
+        assert torch.equal(_out(base_unet, inputs=inputs), unmerged)
 
     path = adapters.save("concept", tmp_path / "adapter")
     fresh = load_backbone(tiny_sd_dir).denoiser.eval()
     loaded = AdapterSet(fresh)
     loaded.load(path.parent, "concept")
     assert loaded.types["concept"].name == kind
-    _prompt(loaded, "concept")
-    assert torch.equal(_out(fresh), unmerged)
+    assert torch.equal(_out(fresh, inputs=_prompt(loaded, "concept")), unmerged)
     saved, restored_state = adapters.state_dict("concept"), loaded.state_dict("concept")
     assert saved.keys() == restored_state.keys()
     assert all(torch.equal(saved[k], restored_state[k]) for k in saved)
@@ -145,16 +145,16 @@ def test_types_stack_and_weights_scale(base_unet):
 
 def test_controllable_sc_tuner_reads_its_condition(base_unet):
     adapters = AdapterSet(base_unet)
-    sc = adapters.add("sc-tuner", "control", condition_channels=1)
+    adapters.add("sc-tuner", "control", condition_channels=1)
     _perturb(adapters, "control")
     mask = torch.zeros(2, 1, 32, 32)
     mask[:, :, :, :16] = 1
-    sc.set_condition(base_unet, "control", mask)
-    left = _out(base_unet)
-    sc.set_condition(base_unet, "control", mask.flip(-1))
-    right = _out(base_unet)
+    left = _out(base_unet, inputs={"condition_map": mask})
+    right = _out(base_unet, inputs={"condition_map": mask.flip(-1)})
     assert (left - right).abs().max() > 1e-4
-    sc.set_condition(base_unet, "control", mask.repeat(1, 1, 1, 1)[:1])  # CFG: half the batch
-    _out(base_unet)
-    with pytest.raises(ValueError, match="condition has 3 channels, expected 1"):
-        sc.set_condition(base_unet, "control", torch.zeros(2, 3, 32, 32))
+    free = _out(base_unet)
+    assert torch.equal(_out(base_unet), free)  # nothing stays bound after a call
+    with pytest.raises(ValueError, match=r"condition_map must be \(N, 1, H, W\), got \(2, 3, 32, 32\)"):
+        _out(base_unet, inputs={"condition_map": torch.zeros(2, 3, 32, 32)})
+    with pytest.raises(ValueError, match="extra model input.*nothing"):
+        _out(base_unet, inputs={"nothing": mask})

@@ -10,7 +10,7 @@ import yaml
 from helpers import ROOT
 
 import difforge
-from difforge.adapters import BUILTIN_ADAPTERS
+from difforge.plugins import get_registry
 
 CONFIGS = ROOT / "examples" / "configs" / "adapters"
 
@@ -49,14 +49,14 @@ def concept_loss(backbone, folder: Path, caption: str) -> float:
 
 
 def test_every_type_has_an_example_config():
-    assert set(BUILTIN_ADAPTERS) <= {p.stem for p in CONFIGS.glob("*.yaml")}
+    assert set(get_registry("adapters").owned_by("difforge")) <= {p.stem for p in CONFIGS.glob("*.yaml")}
 
 
 #: types whose effect needs a prompt other than text are tested on their own below
 PROMPTED = {"ip-adapter"}
 
 
-@pytest.mark.parametrize("kind", sorted(set(BUILTIN_ADAPTERS) - PROMPTED))
+@pytest.mark.parametrize("kind", sorted(set(get_registry("adapters").owned_by("difforge")) - PROMPTED))
 def test_adapter_learns_a_new_concept(kind, heart_images, tmp_path):
     config = yaml.safe_load((CONFIGS / f"{kind}.yaml").read_text())
     config["data"]["options"]["path"] = str(heart_images)
@@ -86,10 +86,9 @@ def test_ip_adapter_learns_to_read_the_image_prompt(tmp_path):
     pixels = torch.stack([data[i]["pixel_values"] for i in range(16)])
     embeds = ImageEncoder(default_image_encoder("shapes-sd-tiny"))(pixels)
     model = difforge.load("shapes-sd-tiny", adapters=[(result.adapter_path, 1.0)])
-    ip = model.adapters.types["adapter_0"]
 
     def loss(with_image: bool) -> float:
-        ip.set_image(model.denoiser, "adapter_0", embeds if with_image else None)
+        extra = {"ip_adapter_image_embeds": embeds} if with_image else {}
         g = torch.Generator().manual_seed(0)
         with torch.no_grad():
             latents = model.encode_images(pixels, generator=g)
@@ -97,7 +96,7 @@ def test_ip_adapter_learns_to_read_the_image_prompt(tmp_path):
             t = torch.randint(50, 500, (len(pixels),), generator=g)
             noise = torch.randn(latents.shape, generator=g)
             noisy = model.scheduler.add_noise(latents, noise, t)
-            return torch.mean((model.predict(noisy, t, cond) - noise) ** 2).item()
+            return torch.mean((model.predict(noisy, t, cond, extra=extra) - noise) ** 2).item()
 
     without, with_image = loss(False), loss(True)
     print(f"ip-adapter: empty-caption loss {without:.4f} -> {with_image:.4f} with the image prompt")
@@ -115,15 +114,15 @@ def test_controllable_sc_tuner_follows_a_mask(tmp_path):
     config["output"] = {"dir": str(tmp_path / "run"), "progress": False, "tensorboard": False}
     result = difforge.train(config)
     model = difforge.load("shapes-sd-tiny", adapters=[(result.adapter_path, 1.0)])
-    sc = model.adapters.types["adapter_0"]
     scenes = [draw_scene([("square", "red", side, "large")], seed=i) for i in range(4) for side in ("left", "right")]
     masks = foreground_mask(torch.stack([torch.from_numpy(s.image.copy()).permute(2, 0, 1).float() / 127.5 - 1
                                          for s in scenes]))
     prompts = ["a red circle"] * len(scenes)
 
     def overlap(with_condition: bool) -> float:
-        sc.set_condition(model.denoiser, "adapter_0", masks if with_condition else None)
-        images = model.sample(prompts, num_steps=20, guidance_scale=4.0, generator=torch.Generator().manual_seed(0))
+        extra = {"condition_map": masks} if with_condition else {}
+        images = model.sample(prompts, num_steps=20, guidance_scale=4.0, generator=torch.Generator().manual_seed(0),
+                              extra=extra)
         drawn = foreground_mask(images.float())
         union = (drawn + masks - drawn * masks).sum((1, 2, 3)).clamp_min(1)
         return float(((drawn * masks).sum((1, 2, 3)) / union).mean())

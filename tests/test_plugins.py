@@ -11,6 +11,7 @@ from difforge.plugins import DifforgePluginManager, get_plugin_manager, get_regi
 
 REGISTRATION_HOOKS = [
     "difforge_register_backbones",
+    "difforge_register_denoisers",
     "difforge_register_parameterizations",
     "difforge_register_schedulers",
     "difforge_register_datasets",
@@ -203,7 +204,7 @@ def test_builtin_jpeg_reward_and_pixel_metric_measure_what_they_say(fresh_plugin
     noise = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
     reward = get_registry("rewards").get("jpeg-compressibility")
     assert (reward(flat) > reward(noise)).all()  # a flat image compresses to fewer bytes
-    with pytest.raises(ValueError, match="reward 'jpeg-compressibility': expected float images"):
+    with pytest.raises(ValueError, match="reward 'jpeg-compressibility': expected float samples"):
         reward(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
     metric = get_registry("metrics").get("pixel-statistics")
     assert metric(flat)["diversity"] == 0.0 and metric(noise)["diversity"] > 10

@@ -60,18 +60,45 @@ def test_training_masks_cover_absent_full_and_partial():
     assert 0.32 < kinds["partial"] / total < 0.48
 
 
-def test_controlled_unet_starts_as_the_base_and_repeats_controls_for_guidance(tiny_spectrogram_unet, controls):
+def test_controlled_unet_starts_as_the_base_and_takes_the_control_per_call(tiny_spectrogram_unet, controls):
     unet = tiny_spectrogram_unet
     controlnet = controlnet_from_unet(unet)
     model = ControlledUNet(unet, controlnet)
     x, t, cond = torch.randn(2, 1, 64, 64), torch.tensor([10, 500]), torch.randn(2, 4, 32)
+    image = controls.image(64)[None].repeat(2, 1, 1, 1)
     with torch.no_grad():
         base = unet(x, t, encoder_hidden_states=cond).sample
-        model.set_control(controls.image(64)[None])  # one control, a batch of two (guidance)
-        controlled = model(x, t, encoder_hidden_states=cond).sample
+        controlled = model(x, t, encoder_hidden_states=cond, controlnet_cond=image).sample
         assert torch.allclose(base, controlled, atol=1e-6)  # zero-initialised ControlNet outputs
         for p in controlnet.controlnet_down_blocks.parameters():
             p.add_(0.05)
-        assert not torch.allclose(base, model(x, t, encoder_hidden_states=cond).sample, atol=1e-4)
-    with pytest.raises(ValueError, match="control must be"):
-        model.set_control(torch.zeros(1, 3, 64, 64))
+        assert not torch.allclose(base, model(x, t, encoder_hidden_states=cond, controlnet_cond=image).sample,
+                                  atol=1e-4)
+        assert torch.equal(base, model(x, t, encoder_hidden_states=cond).sample)  # no control: the base
+    with pytest.raises(ValueError, match="controlnet_cond must be"):
+        model(x, t, encoder_hidden_states=cond, controlnet_cond=torch.zeros(2, 3, 64, 64))
+
+
+def test_backbone_passes_the_control_through_guidance(tiny_spectrogram_unet, controls):
+    """The registered spec routes ``controlnet_cond`` from ``sample(extra=...)`` to the denoiser;
+    guidance repeats it for its unconditional half, as the wrapper used to."""
+    from diffusers import DDPMScheduler
+
+    from difforge import Backbone
+
+    unet = tiny_spectrogram_unet
+    controlnet = controlnet_from_unet(unet)
+    for p in controlnet.controlnet_down_blocks.parameters():
+        p.data.add_(0.05)
+    seen = []
+    model = ControlledUNet(unet, controlnet)
+    model.register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs["controlnet_cond"].shape[0]),
+                                    with_kwargs=True)
+    backbone = Backbone(model, DDPMScheduler(num_train_timesteps=100))
+    assert backbone.input_names() == {"controlnet_cond"}
+    image = controls.image(64)[None]
+    cond = torch.randn(1, 4, 32)
+    backbone.null_condition = lambda batch: torch.zeros(batch, 4, 32)
+    out = backbone.sample(condition=cond, num_steps=2, guidance_scale=2.0, extra={"controlnet_cond": image},
+                          generator=torch.Generator().manual_seed(0))
+    assert out.shape == (1, 1, 64, 64) and seen == [2, 2]

@@ -8,7 +8,20 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import logging as _logging
+
 from .hookspecs import hookimpl  # noqa: E402
+
+
+class _TorchvisionFallbackNotice(_logging.Filter):
+    """transformers announces on every process that its image processors fall back to PIL
+    without torchvision; difforge never uses them, so the notice is not the user's concern."""
+
+    def filter(self, record: _logging.LogRecord) -> bool:
+        return "requires torchvision (not installed)" not in record.getMessage()
+
+
+_logging.getLogger("transformers.utils.import_utils").addFilter(_TorchvisionFallbackNotice())
 
 
 def __getattr__(name: str):
@@ -23,7 +36,8 @@ def __getattr__(name: str):
         "train": ("api", "train"),
         "sample": ("api", "sample"),
         "load": ("api", "load"),
-        "plugin_report": ("api", "plugin_report"),
+        "plugin_report": ("plugins", "plugin_report"),
+        "lazy": ("registry", "lazy"),
         "freeze_guard": ("api", "freeze_guard"),
         "preference_pairs": ("api", "preference_pairs"),
         "read_pairs": ("alignment.preferences", "read_pairs"),
@@ -52,6 +66,7 @@ __all__ = [
     "build_clip_tokenizer",
     "get_registry",
     "hookimpl",
+    "lazy",
     "load",
     "load_backbone",
     "load_config",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -74,28 +73,6 @@ def sample(
         generator=torch.Generator().manual_seed(seed),
     )
     return save_grid(images, out) if out is not None else images
-
-
-def plugin_report(as_json: bool = False) -> str:
-    """The table printed by ``difforge plugins`` (or JSON)."""
-    from .plugins import plugin_statuses
-
-    statuses = plugin_statuses()
-    if as_json:
-        return json.dumps([s.__dict__ for s in statuses], indent=2)
-    lines = [f"{'plugin':<28} {'version':<10} {'status':<14} {'load ms':>8}  registered / notes"]
-    for s in statuses:
-        if s.status == "not installed":
-            note = f"{s.reason}; install: {s.install}"
-        else:
-            note = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in s.registered.items())
-            if s.reason:
-                note = f"{s.reason}" + (f" | {note}" if note else "")
-        lines.append(
-            f"{s.distribution if s.name == s.distribution else s.name:<28} {s.version:<10} {s.status:<14} "
-            f"{s.load_time_s * 1000:>8.1f}  {note}"
-        )
-    return "\n".join(lines)
 
 
 def freeze_guard(model: str | Path, protected: str | Path, legal: str | Path, out: str | Path | None = None,

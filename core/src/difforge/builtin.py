@@ -1,77 +1,92 @@
-"""The core registers its own components through the same hooks as any plugin."""
+"""The core registers its own components through the same hooks as any plugin.
+
+Every component is a :func:`~difforge.registry.lazy` reference, so registering the core imports
+nothing heavy: torch, diffusers and transformers load when a component is first used.
+"""
 
 from __future__ import annotations
 
 from .hookspecs import hookimpl
+from .registry import lazy
+
+
+def _refs(module: str, names: dict[str, str], call: bool = False) -> dict[str, object]:
+    return {name: lazy(f"{module}:{attribute}", call=call) for name, attribute in names.items()}
 
 
 @hookimpl
 def difforge_register_backbones():
-    from .backbone import BUILTIN_BACKBONES
+    return _refs("difforge.backbone.builders", {"unet2d": "build_unet2d", "unet2d-condition": "build_unet2d_condition",
+                                                "dit": "build_dit", "unet1d": "build_unet1d",
+                                                "unet3d-condition": "build_unet3d_condition"})
 
-    return BUILTIN_BACKBONES
+
+@hookimpl
+def difforge_register_denoisers():
+    return _refs("difforge.backbone.specs", {
+        "UNet2DConditionModel": "UNET2D_CONDITION", "UNet2DModel": "UNET2D", "DiTTransformer2DModel": "DIT",
+        "UNet1DModel": "UNET1D", "UNet3DConditionModel": "UNET3D_CONDITION"})
 
 
 @hookimpl
 def difforge_register_parameterizations():
-    from .backbone import BUILTIN_PARAMETERIZATIONS
-
-    return BUILTIN_PARAMETERIZATIONS
+    return _refs("difforge.backbone.parameterization",
+                 {"epsilon": "Epsilon", "v": "VPrediction", "x0": "X0", "flow": "FlowMatching"})
 
 
 @hookimpl
 def difforge_register_schedulers():
-    from .backbone.builders import builtin_schedulers
-
-    return builtin_schedulers()
+    return _refs("diffusers", {"ddpm": "DDPMScheduler", "ddim": "DDIMScheduler", "euler": "EulerDiscreteScheduler",
+                               "flow_euler": "FlowMatchEulerDiscreteScheduler"})
 
 
 @hookimpl
 def difforge_register_datasets():
-    from .alignment import ALIGNMENT_DATASETS
-    from .training.data import BUILTIN_DATASETS
-
-    return {**BUILTIN_DATASETS, **ALIGNMENT_DATASETS}
+    return {**_refs("difforge.training.data", {"image-folder": "ImageFolderDataset", "prompts": "PromptsDataset"}),
+            **_refs("difforge.alignment.preferences", {"preference-pairs": "PreferencePairsDataset"})}
 
 
 @hookimpl
 def difforge_register_objectives():
-    from .alignment import ALIGNMENT_OBJECTIVES
-    from .training.objectives import BUILTIN_OBJECTIVES
-
-    return {**BUILTIN_OBJECTIVES, **ALIGNMENT_OBJECTIVES}
+    return {
+        **_refs("difforge.training.objectives", {"denoising": "DenoisingObjective"}),
+        **_refs("difforge.training.dreambooth", {"dreambooth": "DreamBoothObjective"}),
+        **_refs("difforge.training.ip_adapter", {"ip-adapter": "IpAdapterObjective"}),
+        **_refs("difforge.training.control", {"controlled-denoising": "ControlledDenoisingObjective"}),
+        **_refs("difforge.alignment", {
+            "diffusion-dpo": "DiffusionDPOObjective", "dcpo": "DCPOObjective", "pso": "PSOObjective",
+            "seppo": "SePPOObjective", "d3po": "D3POObjective", "ddpo": "DDPOObjective", "rlcm": "RLCMObjective",
+            "texforce": "TexForceObjective", "alignprop": "AlignPropObjective"}),
+    }
 
 
 @hookimpl
 def difforge_register_adapters():
-    from .adapters import BUILTIN_ADAPTERS
-
-    return BUILTIN_ADAPTERS
+    return _refs("difforge.adapters", {
+        "lora": "LoraAdapter", "dora": "DoraAdapter", "loha": "LohaAdapter", "lokr": "LokrAdapter", "oft": "OftAdapter",
+        "difffit": "DiffFitAdapter", "sara": "SaraAdapter", "orthogonal": "OrthogonalAdapter",
+        "sparse-ft": "SparseFtAdapter", "sc-tuner": "ScTunerAdapter", "ip-adapter": "IpAdapter"}, call=True)
 
 
 @hookimpl
 def difforge_register_samplers():
-    from .sampling import BUILTIN_SAMPLERS
-
-    return BUILTIN_SAMPLERS
+    return _refs("difforge.sampling.samplers", {"ddpm": "sample_ddpm", "ddim": "sample_ddim",
+                                                "consistency": "sample_consistency", "euler": "sample_euler",
+                                                "flow_euler": "sample_flow_euler"})
 
 
 @hookimpl
 def difforge_register_guidance():
-    from .sampling import BUILTIN_GUIDANCE
-
-    return BUILTIN_GUIDANCE
+    return _refs("difforge.sampling.guidance", {"cfg": "classifier_free_guidance"})
 
 
 @hookimpl
 def difforge_register_rewards():
-    from .rewards import BUILTIN_REWARDS
-
-    return BUILTIN_REWARDS
+    return _refs("difforge.rewards", {"jpeg-compressibility": "JpegCompressibility",
+                                      "jpeg-incompressibility": "JpegIncompressibility",
+                                      "colourfulness": "Colourfulness"}, call=True)
 
 
 @hookimpl
 def difforge_register_metrics():
-    from .metrics import BUILTIN_METRICS
-
-    return BUILTIN_METRICS
+    return _refs("difforge.metrics", {"pixel-statistics": "pixel_statistics"})

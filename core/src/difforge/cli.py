@@ -16,12 +16,23 @@ MODEL_HELP = "local diffusers directory, .safetensors file, or a plugin-resolved
 class Command:
     """A sub-command: ``configure(parser)`` adds its arguments, ``run(args)`` returns an exit code.
 
-    Plugins contribute commands through the ``difforge_register_commands`` hook.
+    ``configure`` and ``run`` may be given as ``"module:function"`` strings: the module is
+    imported only when the command is chosen, so ``difforge --help`` stays fast however heavy
+    a plugin's command is. Plugins contribute commands through ``difforge_register_commands``.
     """
 
     help: str
-    configure: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int | None]
+    configure: Callable[[argparse.ArgumentParser], None] | str
+    run: Callable[[argparse.Namespace], int | None] | str
+
+    def resolve(self, which: str) -> Callable:
+        """``configure`` or ``run`` as a function (importing its module if it is a string)."""
+        target = getattr(self, which)
+        if callable(target):
+            return target
+        from .registry import lazy
+
+        return lazy(target).load()
 
 
 def _configure_train(p: argparse.ArgumentParser) -> None:
@@ -92,7 +103,7 @@ def _configure_plugins(p: argparse.ArgumentParser) -> None:
 
 
 def _run_plugins(args: argparse.Namespace) -> int:
-    from .api import plugin_report
+    from .plugins import plugin_report
 
     print(plugin_report(as_json=args.json))
     return 0
@@ -176,8 +187,9 @@ BUILTIN_COMMANDS: dict[str, Command] = {
 }
 
 
-def build_parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
-    """The argument parser with built-in and plugin commands."""
+def build_parser(commands: dict[str, Command], configure: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser with built-in and plugin commands; only the commands named in
+    ``configure`` (default: all) get their arguments, which may import their modules."""
     parser = argparse.ArgumentParser(
         prog="difforge",
         description="Fine-tune, align and steer diffusion models.",
@@ -188,9 +200,18 @@ def build_parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in commands.items():
         p = sub.add_parser(name, help=command.help, description=command.help)
-        command.configure(p)
-        p.set_defaults(_run=command.run)
+        if configure is None or name in configure:
+            command.resolve("configure")(p)
+        p.set_defaults(_command=command)
     return parser
+
+
+def _chosen_command(argv: Sequence[str], commands: dict[str, Command]) -> str | None:
+    """The sub-command ``argv`` asks for: its first argument that is not an option."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in commands else None
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -205,15 +226,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             pm = get_plugin_manager(strict=strict or None)
             for name in pm.registries["commands"].names():
                 if name in commands:
-                    owner = pm.registries["commands"].entry(name).owner
+                    owner = pm.registries["commands"].owner(name)
                     raise DifforgeError(f"command {name!r} from plugin {owner!r} clashes with a built-in command")
                 commands[name] = pm.registries["commands"].get(name)
-        parser = build_parser(commands)
+        chosen = _chosen_command(argv, commands)
+        parser = build_parser(commands, configure=[chosen] if chosen else [])
         args = parser.parse_args(argv)
-        if not getattr(args, "_run", None):
+        if not getattr(args, "_command", None):
             parser.print_help()
             return 2
-        return int(args._run(args) or 0)
+        return int(args._command.resolve("run")(args) or 0)
     except DifforgeError as exc:
         print(f"difforge: error: {exc}", file=sys.stderr)
         return 1

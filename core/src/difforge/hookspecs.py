@@ -15,7 +15,9 @@ decorated with :data:`difforge.hookimpl`::
         return {"brightness": BrightnessReward()}
 
 Registration hooks (``difforge_register_<kind>``) take no arguments and return a mapping
-``{name: component}``. They are *historic*: a plugin registered after start-up (e.g. in a
+``{name: component}``; a component may be given as ``difforge.lazy("module:attribute")`` so
+that its module (and torch) is imported only when the component is first used, which keeps
+``difforge --help`` fast. They are *historic*: a plugin registered after start-up (e.g. in a
 test, via :func:`difforge.plugins.register_plugin`) is still asked. The registries are
 order-free; a name registered by two plugins is an error naming both.
 
@@ -44,6 +46,17 @@ def difforge_register_backbones() -> dict[str, Any]:
 
 
 @hookspec(historic=True)
+def difforge_register_denoisers() -> dict[str, Any]:
+    """Denoiser calling conventions: ``class name -> difforge.backbone.DenoiserSpec``.
+
+    The name is the denoiser's class name (``type(denoiser).__name__``); the spec says which
+    keyword takes the condition and the timestep, what the model is conditioned on, which extra
+    inputs it accepts per call and the shape of one sample. Built-ins: ``UNet2DConditionModel``,
+    ``UNet2DModel``, ``DiTTransformer2DModel``, ``UNet1DModel``, ``UNet3DConditionModel``.
+    """
+
+
+@hookspec(historic=True)
 def difforge_register_parameterizations() -> dict[str, Any]:
     """Prediction targets: ``name -> difforge.backbone.Parameterization`` subclass.
 
@@ -60,7 +73,11 @@ def difforge_register_schedulers() -> dict[str, Any]:
 def difforge_register_datasets() -> dict[str, Any]:
     """Datasets: ``name -> callable(**options) -> torch.utils.data.Dataset``.
 
-    Items are dicts; image datasets yield ``{"pixel_values": (C,H,W) in [-1, 1], "caption": str}``.
+    Items are dicts: the training sample under ``"sample"`` (any shape its denoiser takes, e.g.
+    ``(C, T, H, W)`` for video; image datasets may use the alias ``"pixel_values"``), and what
+    conditions it: ``"caption"`` (text), ``"class_labels"``, ``"condition"`` (a vector, e.g. an
+    observation), plus any extra model input the denoiser or its adapters take by name (e.g.
+    ``"controlnet_cond"``). Preference datasets yield ``"sample_chosen"`` / ``"sample_rejected"``.
     """
 
 

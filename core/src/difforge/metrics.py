@@ -12,5 +12,3 @@ def pixel_statistics(samples: Tensor, **_: object) -> dict[str, float]:
     diversity = torch.pdist(flat).mean().item() if len(flat) > 1 else 0.0
     return {"mean": flat.mean().item(), "std": flat.std().item(), "diversity": diversity}
 
-
-BUILTIN_METRICS = {"pixel-statistics": pixel_statistics}

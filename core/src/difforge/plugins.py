@@ -11,6 +11,7 @@ any failure into a :class:`~difforge.errors.PluginError`.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping
@@ -273,3 +274,23 @@ def register_plugin(plugin: Any, name: str | None = None) -> str | None:
 def plugin_statuses() -> list[PluginStatus]:
     """The status of every plugin, as shown by ``difforge plugins``."""
     return list(get_plugin_manager().statuses)
+
+
+def plugin_report(as_json: bool = False) -> str:
+    """The table printed by ``difforge plugins`` (or JSON)."""
+    statuses = plugin_statuses()
+    if as_json:
+        return json.dumps([s.__dict__ for s in statuses], indent=2)
+    lines = [f"{'plugin':<28} {'version':<10} {'status':<14} {'load ms':>8}  registered / notes"]
+    for s in statuses:
+        if s.status == "not installed":
+            note = f"{s.reason}; install: {s.install}"
+        else:
+            note = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in s.registered.items())
+            if s.reason:
+                note = f"{s.reason}" + (f" | {note}" if note else "")
+        lines.append(
+            f"{s.distribution if s.name == s.distribution else s.name:<28} {s.version:<10} {s.status:<14} "
+            f"{s.load_time_s * 1000:>8.1f}  {note}"
+        )
+    return "\n".join(lines)

@@ -1,8 +1,9 @@
-"""Rewards: score generated images (and their prompts).
+"""Rewards: score generated samples (and their prompts).
 
-A reward maps images ``(N, C, H, W)`` in [-1, 1] and their prompts to scores ``(N,)``. It
-declares whether gradients flow from the scores to the images (``differentiable``), which
-reward-backpropagation methods (AlignProp) require, and whether it needs the prompts.
+A reward maps a batch of samples ``(N, ...)`` of its domain (images, spectrograms, clips,
+action chunks) and their prompts to scores ``(N,)``. It declares whether gradients flow from
+the scores to the samples (``differentiable``), which reward-backpropagation methods (AlignProp)
+require, and whether it needs the prompts. :class:`ImageReward` adds the image shape check.
 Plugins register more through ``difforge_register_rewards``.
 """
 
@@ -17,9 +18,9 @@ from torch import Tensor
 
 
 class Reward(ABC):
-    """Maps images ``(N, C, H, W)`` in [-1, 1] and their prompts to scores ``(N,)``.
+    """Maps samples ``(N, ...)`` (decoded, in [-1, 1]) and their prompts to scores ``(N,)``.
 
-    ``differentiable`` says whether gradients flow from the scores to the images (needed by
+    ``differentiable`` says whether gradients flow from the scores to the samples (needed by
     reward-backpropagation methods); ``needs_prompts`` whether ``prompts`` must be given.
     """
 
@@ -33,15 +34,13 @@ class Reward(ABC):
         return scores if self.differentiable else scores.detach()
 
     def check(self, images: Tensor, prompts: Sequence[str] | None) -> None:
-        """Reject wrong shapes/dtypes with a one-line message naming the reward."""
-        if not isinstance(images, Tensor) or images.ndim != 4:
+        """Reject what no reward can score (not a float batch, prompts missing or miscounted)
+        with a one-line message naming the reward; domain rewards add their shape checks."""
+        if not isinstance(images, Tensor) or images.ndim < 2:
             shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-            raise ValueError(f"reward {self.name!r}: expected images (N, C, H, W), got {shape}")
+            raise ValueError(f"reward {self.name!r}: expected a batch of samples (N, ...), got {shape}")
         if not images.is_floating_point():
-            raise ValueError(f"reward {self.name!r}: expected float images in [-1, 1], got {images.dtype}")
-        if images.shape[1] not in (1, 3):
-            raise ValueError(f"reward {self.name!r}: expected 1 or 3 channels (decoded images, not latents), "
-                             f"got {images.shape[1]}")
+            raise ValueError(f"reward {self.name!r}: expected float samples in [-1, 1], got {images.dtype}")
         if prompts is None and self.needs_prompts:
             raise ValueError(f"reward {self.name!r}: needs the prompts the images were generated from")
         if prompts is not None and len(prompts) != len(images):
@@ -52,9 +51,22 @@ class Reward(ABC):
         """The scores, one per image."""
 
     def example_inputs(self) -> tuple[Tensor, list[str] | None]:
-        """A small valid input ``(images, prompts)``; conformance checks
+        """A small valid input ``(samples, prompts)``; conformance checks
         (``difforge_testkit.check_plugin``) score it. Domain rewards override it."""
         return torch.zeros(2, 3, 16, 16), ["a prompt", "another"]
+
+
+class ImageReward(Reward):
+    """A reward on decoded images ``(N, C, H, W)`` with 1 or 3 channels."""
+
+    def check(self, images: Tensor, prompts: Sequence[str] | None) -> None:
+        """The base checks, then the image shape (decoded images, not latents)."""
+        super().check(images, prompts)
+        if images.ndim != 4:
+            raise ValueError(f"reward {self.name!r}: expected images (N, C, H, W), got {tuple(images.shape)}")
+        if images.shape[1] not in (1, 3):
+            raise ValueError(f"reward {self.name!r}: expected 1 or 3 channels (decoded images, not latents), "
+                             f"got {images.shape[1]}")
 
 
 def jpeg_kilobytes(images: Tensor, quality: int = 95) -> Tensor:
@@ -72,7 +84,7 @@ def jpeg_kilobytes(images: Tensor, quality: int = 95) -> Tensor:
     return torch.tensor(sizes)
 
 
-class JpegCompressibility(Reward):
+class JpegCompressibility(ImageReward):
     """Negative JPEG size in kB, as in DDPO (Black et al. 2023); not differentiable."""
 
     name = "jpeg-compressibility"
@@ -93,7 +105,7 @@ class JpegIncompressibility(JpegCompressibility):
         return jpeg_kilobytes(images, self.quality)
 
 
-class Colourfulness(Reward):
+class Colourfulness(ImageReward):
     """The aesthetic proxy: the Hasler–Süsstrunk colourfulness metric (2003),
     ``sqrt(σ_rg² + σ_yb²) + 0.3 sqrt(μ_rg² + μ_yb²)`` on RGB in [0, 1], with
     ``rg = R − G`` and ``yb = (R + G)/2 − B``. Differentiable; no prompts needed.
@@ -115,5 +127,3 @@ class Colourfulness(Reward):
         mean = (rg.mean(1) ** 2 + yb.mean(1) ** 2 + 1e-8).sqrt()
         return spread + 0.3 * mean
 
-
-BUILTIN_REWARDS = {r.name: r for r in (JpegCompressibility(), JpegIncompressibility(), Colourfulness())}

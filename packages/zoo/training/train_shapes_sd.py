@@ -402,7 +402,7 @@ def main() -> None:
     from diffusers import StableDiffusionPipeline
     from transformers import CLIPTextModel
 
-    from difforge.tokenizers import build_clip_tokenizer
+    from difforge import build_clip_tokenizer
 
     started = time.time()
     log: dict = {"budget": budget, "seed": args.seed, "torch": torch.__version__, "threads": torch.get_num_threads()}

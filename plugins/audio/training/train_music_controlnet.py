@@ -85,8 +85,7 @@ def train(backbone, specs, captions, controls, steps: int, batch: int, log: dict
         t = torch.randint(0, len(alphas), (batch,), generator=g)
         a = alphas[t].reshape(-1, 1, 1, 1)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        model.set_control(images)
-        loss = F.mse_loss(model(x_t, t, encoder_hidden_states=cond).sample, noise)
+        loss = F.mse_loss(model(x_t, t, encoder_hidden_states=cond, controlnet_cond=images).sample, noise)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(controlnet.parameters(), 1.0)
         opt.step(), lr.step(), opt.zero_grad()

@@ -22,14 +22,8 @@ from .sc_tuner import ScTunerAdapter, ScTunerOptions
 from .sparse_ft import SparseFtAdapter, SparseFtOptions
 from .tuned_layer import TunedLayer, Tuner
 
-BUILTIN_ADAPTERS: dict[str, AdapterType] = {
-    adapter.name: adapter
-    for adapter in (LoraAdapter(), DoraAdapter(), LohaAdapter(), LokrAdapter(), OftAdapter(), DiffFitAdapter(),
-                    SaraAdapter(), OrthogonalAdapter(), SparseFtAdapter(), ScTunerAdapter(), IpAdapter())
-}
-
 __all__ = [
-    "BUILTIN_ADAPTERS", "MERGE_STRATEGIES", "AdapterSet", "AdapterType", "DiffFitAdapter", "DiffFitOptions",
+    "MERGE_STRATEGIES", "AdapterSet", "AdapterType", "DiffFitAdapter", "DiffFitOptions",
     "DoraAdapter", "DoraOptions", "IpAdapter", "IpAdapterOptions", "LayerAdapter", "LohaAdapter", "LohaOptions",
     "LokrAdapter", "LokrOptions", "LoraAdapter", "LoraOptions", "OftAdapter", "OftOptions", "OrthogonalAdapter",
     "OrthogonalOptions", "PeftAdapter", "SaraAdapter", "SaraOptions", "ScTunerAdapter", "ScTunerOptions",

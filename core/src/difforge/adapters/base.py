@@ -8,9 +8,9 @@ each with a weight) is driven through :class:`difforge.adapters.AdapterSet`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -68,6 +68,19 @@ class AdapterType(ABC):
     # -- optional hooks ------------------------------------------------------------------------
     #: whether :meth:`merge` can fold this adapter into the base weights
     mergeable: bool = True
+
+    #: per-call inputs the adapter reads (e.g. ``ip_adapter_image_embeds``); they come in the
+    #: ``extra`` mapping of :meth:`difforge.Backbone.predict` / ``sample`` or as batch keys
+    input_names: ClassVar[frozenset[str]] = frozenset()
+
+    def bind_inputs(self, model: nn.Module, adapter_name: str, inputs: Mapping[str, Any] | None) -> None:  # noqa: B027
+        """Hand one adapter its per-call inputs right before a forward pass, and ``None`` right
+        after it (see :func:`difforge.adapters.inputs.adapter_inputs`)."""
+
+    def null_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The unconditional counterparts of ``inputs`` for classifier-free guidance; an input
+        left out is repeated unchanged in the unconditional half."""
+        return {}
 
     @abstractmethod
     def load_state_dict(self, model: nn.Module, adapter_name: str, state: dict[str, Tensor]) -> None:

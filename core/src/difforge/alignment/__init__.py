@@ -34,12 +34,7 @@ from .reference import ReferenceModel
 from .seppo import SePPOObjective
 from .texforce import TexForceObjective
 
-ALIGNMENT_OBJECTIVES = {cls.name: cls for cls in (DiffusionDPOObjective, DCPOObjective, PSOObjective, SePPOObjective,
-                                                  D3POObjective, DDPOObjective, RLCMObjective, TexForceObjective,
-                                                  AlignPropObjective)}
-ALIGNMENT_DATASETS = {"preference-pairs": PreferencePairsDataset}
-
-__all__ = ["ALIGNMENT_DATASETS", "ALIGNMENT_OBJECTIVES", "AlignPropObjective", "D3POObjective", "DCPOObjective",
+__all__ = ["AlignPropObjective", "D3POObjective", "DCPOObjective",
            "DDPOObjective", "DiffusionDPOObjective", "PSOObjective", "PreferencePairsDataset", "RLCMObjective",
            "ReferenceModel",
            "SePPOObjective", "TexForceObjective", "build_preference_pairs", "perturb_caption", "recaption_pairs",

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
+from ..training.data import batch_samples
 from ..training.objectives import Objective
 from .reference import ReferenceModel
 
@@ -52,8 +53,8 @@ class DiffusionDPOObjective(Objective):
 
     def loss(self, batch: dict[str, Any], denoiser: nn.Module, generator: torch.Generator):
         bb = self.backbone
-        x_w = bb.encode_images(batch["pixel_values_chosen"].to(bb.device), generator=generator)
-        x_l = bb.encode_images(batch["pixel_values_rejected"].to(bb.device), generator=generator)
+        x_w = bb.encode_images(batch_samples(batch, "chosen").to(bb.device), generator=generator)
+        x_l = bb.encode_images(batch_samples(batch, "rejected").to(bb.device), generator=generator)
         cond_w, cond_l = self.conditions(batch)
         return self.preference_loss(x_w, x_l, cond_w, cond_l, denoiser, generator)
 

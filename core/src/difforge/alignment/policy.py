@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..sampling import classifier_free_guidance, schedule_from_scheduler
-from ..sampling.schedule import SamplingSchedule
+from ..sampling.guidance import classifier_free_guidance
+from ..sampling.schedule import SamplingSchedule, schedule_from_scheduler
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -112,9 +112,9 @@ def guided_x0(backbone, model: nn.Module, x: Tensor, timestep: Tensor, cond: Any
     """The classifier-free-guided x0 estimate of ``model`` (which may be the trained, wrapped copy)."""
     param = backbone.parameterization
 
-    def denoise(x_: Tensor, ts: Tensor, c: Any) -> Tensor:
+    def denoise(x_: Tensor, ts: Tensor, c: Any, extra) -> Tensor:
         t = param.from_model_timestep(ts)
-        return param.to_x0(backbone.predict(x_, t, c, denoiser=model), x_, t)
+        return param.to_x0(backbone.predict(x_, t, c, denoiser=model, extra=extra), x_, t)
 
     return classifier_free_guidance(denoise, cond, null, scale)(x, timestep)
 

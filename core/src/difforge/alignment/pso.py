@@ -16,6 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from ..training.data import batch_samples
 from .dpo import DiffusionDPOObjective
 
 
@@ -73,7 +74,7 @@ class PSOObjective(DiffusionDPOObjective):
     def loss(self, batch: dict[str, Any], denoiser: nn.Module, generator: torch.Generator):
         bb = self.backbone
         captions = list(batch["caption"])
-        x_w = bb.encode_images(batch["pixel_values"].to(bb.device), generator=generator)
+        x_w = bb.encode_images(batch_samples(batch).to(bb.device), generator=generator)
         if self.options.online:
             x_l = self.reference_samples(captions, bb.denoiser, generator)
             self.samples_used += len(captions)

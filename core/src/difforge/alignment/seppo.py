@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
+from ..training.data import batch_samples
 from ..training.objectives import Objective
 
 
@@ -160,7 +161,7 @@ class SePPOObjective(Objective):
         self._maybe_snapshot()
         captions = list(batch["caption"])
         n = len(captions)
-        x_w = bb.encode_images(batch["pixel_values"].to(bb.device), generator=generator)
+        x_w = bb.encode_images(batch_samples(batch).to(bb.device), generator=generator)
         cond = bb.encode_prompts(captions)
         noise = torch.randn(x_w.shape, generator=generator, dtype=x_w.dtype).to(bb.device)
         t = param.sample_timesteps(n, generator, bb.device)

@@ -1,27 +1,22 @@
 """The diffusion backbone: denoiser + scheduler + parameterisation."""
 
-from .backbone import Backbone, conditioning_kind
-from .builders import BUILTIN_BACKBONES
+from .backbone import Backbone, conditioning_kind, denoiser_spec, duplicate_inputs
 from .loading import load_backbone, resolve_model_path, save_single_file
-from .parameterization import (
-    BUILTIN_PARAMETERIZATIONS,
-    X0,
-    Epsilon,
-    FlowMatching,
-    Parameterization,
-    VPrediction,
-)
+from .parameterization import X0, Epsilon, FlowMatching, Parameterization, VPrediction
+from .specs import CONDITIONING_KINDS, DenoiserSpec
 
 __all__ = [
-    "BUILTIN_BACKBONES",
-    "BUILTIN_PARAMETERIZATIONS",
+    "CONDITIONING_KINDS",
     "Backbone",
+    "DenoiserSpec",
     "Epsilon",
     "FlowMatching",
     "Parameterization",
     "VPrediction",
     "X0",
     "conditioning_kind",
+    "denoiser_spec",
+    "duplicate_inputs",
     "load_backbone",
     "resolve_model_path",
     "save_single_file",

@@ -7,48 +7,44 @@ an ``AutoencoderKL`` (``vae``) and a CLIP text encoder with its tokenizer.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..sampling import classifier_free_guidance, schedule_from_scheduler
+from ..adapters.inputs import adapter_input_names, adapter_inputs, adapter_null_inputs
+from ..sampling.schedule import schedule_from_scheduler
 from .parameterization import FROM_PREDICTION_TYPE, Parameterization
-
-#: how each denoiser class takes its conditioning (keyword), or None if unconditional
-_CONDITIONING_KWARG = {
-    "UNet2DConditionModel": "encoder_hidden_states",
-    "UNet2DModel": "class_labels",
-    "DiTTransformer2DModel": "class_labels",
-    "UNet1DModel": None,
-}
-_TIMESTEP_KWARG = {"DiTTransformer2DModel": "timestep"}
+from .specs import DenoiserSpec
 
 SINGLE_FILE_CONFIG_KEY = "difforge_denoiser_config"
 
 
-def denoiser_class_name(denoiser: nn.Module) -> str:
-    """The diffusers class a denoiser is, or wraps: a wrapper that adds inputs of its own (e.g. a
-    ControlNet-controlled UNet) exposes the model it wraps as ``wrapped_denoiser`` and is called
-    with that model's arguments."""
-    return type(getattr(denoiser, "wrapped_denoiser", denoiser)).__name__
+def denoiser_spec(denoiser: nn.Module) -> DenoiserSpec:
+    """The registered :class:`DenoiserSpec` of ``denoiser``'s class (a one-line error naming the
+    class and the hook when none is registered)."""
+    from ..errors import ConfigError
+    from ..plugins import get_registry
+
+    registry = get_registry("denoisers")
+    name = type(denoiser).__name__
+    if name not in registry:
+        raise ConfigError(f"no denoiser spec is registered for {name}; a plugin registers one with "
+                          f"difforge_register_denoisers (known: {', '.join(registry.names())})")
+    return registry.get(name)
 
 
 def conditioning_kind(denoiser: nn.Module) -> str:
-    """``"text"``, ``"class"`` or ``"none"``: what the denoiser is conditioned on."""
-    kwarg = _CONDITIONING_KWARG.get(denoiser_class_name(denoiser))
-    if kwarg == "encoder_hidden_states":
-        return "text"
-    if kwarg == "class_labels":
-        config = denoiser.config
-        classes = getattr(config, "num_class_embeds", None) or getattr(
-            config, "num_embeds_ada_norm", None
-        )
-        if denoiser_class_name(denoiser) == "DiTTransformer2DModel" or classes:
-            return "class"
-    return "none"
+    """What the denoiser is conditioned on: ``text``, ``class``, ``vector`` or ``none``."""
+    return denoiser_spec(denoiser).conditioning_kind(denoiser.config)
+
+
+def duplicate_inputs(extra: Mapping[str, Any], times: int = 2) -> dict[str, Any]:
+    """Extra model inputs for a batch repeated ``times`` along its first axis (tensors are
+    concatenated; anything else is passed as it is)."""
+    return {k: torch.cat([v] * times) if isinstance(v, Tensor) else v for k, v in extra.items()}
 
 
 class Backbone(nn.Module):
@@ -81,6 +77,7 @@ class Backbone(nn.Module):
         from ..plugins import get_registry
 
         self.denoiser = denoiser
+        self.spec = denoiser_spec(denoiser)
         self.vae = vae
         self.text_encoder = text_encoder
         self.tokenizer = tokenizer
@@ -107,8 +104,12 @@ class Backbone(nn.Module):
     # ------------------------------------------------------------------ properties
     @property
     def conditioning(self) -> str:
-        """What the denoiser is conditioned on: ``text``, ``class`` or ``none``."""
-        return conditioning_kind(self.denoiser)
+        """What the denoiser is conditioned on: ``text``, ``class``, ``vector`` or ``none``."""
+        return self.spec.conditioning_kind(self.denoiser.config)
+
+    def input_names(self) -> frozenset[str]:
+        """The extra model inputs this backbone takes per call: its denoiser's and its adapters'."""
+        return self.spec.inputs | adapter_input_names(self.denoiser)
 
     @property
     def latent_scale(self) -> float:
@@ -167,33 +168,41 @@ class Backbone(nn.Module):
         return None
 
     # ------------------------------------------------------------------ model calls
-    def predict(self, x_t: Tensor, t: Tensor, cond: Any = None, denoiser: nn.Module | None = None) -> Tensor:
-        """The raw denoiser output at ``(x_t, t)`` (``t`` in the parameterisation's units);
-        ``denoiser`` may be an accelerate/DDP-wrapped copy of ``self.denoiser``."""
+    def predict(self, x_t: Tensor, t: Tensor, cond: Any = None, denoiser: nn.Module | None = None,
+                extra: Mapping[str, Any] | None = None) -> Tensor:
+        """The raw denoiser output at ``(x_t, t)`` (``t`` in the parameterisation's units).
+
+        ``denoiser`` may be an accelerate/DDP-wrapped copy of ``self.denoiser``. ``extra`` holds
+        further model inputs for this call: keywords the denoiser's spec accepts (e.g. a
+        ControlNet's ``controlnet_cond``) go to the denoiser, inputs of its adapters (an
+        IP-Adapter's ``ip_adapter_image_embeds``, an SC-Tuner's ``condition_map``) to the adapters.
+        """
         model = denoiser if denoiser is not None else self.denoiser
-        name = denoiser_class_name(self.denoiser)
+        spec = self.spec
         timestep = self.parameterization.model_timestep(t)
         kwargs: dict[str, Any] = {}
-        cond_kwarg = _CONDITIONING_KWARG.get(name, "encoder_hidden_states")
         if cond is not None:
-            if cond_kwarg is None:
-                raise ValueError(f"{name} is unconditional but a condition was given")
-            kwargs[cond_kwarg] = cond
-        t_kwarg = _TIMESTEP_KWARG.get(name)
-        if t_kwarg:
-            kwargs[t_kwarg] = timestep
-            out = model(x_t, **kwargs)
-        else:
-            out = model(x_t, timestep, **kwargs)
+            if spec.condition_kwarg is None:
+                raise ValueError(f"{type(self.denoiser).__name__} is unconditional but a condition was given")
+            kwargs[spec.condition_kwarg] = cond
+        extra = dict(extra or {})
+        for key in spec.inputs & extra.keys():
+            kwargs[key] = extra.pop(key)
+        with adapter_inputs(self.denoiser, extra):
+            if spec.timestep_kwarg:
+                out = model(x_t, **{spec.timestep_kwarg: timestep}, **kwargs)
+            else:
+                out = model(x_t, timestep, **kwargs)
         out = out.sample if hasattr(out, "sample") else out[0] if isinstance(out, tuple) else out
         if out.shape[1] != x_t.shape[1]:  # learned-sigma models output 2C channels
             out = out[:, : x_t.shape[1]]
         return out
 
-    def denoise_x0(self, x_t: Tensor, timestep: Tensor, cond: Any = None) -> Tensor:
+    def denoise_x0(self, x_t: Tensor, timestep: Tensor, cond: Any = None,
+                   extra: Mapping[str, Any] | None = None) -> Tensor:
         """The ``x0`` estimate the samplers consume, at a model-facing (scheduler) timestep."""
         t = self.parameterization.from_model_timestep(timestep)
-        return self.parameterization.to_x0(self.predict(x_t, t, cond), x_t, t)
+        return self.parameterization.to_x0(self.predict(x_t, t, cond, extra=extra), x_t, t)
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
@@ -206,16 +215,27 @@ class Backbone(nn.Module):
         num_steps: int = 25,
         sampler: str | Callable = "ddim",
         guidance_scale: float = 1.0,
+        guidance: str | Callable = "cfg",
         generator: torch.Generator | None = None,
         shape: Sequence[int] | None = None,
         callback: Callable | None = None,
         decode: bool = True,
+        condition: Tensor | None = None,
+        extra: Mapping[str, Any] | None = None,
+        uncond_extra: Mapping[str, Any] | None = None,
         **sampler_options: Any,
     ) -> Tensor:
         """Draw samples; returns decoded pixels in [-1, 1] (or latents if ``decode=False``).
 
+        The condition is ``prompts`` (text models), ``class_labels`` or ``condition`` (any
+        tensor the denoiser's condition keyword takes, e.g. an observation vector); ``extra``
+        holds further model inputs (see :meth:`predict`), one row per sample. Classifier-free
+        guidance duplicates them for its unconditional half, except where the adapter taking an
+        input defines a null one (an IP-Adapter's zero image) or ``uncond_extra`` gives it.
         ``sampler`` is a registered name (``ddpm``, ``ddim``, ``euler``, ``flow_euler``) or a
-        function; ``callback(step, t, x, x0)`` runs after each step and may replace ``x``.
+        function; ``guidance`` a registered guidance (``cfg``) or a function with its signature
+        (:func:`~difforge.sampling.guidance.classifier_free_guidance`); ``callback(step, t, x, x0)``
+        runs after each step and may replace ``x``.
         """
         from ..plugins import get_registry
 
@@ -226,36 +246,42 @@ class Backbone(nn.Module):
         elif class_labels is not None:
             cond = class_labels.to(self.device)
             batch = len(class_labels)
+        elif condition is not None:
+            cond = condition.to(self.device)
+            batch = len(condition)
         else:
             batch = num_samples or 1
         if shape is None:
             shape = self.sample_shape()
+        if shape is None:
+            raise ValueError(f"the config of {type(self.denoiser).__name__} does not fix a sample shape; "
+                             "give sample(shape=...)")
         if isinstance(sampler, str):
             if self.parameterization.continuous and sampler in ("ddpm", "ddim", "euler"):
                 sampler = "flow_euler"
             sampler = get_registry("samplers").get(sampler)
         dtype = next(self.denoiser.parameters()).dtype
         noise = torch.randn((batch, *shape), generator=generator, dtype=torch.float32).to(self.device, dtype)
-        denoise = classifier_free_guidance(
+        extra = dict(extra or {})
+        uncond_extra = {**adapter_null_inputs(self.denoiser, extra), **(uncond_extra or {})}
+        if isinstance(guidance, str):
+            guidance = get_registry("guidance").get(guidance)
+        denoise = guidance(
             self.denoise_x0,
             cond,
             self.null_condition(batch) if guidance_scale != 1.0 else None,
             guidance_scale,
+            extra=extra,
+            uncond_extra=uncond_extra,
         )
         schedule = schedule_from_scheduler(self.scheduler, num_steps)
         latents = sampler(denoise, noise, schedule, generator=generator, callback=callback, **sampler_options)
         return self.decode(latents).clamp(-1, 1) if decode else latents
 
-    def sample_shape(self) -> tuple[int, ...]:
-        """The shape of one sample in denoiser space, from the denoiser's config."""
-        config = self.denoiser.config
-        channels = getattr(config, "in_channels", 4)
-        size = getattr(config, "sample_size", 32)
-        if denoiser_class_name(self.denoiser) == "UNet1DModel":
-            return (channels, int(size))
-        if isinstance(size, (list, tuple)):
-            return (channels, *size)
-        return (channels, size, size)
+    def sample_shape(self) -> tuple[int, ...] | None:
+        """The shape of one sample in denoiser space, from the denoiser's config (``None`` when
+        the config does not fix it)."""
+        return self.spec.sample_shape(self.denoiser.config)
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, path: str | Path) -> None:
@@ -290,10 +316,3 @@ class Backbone(nn.Module):
         (path / "difforge_backbone.json").write_text(
             json.dumps({"parameterization": self.parameterization.name}, indent=2)
         )
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, **kwargs: Any) -> Backbone:
-        """Load from a local diffusers pipeline / model directory or single-file safetensors."""
-        from .loading import load_backbone
-
-        return load_backbone(path, **kwargs)

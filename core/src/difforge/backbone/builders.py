@@ -19,7 +19,12 @@ def _scheduler(name: str, config: dict[str, Any] | None):
     return get_registry("schedulers").get(name)(**(config or {}))
 
 
-def _build(model_cls_name: str):
+def backbone_builder(model_class: str | type):
+    """A registrable backbone builder around ``model_class`` (a diffusers class name, or a
+    ``ModelMixin`` class of a plugin): ``build(denoiser={config}, scheduler="ddpm",
+    scheduler_config=None, vae=None, text_encoder=None, **backbone_options)``."""
+    name = model_class if isinstance(model_class, str) else model_class.__name__
+
     def build(
         denoiser: dict[str, Any] | None = None,
         scheduler: str = "ddpm",
@@ -30,7 +35,8 @@ def _build(model_cls_name: str):
     ) -> Backbone:
         import diffusers
 
-        model = getattr(diffusers, model_cls_name)(**(denoiser or {}))
+        cls = getattr(diffusers, model_class) if isinstance(model_class, str) else model_class
+        model = cls(**(denoiser or {}))
         autoencoder = diffusers.AutoencoderKL(**vae) if vae is not None else None
         encoder = tokenizer = None
         if text_encoder is not None:
@@ -48,26 +54,13 @@ def _build(model_cls_name: str):
             **backbone_options,
         )
 
-    build.__name__ = f"build_{model_cls_name}"
-    build.__doc__ = f"Build a :class:`Backbone` around a randomly initialised ``{model_cls_name}``."
+    build.__name__ = f"build_{name}"
+    build.__doc__ = f"Build a :class:`Backbone` around a randomly initialised ``{name}``."
     return build
 
 
-BUILTIN_BACKBONES = {
-    "unet2d": _build("UNet2DModel"),
-    "unet2d-condition": _build("UNet2DConditionModel"),
-    "dit": _build("DiTTransformer2DModel"),
-    "unet1d": _build("UNet1DModel"),
-}
-
-
-def builtin_schedulers() -> dict[str, Any]:
-    """The diffusers schedulers difforge knows by short name."""
-    import diffusers
-
-    return {
-        "ddpm": diffusers.DDPMScheduler,
-        "ddim": diffusers.DDIMScheduler,
-        "euler": diffusers.EulerDiscreteScheduler,
-        "flow_euler": diffusers.FlowMatchEulerDiscreteScheduler,
-    }
+build_unet2d = backbone_builder("UNet2DModel")
+build_unet2d_condition = backbone_builder("UNet2DConditionModel")
+build_dit = backbone_builder("DiTTransformer2DModel")
+build_unet1d = backbone_builder("UNet1DModel")
+build_unet3d_condition = backbone_builder("UNet3DConditionModel")

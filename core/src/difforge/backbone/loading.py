@@ -54,12 +54,21 @@ def _quiet_progress():
 
 
 def _class(name: str):
+    """A diffusers class, or a plugin's denoiser class named by its registered spec's ``model_class``."""
     import diffusers
 
     cls = getattr(diffusers, name, None)
-    if cls is None:
-        raise ConfigError(f"unknown diffusers class {name!r}")
-    return cls
+    if cls is not None:
+        return cls
+    from ..plugins import get_registry
+    from ..registry import lazy
+
+    registry = get_registry("denoisers")
+    spec = registry.get(name) if name in registry else None
+    if spec is None or spec.model_class is None:
+        raise ConfigError(f"unknown model class {name!r}: not in diffusers, and no registered denoiser spec "
+                          "names its model_class")
+    return lazy(spec.model_class).load()
 
 
 def load_backbone(path: str | Path, *, torch_dtype: torch.dtype | None = None, **options: Any) -> Backbone:

@@ -195,8 +195,6 @@ class FlowMatching(Parameterization):
         return timestep.float() / self.num_train_timesteps
 
 
-BUILTIN_PARAMETERIZATIONS = {p.name: p for p in (Epsilon, VPrediction, X0, FlowMatching)}
-
 #: diffusers ``prediction_type`` -> difforge parameterisation name
 FROM_PREDICTION_TYPE = {"epsilon": "epsilon", "v_prediction": "v", "sample": "x0", "flow": "flow"}
 
@@ -206,6 +204,5 @@ __all__ = [
     "VPrediction",
     "X0",
     "FlowMatching",
-    "BUILTIN_PARAMETERIZATIONS",
     "FROM_PREDICTION_TYPE",
 ]

@@ -161,12 +161,3 @@ def sample_flow_euler(
         velocity = (x - x0) / sigma
         x = _after_step(callback, i, t, x + (sigma_next - sigma) * velocity, x0)
     return x
-
-
-BUILTIN_SAMPLERS = {
-    "ddpm": sample_ddpm,
-    "ddim": sample_ddim,
-    "consistency": sample_consistency,
-    "euler": sample_euler,
-    "flow_euler": sample_flow_euler,
-}

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from ..errors import ConfigError
+from .data import batch_samples
 from .objectives import DenoisingObjective
 
 
@@ -57,7 +58,6 @@ class ControlledDenoisingObjective(DenoisingObjective):
         self.control = ControlledDenoisingOptions(**options)
         super().__init__(backbone, default_caption_dropout, caption_dropout=self.control.caption_dropout,
                          noise_offset=self.control.noise_offset)
-        self.adapter = None
 
     def setup(self, trainer) -> None:
         """Find the run's controllable SC-Tuner."""
@@ -66,18 +66,13 @@ class ControlledDenoisingObjective(DenoisingObjective):
         if adapter_type is None or adapter_type.name != "sc-tuner" or not cfg.adapter.options.get("condition_channels"):
             raise ConfigError("objective.name: 'controlled-denoising' trains an 'sc-tuner' adapter with "
                               "condition_channels: 1 (set adapter.type and adapter.options)")
-        self.adapter = (adapter_type, adapters.model, cfg.adapter.name)
 
     def condition_map(self, pixels: Tensor) -> Tensor:
         """The condition map of each image."""
         return CONDITIONS[self.control.condition](pixels)
 
-    def loss(self, batch, denoiser, generator):
-        adapter_type, model, name = self.adapter
-        condition = self.condition_map(batch["pixel_values"].float()).to(self.backbone.device)
+    def extra_inputs(self, batch, generator):
+        """The ``condition_map`` of each image, emptied for a ``condition_drop`` share of them."""
+        condition = self.condition_map(batch_samples(batch).float()).to(self.backbone.device)
         keep = (torch.rand(len(condition), generator=generator) >= self.control.condition_drop).to(condition)
-        adapter_type.set_condition(model, name, condition * keep[:, None, None, None])
-        try:
-            return super().loss(batch, denoiser, generator)
-        finally:
-            adapter_type.set_condition(model, name, None)
+        return {**super().extra_inputs(batch, generator), "condition_map": condition * keep[:, None, None, None]}

@@ -17,6 +17,28 @@ from ..errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
+#: the batch key of training samples in any domain (images, spectrograms, clips, volumes, action
+#: chunks); ``_chosen`` / ``_rejected`` suffixes for preference pairs. Image datasets may use the
+#: diffusers name ``pixel_values`` instead: objectives read either through :func:`batch_samples`.
+SAMPLE_KEY = "sample"
+SAMPLE_ALIAS = "pixel_values"
+
+
+def batch_samples(batch: dict[str, Any], role: str = "") -> torch.Tensor:
+    """The samples of a batch or item under ``sample`` (or its alias ``pixel_values``);
+    ``role`` ``"chosen"`` / ``"rejected"`` picks one side of a preference pair."""
+    suffix = f"_{role}" if role else ""
+    for key in (SAMPLE_KEY + suffix, SAMPLE_ALIAS + suffix):
+        if key in batch:
+            return batch[key]
+    raise DataError(f"the batch has no {SAMPLE_KEY + suffix!r} (or {SAMPLE_ALIAS + suffix!r}) item; "
+                    f"it has: {', '.join(sorted(batch)) or 'nothing'}")
+
+
+def is_sample_key(key: str) -> bool:
+    """Whether a batch key holds samples (``sample``, ``pixel_values``, with or without a role suffix)."""
+    return any(key == base or key.startswith(base + "_") for base in (SAMPLE_KEY, SAMPLE_ALIAS))
+
 
 class ImageFolderOptions(BaseModel):
     """Options of the ``image-folder`` dataset."""
@@ -211,5 +233,3 @@ class PromptsDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         return {"caption": self.prompts[index]}
 
-
-BUILTIN_DATASETS = {"image-folder": ImageFolderDataset, "prompts": PromptsDataset}

@@ -16,6 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from .data import batch_samples
 from .objectives import DenoisingObjective
 
 
@@ -56,7 +57,7 @@ class DreamBoothObjective(DenoisingObjective):
         from .data import load_image
 
         folder = Path(self.db.class_data_dir or Path(trainer.config.output.dir) / "class_images")
-        resolution = trainer.dataset[0]["pixel_values"].shape[-1]
+        resolution = batch_samples(trainer.dataset[0]).shape[-1]
         existing = sorted(folder.glob("*.png"))
         missing = self.db.num_class_images - len(existing)
         if missing > 0 and trainer.accelerator.is_main_process:
@@ -81,10 +82,11 @@ class DreamBoothObjective(DenoisingObjective):
     def loss(self, batch: dict[str, Any], denoiser: nn.Module, generator: torch.Generator):
         if self.class_pixels is None:
             raise RuntimeError("dreambooth: setup() was not called (the Trainer calls it)")
-        n = len(batch["pixel_values"])
+        samples = batch_samples(batch)
+        n = len(samples)
         pick = torch.randint(0, len(self.class_pixels), (self.class_batch,), generator=generator)
         joint = {
-            "pixel_values": torch.cat([batch["pixel_values"], self.class_pixels[pick]]),
+            "sample": torch.cat([samples, self.class_pixels[pick]]),
             "caption": list(batch["caption"]) + [self.db.class_prompt] * self.class_batch,
         }
         per_sample = self.per_sample_loss(joint, denoiser, generator)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from ..errors import ConfigError
+from .data import batch_samples
 from .objectives import DenoisingObjective
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -78,25 +79,19 @@ class IpAdapterObjective(DenoisingObjective):
         super().__init__(backbone, default_caption_dropout, caption_dropout=self.ip.caption_dropout,
                          noise_offset=self.ip.noise_offset)
         self.encoder: ImageEncoder | None = None
-        self.adapter = None
 
     def setup(self, trainer) -> None:
         """Find the run's IP-Adapter and load the image encoder."""
         adapters = trainer.adapters
         if adapters is None or adapters.types.get(trainer.config.adapter.name).name != "ip-adapter":
             raise ConfigError("objective.name: 'ip-adapter' trains an adapter of type 'ip-adapter' (set adapter.type)")
-        self.adapter = (adapters.types[trainer.config.adapter.name], adapters.model, trainer.config.adapter.name)
         if trainer.config.model.pretrained is None and self.ip.image_encoder is None:
             raise ConfigError("objective.options.image_encoder: required when the model is built from scratch")
         path = self.ip.image_encoder or default_image_encoder(trainer.config.model.pretrained)
         self.encoder = ImageEncoder(path, self.ip.clip_normalize)
 
-    def loss(self, batch, denoiser, generator):
-        adapter_type, model, name = self.adapter
-        embeds = self.encoder(batch["pixel_values"]).to(self.backbone.device)
+    def extra_inputs(self, batch, generator):
+        """The image prompt: each training image's CLIP embedding, zero for an ``image_drop`` share."""
+        embeds = self.encoder(batch_samples(batch)).to(self.backbone.device)
         keep = (torch.rand(len(embeds), generator=generator) >= self.ip.image_drop).to(embeds)
-        adapter_type.set_image(model, name, embeds * keep[:, None])
-        try:
-            return super().loss(batch, denoiser, generator)
-        finally:
-            adapter_type.set_image(model, name, None)
+        return {**super().extra_inputs(batch, generator), "ip_adapter_image_embeds": embeds * keep[:, None]}

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from ..backbone import Backbone
 from ..errors import TrainingError
+from .data import batch_samples
 
 
 class Objective(ABC):
@@ -79,17 +80,28 @@ class DenoisingObjective(Objective):
         )
 
     def condition(self, batch: dict[str, Any], generator: torch.Generator) -> Any:
-        """The denoiser's conditioning for a batch (text embeddings, class labels, or None)."""
+        """The denoiser's conditioning for a batch: text embeddings of ``caption``, ``class_labels``,
+        the ``condition`` vectors (e.g. observations), or None."""
         kind = self.backbone.conditioning
         if kind == "text":
-            captions = list(batch.get("caption") or [""] * len(batch["pixel_values"]))
+            captions = list(batch.get("caption") or [""] * len(batch_samples(batch)))
             if self.caption_dropout > 0:
                 drop = torch.rand(len(captions), generator=generator) < self.caption_dropout
                 captions = ["" if d else c for c, d in zip(captions, drop.tolist(), strict=True)]
             return self.backbone.encode_prompts(captions)
         if kind == "class":
             return batch["class_labels"].to(self.backbone.device)
+        if kind == "vector":
+            return batch["condition"].to(self.backbone.device)
         return None
+
+    def extra_inputs(self, batch: dict[str, Any], generator: torch.Generator) -> dict[str, Any]:
+        """Further model inputs of a batch (see :meth:`difforge.Backbone.predict`): by default
+        the batch items whose keys the denoiser or its adapters take (a dataset that yields
+        ``controlnet_cond`` trains a ControlNet-controlled denoiser this way)."""
+        accepted = self.backbone.input_names()
+        return {k: v.to(self.backbone.device) if isinstance(v, Tensor) else v
+                for k, v in batch.items() if k in accepted}
 
     def loss(self, batch, denoiser, generator):
         loss = self.per_sample_loss(batch, denoiser, generator).mean()
@@ -100,7 +112,8 @@ class DenoisingObjective(Objective):
         bb = self.backbone
         param = bb.parameterization
         device = bb.device
-        x0 = bb.encode_images(batch["pixel_values"].to(device), generator=generator)
+        extra = self.extra_inputs(batch, generator)  # first: its random draws come before the noise's
+        x0 = bb.encode_images(batch_samples(batch).to(device), generator=generator)
         cond = self.condition(batch, generator)
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(device)
         if self.options.noise_offset:
@@ -108,22 +121,11 @@ class DenoisingObjective(Objective):
             noise = noise + self.options.noise_offset * offset.reshape(*offset.shape, *[1] * (x0.ndim - 2))
         t = param.sample_timesteps(x0.shape[0], generator, device)
         x_t = param.add_noise(x0, noise, t)
-        output = bb.predict(x_t, t, cond, denoiser=denoiser)
+        output = bb.predict(x_t, t, cond, denoiser=denoiser, extra=extra)
         target = param.target(x0, noise, t)
         per_sample = F.mse_loss(output.float(), target.float(), reduction="none").flatten(1).mean(1)
         weights = param.loss_weight(t, bb.loss_weighting, bb.snr_gamma).to(per_sample)
         return weights * per_sample
 
 
-def _builtin_objectives() -> dict[str, type[Objective]]:
-    from .control import ControlledDenoisingObjective
-    from .dreambooth import DreamBoothObjective
-    from .ip_adapter import IpAdapterObjective
-
-    return {"denoising": DenoisingObjective, "dreambooth": DreamBoothObjective, "ip-adapter": IpAdapterObjective,
-            "controlled-denoising": ControlledDenoisingObjective}
-
-
-BUILTIN_OBJECTIVES = _builtin_objectives()
-
-__all__ = ["BUILTIN_OBJECTIVES", "DenoisingObjective", "Objective"]
+__all__ = ["DenoisingObjective", "Objective"]

@@ -36,7 +36,7 @@ from ..checkpointing import (
 )
 from ..config import RunConfig, dump_config
 from ..errors import ConfigError, DataError, TrainingError
-from .data import EpochBatchSampler, SkipCorrupt, collate
+from .data import EpochBatchSampler, SkipCorrupt, collate, is_sample_key
 from .objectives import DenoisingObjective
 
 StepCallback = Callable[["Trainer", int, dict[str, float]], None]
@@ -442,7 +442,7 @@ class Trainer:
             yield from loader
 
     def _augment(self, batch: dict[str, Any]) -> dict[str, Any]:
-        keys = [k for k in batch if k.startswith("pixel_values")]
+        keys = [k for k in batch if is_sample_key(k)]
         if self.config.data.random_flip and keys:
             flip = torch.rand(len(batch[keys[0]]), generator=self.generator) < 0.5
             for key in keys:  # a preference pair is flipped together

@@ -21,7 +21,7 @@ DEFAULT_WORDS = (
 def build_clip_tokenizer(path: str | Path, words: Iterable[str] = DEFAULT_WORDS,
                          max_length: int = TOKENIZER_MAX_LENGTH):
     """A tiny CLIP BPE tokenizer spelling ``words`` as single tokens (see difforge.tokenizers)."""
-    from difforge.tokenizers import build_clip_tokenizer as build
+    from difforge import build_clip_tokenizer as build
 
     return build(path, words, max_length)
 
@@ -108,3 +108,68 @@ def build_tiny_sd(path: str | Path, seed: int = 0, resolution: int = 32, predict
     )
     pipe.save_pretrained(path)
     return path
+
+
+def tiny_unet3d(sample_size: int = 8, in_channels: int = 3, cross_attention_dim: int = 32, seed: int = 0):
+    """A text-conditioned ``UNet3DConditionModel`` over (C, frames, H, W) clips: about 0.34 M parameters."""
+    from diffusers import UNet3DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet3DConditionModel(**tiny_unet3d_config(sample_size, in_channels, cross_attention_dim))
+
+
+def tiny_unet3d_config(sample_size: int = 8, in_channels: int = 3, cross_attention_dim: int = 32) -> dict:
+    """The config of :func:`tiny_unet3d` (for ``model.build: unet3d-condition``)."""
+    return {"sample_size": sample_size, "in_channels": in_channels, "out_channels": in_channels,
+            "down_block_types": ["CrossAttnDownBlock3D", "DownBlock3D"],
+            "up_block_types": ["UpBlock3D", "CrossAttnUpBlock3D"], "block_out_channels": [16, 32],
+            "layers_per_block": 1, "norm_num_groups": 8, "cross_attention_dim": cross_attention_dim,
+            "attention_head_dim": 4}
+
+
+def _policy_unet_class():
+    from diffusers import ConfigMixin, ModelMixin
+    from diffusers.configuration_utils import register_to_config
+    from diffusers.models.embeddings import get_timestep_embedding
+    from torch import nn
+
+    class TinyPolicyUNet1D(ModelMixin, ConfigMixin):
+        """A 1-D convolutional denoiser of action chunks ``(B, action_dim, horizon)`` conditioned on
+        an observation vector through FiLM, called ``forward(sample, timestep, global_cond)``: the
+        shape of Diffusion Policy's ``ConditionalUnet1D`` (Chi et al. 2023) in miniature."""
+
+        @register_to_config
+        def __init__(self, in_channels: int = 2, sample_size: int = 16, global_cond_dim: int = 2, hidden: int = 32,
+                     num_blocks: int = 2) -> None:
+            super().__init__()
+            self.inp = nn.Conv1d(in_channels, hidden, 3, padding=1)
+            self.film = nn.Sequential(nn.Linear(hidden + global_cond_dim, 2 * hidden), nn.Mish(),
+                                      nn.Linear(2 * hidden, 2 * hidden * num_blocks))
+            self.blocks = nn.ModuleList(
+                nn.Sequential(nn.Conv1d(hidden, hidden, 5, padding=2), nn.GroupNorm(8, hidden), nn.Mish())
+                for _ in range(num_blocks))
+            self.out = nn.Conv1d(hidden, in_channels, 1)
+
+        def forward(self, sample, timestep, global_cond=None):
+            """The denoiser output for ``sample`` at ``timestep`` given observations ``global_cond``."""
+            timestep = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(sample.shape[0])
+            embedding = get_timestep_embedding(timestep, self.config.hidden).to(sample.dtype)
+            if global_cond is None:
+                global_cond = sample.new_zeros(sample.shape[0], self.config.global_cond_dim)
+            film = self.film(torch.cat([embedding, global_cond.to(sample.dtype)], dim=1)).chunk(
+                2 * len(self.blocks), dim=1)
+            h = self.inp(sample)
+            for i, block in enumerate(self.blocks):
+                h = h + block(h) * (1 + film[2 * i][..., None]) + film[2 * i + 1][..., None]
+            return self.out(h)
+
+    return TinyPolicyUNet1D
+
+
+def __getattr__(name: str):
+    # the policy UNet subclasses diffusers' ModelMixin: built on first use so importing the testkit stays light
+    if name == "TinyPolicyUNet1D":
+        cls = _policy_unet_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,11 +9,7 @@ import torch
 
 
 def _check_component(kind: str, name: str, obj: Any) -> None:
-    from difforge.adapters import AdapterType
-    from difforge.backbone import Parameterization
-    from difforge.cli import Command
-    from difforge.rewards import Reward
-    from difforge.training import Objective
+    from difforge.plugin_api import AdapterType, Command, DenoiserSpec, Objective, Parameterization, Reward
 
     where = f"{kind} {name!r}"
     if kind == "rewards":
@@ -33,17 +29,21 @@ def _check_component(kind: str, name: str, obj: Any) -> None:
     elif kind == "parameterizations":
         assert inspect.isclass(obj) and issubclass(obj, Parameterization), f"{where}: must subclass Parameterization"
     elif kind == "commands":
-        assert isinstance(obj, Command), f"{where}: must be a difforge.cli.Command"
+        assert isinstance(obj, Command), f"{where}: must be a difforge.plugin_api.Command"
+        for which in ("configure", "run"):
+            assert callable(obj.resolve(which)), f"{where}: {which} must be a function or 'module:function'"
+    elif kind == "denoisers":
+        assert isinstance(obj, DenoiserSpec), f"{where}: must be a difforge.plugin_api.DenoiserSpec"
     else:
         assert callable(obj), f"{where}: must be callable"
-    doc = inspect.getdoc(obj if not isinstance(obj, (Reward, AdapterType, Command)) else type(obj))
+    doc = inspect.getdoc(obj if not isinstance(obj, (Reward, AdapterType, Command, DenoiserSpec)) else type(obj))
     assert doc, f"{where}: needs a docstring"
 
 
 def check_plugin(distribution: str) -> dict[str, list[str]]:
     """Assert that installed plugin ``distribution`` loads and that each component it registers
     honours its kind's protocol; returns ``{kind: [names]}``. For use in a plugin's own tests."""
-    from difforge.plugins import DifforgePluginManager, load_plugins
+    from difforge.plugin_api import DifforgePluginManager, load_plugins
 
     pm = DifforgePluginManager()
     statuses = load_plugins(pm)
@@ -53,6 +53,6 @@ def check_plugin(distribution: str) -> dict[str, list[str]]:
     assert status.status == "loaded", f"plugin {distribution!r}: {status.describe()}"
     assert status.registered, f"plugin {distribution!r} registered nothing"
     for kind, names in status.registered.items():
-        for name in names:
+        for name in names:  # a lazy component is loaded here: a broken reference fails the check
             _check_component(kind, name, pm.registries[kind].get(name))
     return status.registered

@@ -27,7 +27,7 @@ def toy_images(tmp_path_factory) -> Path:
 @pytest.fixture
 def fresh_plugins(monkeypatch):
     """A clean plugin manager for the test, reloaded on first use and reset afterwards."""
-    from difforge.plugins import reset_plugin_manager
+    from difforge.plugin_api import reset_plugin_manager
 
     monkeypatch.delenv("DIFFORGE_DISABLE_PLUGINS", raising=False)
     monkeypatch.delenv("DIFFORGE_STRICT_PLUGINS", raising=False)

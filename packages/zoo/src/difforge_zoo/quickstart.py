@@ -37,7 +37,7 @@ def run_quickstart(out: str | Path, config: str | Path = QUICKSTART_CONFIG, samp
     from PIL import Image
 
     import difforge
-    from difforge.sampling.grid import save_grid
+    from difforge.plugin_api import save_grid
 
     from .shapes import random_scene
 

@@ -4,14 +4,18 @@ time-varying melody, dynamics and rhythm controls, any subset of them, partially
 The ControlNet is diffusers' ``ControlNetModel`` made from the base UNet (a trainable copy of
 its encoder and middle block, zero-initialised output convolutions); its conditioning encoder
 keeps the spectrogram's resolution because the model works in pixel (spectrogram) space.
-:class:`ControlledUNet` wraps the frozen UNet and the ControlNet as one denoiser, so the
-core's samplers, guidance and objectives use it unchanged.
+:class:`ControlledUNet` joins the frozen UNet and the ControlNet as one denoiser that takes the
+control image as the extra input ``controlnet_cond``; its registered spec
+(:data:`CONTROLLED_UNET_SPEC`) tells the core so, and the core's samplers, guidance and
+objectives pass the control through as they pass any extra model input.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from difforge.plugin_api import DenoiserSpec
 
 from .controls import CONTROL_CHANNELS
 
@@ -25,47 +29,42 @@ def controlnet_from_unet(unet) -> nn.Module:
 
 
 class ControlledUNet(nn.Module):
-    """A UNet whose encoder/middle features get the ControlNet's residuals for the current
-    control image (:meth:`set_control`). Called like the UNet it wraps."""
+    """A UNet whose encoder/middle features get the ControlNet's residuals for the control
+    image ``controlnet_cond`` of the call. Called like the UNet it wraps, plus that input."""
 
     def __init__(self, unet: nn.Module, controlnet: nn.Module, conditioning_scale: float = 1.0) -> None:
         super().__init__()
         self.unet = unet
         self.controlnet = controlnet
         self.conditioning_scale = conditioning_scale
-        self.control: Tensor | None = None
-
-    @property
-    def wrapped_denoiser(self) -> nn.Module:
-        return self.unet
 
     @property
     def config(self):
+        """The wrapped UNet's config (sample shape, channels)."""
         return self.unet.config
 
     @property
     def dtype(self) -> torch.dtype:
         return self.unet.dtype
 
-    def set_control(self, control: Tensor | None) -> ControlledUNet:
-        """The ``(B, CONTROL_CHANNELS, n_mels, frames)`` control images of the next calls
-        (``None``: no control). A batch doubled for classifier-free guidance reuses them."""
-        if control is not None and (control.ndim != 4 or control.shape[1] != CONTROL_CHANNELS):
-            raise ValueError(f"control must be (batch, {CONTROL_CHANNELS}, mels, frames), got {tuple(control.shape)}")
-        self.control = control
-        return self
-
-    def forward(self, sample: Tensor, timestep, encoder_hidden_states: Tensor | None = None, **kwargs):
-        """The UNet's output, with the ControlNet's residuals when a control is set."""
-        if self.control is None:
+    def forward(self, sample: Tensor, timestep, encoder_hidden_states: Tensor | None = None,
+                controlnet_cond: Tensor | None = None, **kwargs):
+        """The UNet's output, with the ControlNet's residuals when ``controlnet_cond``
+        ``(B, CONTROL_CHANNELS, n_mels, frames)`` is given (``None``: no control)."""
+        if controlnet_cond is None:
             return self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states, **kwargs)
-        control = self.control.to(sample.device, sample.dtype)
-        if control.shape[0] != sample.shape[0]:
-            if sample.shape[0] % control.shape[0]:
-                raise ValueError(f"control batch {control.shape[0]} does not divide the sample batch {sample.shape[0]}")
-            control = control.repeat(sample.shape[0] // control.shape[0], 1, 1, 1)
+        if controlnet_cond.ndim != 4 or controlnet_cond.shape[1] != CONTROL_CHANNELS:
+            raise ValueError(f"controlnet_cond must be (batch, {CONTROL_CHANNELS}, mels, frames), "
+                             f"got {tuple(controlnet_cond.shape)}")
+        if controlnet_cond.shape[0] != sample.shape[0]:
+            raise ValueError(f"controlnet_cond has {controlnet_cond.shape[0]} rows for a batch of {sample.shape[0]}")
+        control = controlnet_cond.to(sample.device, sample.dtype)
         down, mid = self.controlnet(sample, timestep, encoder_hidden_states=encoder_hidden_states,
                                     controlnet_cond=control, conditioning_scale=self.conditioning_scale,
                                     return_dict=False)
         return self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states,
                          down_block_additional_residuals=down, mid_block_additional_residual=mid, **kwargs)
+
+
+#: how the core calls a :class:`ControlledUNet`: a text-conditioned UNet that also takes ``controlnet_cond``
+CONTROLLED_UNET_SPEC = DenoiserSpec(inputs=frozenset({"controlnet_cond"}))

@@ -62,9 +62,6 @@ class MusicPipeline:
             raise ValueError(f"got {len(controls)} controls for {len(prompts)} prompts; give one per prompt")
         n_mels = self.base.sample_shape()[1]
         images = torch.stack([c.image(n_mels) for c in controls])
-        self.controlled.denoiser.set_control(images)
-        try:
-            return self.controlled.sample(list(prompts), num_steps=num_steps, sampler=sampler,
-                                          guidance_scale=guidance_scale, generator=generator)
-        finally:
-            self.controlled.denoiser.set_control(None)
+        return self.controlled.sample(list(prompts), num_steps=num_steps, sampler=sampler,
+                                      guidance_scale=guidance_scale, generator=generator,
+                                      extra={"controlnet_cond": images})

@@ -1,50 +1,26 @@
-"""Registers the audio plugin with difforge: datasets, a reward, the embedded models and CLI
-sub-commands. Only difforge's public plugin API is used."""
+"""Registers the audio plugin with difforge: the ControlNet-controlled denoiser's calling
+convention, datasets, a reward, the embedded models and CLI sub-commands. Components are lazy
+references and only difforge's public plugin API is used."""
 
 from __future__ import annotations
 
-import torch
-
-from difforge import hookimpl
-from difforge.rewards import Reward
+from difforge.plugin_api import Command, hookimpl, lazy
 
 
-class MusicCaptionAdherence(Reward):
-    """Share of a caption's tempo, register order and dynamics that a generated spectrogram
-    (1 channel, log-mel in [-1, 1]) shows, read by the analytic music scorer. Not differentiable."""
-
-    name = "music-caption-adherence"
-    needs_prompts = True
-
-    def check(self, images, prompts) -> None:
-        super().check(images, prompts)
-        if images.shape[1] != 1:
-            raise ValueError(f"reward {self.name!r}: expected 1-channel spectrograms, got {images.shape[1]} channels")
-
-    def example_inputs(self):
-        """Two clips of the music world and their captions."""
-        from .codec import MelCodec
-        from .music import random_clip
-
-        clips = [random_clip(seed) for seed in (0, 1)]
-        return torch.stack([torch.from_numpy(MelCodec().encode(c.audio)) for c in clips]), [c.caption for c in clips]
-
-    def score(self, images, prompts=None):
-        from .scorer import caption_adherence
-
-        return torch.tensor([caption_adherence(s, p)["reward"] for s, p in zip(images, prompts, strict=True)])
+@hookimpl
+def difforge_register_denoisers():
+    return {"ControlledUNet": lazy("difforge_audio.controlnet:CONTROLLED_UNET_SPEC")}
 
 
 @hookimpl
 def difforge_register_datasets():
-    from .data import AudioPreferencePairsDataset, MusicClipsDataset
-
-    return {"music-clips": MusicClipsDataset, "audio-preference-pairs": AudioPreferencePairsDataset}
+    return {"music-clips": lazy("difforge_audio.data:MusicClipsDataset"),
+            "audio-preference-pairs": lazy("difforge_audio.data:AudioPreferencePairsDataset")}
 
 
 @hookimpl
 def difforge_register_rewards():
-    return {"music-caption-adherence": MusicCaptionAdherence()}
+    return {"music-caption-adherence": lazy("difforge_audio.rewards:MusicCaptionAdherence", call=True)}
 
 
 @hookimpl
@@ -57,14 +33,11 @@ def difforge_resolve_model(reference):
 
 @hookimpl
 def difforge_register_commands():
-    from difforge.cli import Command
-
-    from . import cli
-
     return {
         "audio-generate": Command("generate music-world clips (.wav + spectrogram/control plot), optionally "
-                                  "under Music ControlNet controls taken from a .wav", cli.configure_generate,
-                                  cli.run_generate),
+                                  "under Music ControlNet controls taken from a .wav",
+                                  "difforge_audio.cli:configure_generate", "difforge_audio.cli:run_generate"),
         "audio-preferences": Command("build Tango 2 style preference pairs (clips from prompts with misordered / "
-                                     "missing events)", cli.configure_preferences, cli.run_preferences),
+                                     "missing events)", "difforge_audio.cli:configure_preferences",
+                                     "difforge_audio.cli:run_preferences"),
     }

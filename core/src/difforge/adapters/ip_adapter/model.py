@@ -2,13 +2,17 @@
 the layer's text key/value, as in the paper), and one shared image projection (diffusers'
 ``ImageProjection``: linear to ``num_tokens`` tokens + LayerNorm).
 
-Image prompts are given with :meth:`IpAdapter.set_image` before a forward pass; the
-unconditional half of a classifier-free-guidance batch sees the projection of a zero
-embedding, as in the reference implementation. Without an image the layers compute exactly
+Image prompts are the per-call input ``ip_adapter_image_embeds`` (the name diffusers' pipelines
+use), passed in the ``extra`` mapping of :meth:`difforge.Backbone.predict` / ``sample``; the
+unconditional half of a classifier-free-guidance batch gets a zero embedding, as in the
+reference implementation. Without an image the layers compute exactly
 the base model. It adds attention, so it cannot be merged into the weights.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -31,16 +35,15 @@ class IpAttentionTuner(Tuner):
         with torch.no_grad():
             self.to_k_ip.weight.copy_(_weight(attention.to_k))
             self.to_v_ip.weight.copy_(_weight(attention.to_v))
-        self.tokens: Tensor | None = None       # (B, T, cross_dim) image tokens
-        self.null_tokens: Tensor | None = None  # (1, T, cross_dim) tokens of a zero embedding
+        self.tokens: Tensor | None = None  # (B, T, cross_dim) image tokens, bound for one forward pass
 
     def edit_output_given(self, output, args, kwargs, module, scale):
         if self.tokens is None or scale == 0:
             return output
         hidden = args[0] if args else kwargs["hidden_states"]
         tokens = self.tokens
-        if hidden.shape[0] == 2 * tokens.shape[0]:  # CFG batch: [unconditional, conditional]
-            tokens = torch.cat([self.null_tokens.expand_as(tokens), tokens])
+        if tokens.shape[0] != hidden.shape[0]:
+            raise ValueError(f"ip-adapter: {tokens.shape[0]} image embeddings for a batch of {hidden.shape[0]}")
         heads = module.heads
         q = module.to_q(hidden)
         k, v = self.to_k_ip(tokens.to(q.dtype)), self.to_v_ip(tokens.to(q.dtype))
@@ -64,6 +67,8 @@ class IpAdapter(LayerAdapter):
     options_model = IpAdapterOptions
     tuner_types = (IpAttentionTuner,)
     mergeable = False
+    #: CLIP image embeddings (N, image_embed_dim) prompting the batch
+    input_names = frozenset({"ip_adapter_image_embeds"})
 
     def build_tuners(self, model, options: IpAdapterOptions):
         return {name: IpAttentionTuner(module) for name, module in base_module_names(model).items()
@@ -86,18 +91,22 @@ class IpAdapter(LayerAdapter):
         """The image projection of one adapter."""
         return getattr(model, PROJECTIONS)[adapter_name]
 
-    def set_image(self, model: nn.Module, adapter_name: str, image_embeds: Tensor | None) -> None:
-        """Image embeddings (N, image_embed_dim) prompting the next forward passes; None: text only."""
-        tokens = null = None
+    def bind_inputs(self, model: nn.Module, adapter_name: str, inputs: Mapping[str, Any] | None) -> None:
+        """Project ``ip_adapter_image_embeds`` (N, image_embed_dim) to the tokens this forward pass
+        attends to; without them the layers compute the text-only base model."""
+        image_embeds = (inputs or {}).get("ip_adapter_image_embeds")
+        tokens = None
         if image_embeds is not None:
             expected = self.options(model, adapter_name).image_embed_dim
             if image_embeds.dim() != 2 or image_embeds.shape[1] != expected:
-                raise ValueError(f"ip-adapter {adapter_name!r}: image embeddings must be (N, {expected}), "
+                raise ValueError(f"ip-adapter {adapter_name!r}: ip_adapter_image_embeds must be (N, {expected}), "
                                  f"got {tuple(image_embeds.shape)}")
-            projection = self.projection(model, adapter_name)
-            tokens = projection(image_embeds)
-            null = projection(torch.zeros_like(image_embeds[:1]))
-        self.set_on_tuners(model, adapter_name, tokens=tokens, null_tokens=null)
+            tokens = self.projection(model, adapter_name)(image_embeds)
+        self.set_on_tuners(model, adapter_name, tokens=tokens)
+
+    def null_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """A zero image embedding: the unconditional image prompt of the reference implementation."""
+        return {"ip_adapter_image_embeds": torch.zeros_like(inputs["ip_adapter_image_embeds"])}
 
     def trainable_parameters(self, model, adapter_name):
         projection = self.projection(model, adapter_name)

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class ScTunerOptions(BaseModel):
     """``hidden_ratio``: each tuner's hidden width as a share of its skip's channels;
     ``condition_channels``: channels of a condition map (0: plain SC-Tuner; > 0: CSC-Tuner,
-    fed through :meth:`ScTunerAdapter.set_condition`)."""
+    passed per call as the extra input ``condition_map``)."""
 
     model_config = ConfigDict(extra="forbid")
 

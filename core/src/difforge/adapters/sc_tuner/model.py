@@ -9,6 +9,9 @@ tuners are nonlinear, so they cannot be merged into the weights.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -35,7 +38,7 @@ class ScTuner(Tuner):
             # leave the condition path without gradient at the start
             self.condition_proj = nn.Sequential(
                 nn.Conv2d(condition_channels, hidden, 3, padding=1), nn.SiLU(), nn.Conv2d(hidden, skip_channels, 1))
-        self.condition: Tensor | None = None  # set per forward by ScTunerAdapter.set_condition
+        self.condition: Tensor | None = None  # bound for one forward pass by ScTunerAdapter.bind_inputs
 
     def edit_inputs(self, args, kwargs, scale):
         x = args[0] if args else kwargs["input_tensor"]
@@ -78,14 +81,21 @@ class ScTunerAdapter(LayerAdapter):
     options_model = ScTunerOptions
     tuner_types = (ScTuner,)
     mergeable = False
+    #: the condition map (N, C, H, W) of the CSC-Tuner (``condition_channels`` > 0)
+    input_names = frozenset({"condition_map"})
 
     def build_tuners(self, model, options: ScTunerOptions):
         return {name: ScTuner(skip, options.hidden_ratio, options.condition_channels)
                 for name, skip in skip_resnets(model).items()}
 
-    def set_condition(self, model: nn.Module, adapter_name: str, condition: Tensor | None) -> None:
-        """The condition map (N, C, H, W) the CSC-Tuners read on the next forward passes."""
-        if condition is not None and self.options(model, adapter_name).condition_channels != condition.shape[1]:
-            raise ValueError(f"sc-tuner {adapter_name!r}: condition has {condition.shape[1]} channels, "
-                             f"expected {self.options(model, adapter_name).condition_channels}")
+    def bind_inputs(self, model: nn.Module, adapter_name: str, inputs: Mapping[str, Any] | None) -> None:
+        """The ``condition_map`` (N, C, H, W) the CSC-Tuners read in this forward pass."""
+        condition = (inputs or {}).get("condition_map")
+        if condition is not None:
+            expected = self.options(model, adapter_name).condition_channels
+            if not expected:
+                raise ValueError(f"sc-tuner {adapter_name!r} takes no condition map (condition_channels: 0)")
+            if condition.ndim != 4 or condition.shape[1] != expected:
+                raise ValueError(f"sc-tuner {adapter_name!r}: condition_map must be (N, {expected}, H, W), "
+                                 f"got {tuple(condition.shape)}")
         self.set_on_tuners(model, adapter_name, condition=condition)
