@@ -1,5 +1,5 @@
 """Launched by torchrun in test_ddp.py: trains with 2 CPU processes over gloo and dumps each
-rank's final weights and the samples it saw."""
+rank's final trained weights and the samples it saw."""
 
 import json
 import os
@@ -35,10 +35,10 @@ config = load_config(config_path)
 from difforge.training import build_dataset  # noqa: E402
 
 trainer = Trainer(config, dataset=Recording(build_dataset(config)))
-initial = {n: p.detach().clone() for n, p in trainer.backbone.denoiser.named_parameters()}
+initial = {n: p.detach().clone() for n, p in trainer.trained.named.items()}
 trainer.fit()
 rank = trainer.accelerator.process_index
-final = {n: p.detach().contiguous() for n, p in trainer.backbone.denoiser.named_parameters()}
+final = {n: p.detach().contiguous() for n, p in trainer.trained.named.items()}
 save_file(final, str(out / f"rank{rank}.safetensors"))
 changed = sum(not torch.equal(initial[n], final[n]) for n in final)
 (out / f"rank{rank}.json").write_text(json.dumps({

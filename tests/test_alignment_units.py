@@ -16,7 +16,6 @@ import difforge
 from difforge.alignment import (
     DualCaptions,
     PreferencePairsDataset,
-    ReferenceModel,
     build_preference_pairs,
     dual_captions,
     perturb_caption,
@@ -32,6 +31,7 @@ from difforge.alignment.rewards import PerPromptStatTracker
 from difforge.config import load_config
 from difforge.errors import ConfigError, DataError, RegistryError
 from difforge.plugins import register_plugin
+from difforge.training.reference import ReferenceModel
 
 
 def reward(name):
@@ -173,20 +173,17 @@ def test_reference_is_the_base_model_without_a_copy():
 
     zoo = difforge.load_backbone("shapes-sd-tiny")  # its own copy: an adapter is attached
 
-    class Trainer:
-        backbone = zoo
-        adapters = AdapterSet(zoo.denoiser)
-
+    adapters = AdapterSet(zoo.denoiser)
     x, t = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1)), torch.tensor([500, 500])
     cond = zoo.encode_prompts(["a red circle"] * 2)
     with torch.no_grad():
         base = zoo.predict(x, t, cond)
-    Trainer.adapters.add("lora", "policy", rank=4, target_modules=["to_q", "to_v"])
+    adapters.add("lora", "policy", rank=4, target_modules=["to_q", "to_v"])
     with torch.no_grad():
         for name, param in zoo.denoiser.named_parameters():
             if "lora_B" in name:
                 param.normal_(0, 0.2, generator=torch.Generator().manual_seed(2))
-    reference = ReferenceModel(Trainer)
+    reference = ReferenceModel(zoo, adapters)
     assert not reference.keeps_a_copy
     with torch.no_grad():
         assert not torch.allclose(zoo.predict(x, t, cond), base)

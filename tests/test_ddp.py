@@ -42,6 +42,24 @@ def test_ddp_two_cpu_processes_stay_in_sync(toy_images, tmp_path):
     assert (ckpt / "rng-0.pt").exists() and (ckpt / "rng-1.pt").exists()
 
 
+def test_ddp_text_encoder_adapter_trains_in_sync(toy_images, tmp_path):
+    """Only a LoRA on the text encoder trains: the denoiser is not wrapped by DDP (it would refuse
+    a module without trainable parameters) and the adapter's gradients are averaged by hand."""
+    config = {"model": {"pretrained": "shapes-sd-tiny"},
+              "data": {"dataset": "image-folder", "options": {"path": str(toy_images)}, "batch_size": 2},
+              "adapter": {"type": "lora", "component": "text_encoder", "options": {"rank": 2}},
+              "train": {"steps": 3, "lr": 1e-2, "seed": 0, "device": "cpu"},
+              "output": {"dir": str(tmp_path / "run"), "tensorboard": False, "progress": False}}
+    proc = _torchrun(config, tmp_path, "te-ranks", 29536)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r0, r1 = (json.loads((tmp_path / "te-ranks" / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["world"] == 2 and r0["changed"] > 0 and not set(r0["seen"]) & set(r1["seen"])
+    w0, w1 = (load_file(str(tmp_path / "te-ranks" / f"rank{r}.safetensors")) for r in (0, 1))
+    assert w0 and all("lora" in k for k in w0)
+    assert all(torch.equal(w0[k], w1[k]) for k in w0), "ranks diverged: text-encoder gradients were not averaged"
+    assert (tmp_path / "run" / "adapter").exists()
+
+
 def test_ddp_on_policy_objective_resumes_mid_round_exactly(tmp_path):
     """DDPO in 2 processes: each rank samples its own round; a run resumed from a checkpoint taken
     in the middle of the rounds ends with the uninterrupted run's weights and losses, bit for bit."""

@@ -101,9 +101,9 @@ def test_exact_resume_after_sigkill_is_bitwise_identical(tiny_sd_dir, toy_images
 def test_checkpoint_write_failure_keeps_previous_checkpoint(toy_images, tmp_path, monkeypatch):
     config = load_config(data=pixel_unet_config(toy_images, tmp_path / "run", train={"steps": 4},
                                                 output={"checkpoint_every": 2, "keep_last": 2}))
-    import difforge.training.trainer as trainer_module
+    import difforge.training.state as state_module
 
-    real = trainer_module.atomic_torch_save
+    real = state_module.atomic_torch_save
     scheduler_writes = []
 
     def flaky(obj, path):  # the second checkpoint fails half-way through its files
@@ -113,7 +113,7 @@ def test_checkpoint_write_failure_keeps_previous_checkpoint(toy_images, tmp_path
                 raise OSError("disk full")
         return real(obj, path)
 
-    monkeypatch.setattr(trainer_module, "atomic_torch_save", flaky)
+    monkeypatch.setattr(state_module, "atomic_torch_save", flaky)
     with pytest.raises(OSError, match="disk full"):
         Trainer(config).fit()
     run = tmp_path / "run"
@@ -122,7 +122,7 @@ def test_checkpoint_write_failure_keeps_previous_checkpoint(toy_images, tmp_path
     first = load_file(str(run / "checkpoint-2" / "trainable.safetensors"))
     assert first and all(torch.isfinite(v).all() for v in first.values())
     # and the run resumes from it
-    monkeypatch.setattr(trainer_module, "atomic_torch_save", real)
+    monkeypatch.setattr(state_module, "atomic_torch_save", real)
     resumed = Trainer(load_config(data={**config.model_dump(),
                                         "train": {**config.train.model_dump(), "resume": "auto"}}))
     assert resumed.step == 2

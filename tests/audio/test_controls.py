@@ -7,7 +7,7 @@ import torch
 pytest.importorskip("difforge_audio")
 
 from difforge_audio.codec import MelCodec  # noqa: E402
-from difforge_audio.controlnet import ControlledUNet, controlnet_from_unet  # noqa: E402
+from difforge_audio.controlnet import ControlNetDenoiser, controlnet_from_unet  # noqa: E402
 from difforge_audio.controls import (  # noqa: E402
     CONTROL_CHANNELS,
     Controls,
@@ -63,7 +63,7 @@ def test_training_masks_cover_absent_full_and_partial():
 def test_controlled_unet_starts_as_the_base_and_takes_the_control_per_call(tiny_spectrogram_unet, controls):
     unet = tiny_spectrogram_unet
     controlnet = controlnet_from_unet(unet)
-    model = ControlledUNet(unet, controlnet)
+    model = ControlNetDenoiser(unet, controlnet)
     x, t, cond = torch.randn(2, 1, 64, 64), torch.tensor([10, 500]), torch.randn(2, 4, 32)
     image = controls.image(64)[None].repeat(2, 1, 1, 1)
     with torch.no_grad():
@@ -91,7 +91,7 @@ def test_backbone_passes_the_control_through_guidance(tiny_spectrogram_unet, con
     for p in controlnet.controlnet_down_blocks.parameters():
         p.data.add_(0.05)
     seen = []
-    model = ControlledUNet(unet, controlnet)
+    model = ControlNetDenoiser(unet, controlnet)
     model.register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs["controlnet_cond"].shape[0]),
                                     with_kwargs=True)
     backbone = Backbone(model, DDPMScheduler(num_train_timesteps=100))

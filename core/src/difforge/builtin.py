@@ -25,7 +25,8 @@ def difforge_register_backbones():
 def difforge_register_denoisers():
     return _refs("difforge.backbone.specs", {
         "UNet2DConditionModel": "UNET2D_CONDITION", "UNet2DModel": "UNET2D", "DiTTransformer2DModel": "DIT",
-        "UNet1DModel": "UNET1D", "UNet3DConditionModel": "UNET3D_CONDITION"})
+        "UNet1DModel": "UNET1D", "UNet3DConditionModel": "UNET3D_CONDITION"}) | _refs(
+        "difforge.backbone.controlnet", {"ControlNetDenoiser": "CONTROLNET_DENOISER_SPEC"})
 
 
 @hookimpl
@@ -53,6 +54,7 @@ def difforge_register_objectives():
         **_refs("difforge.training.dreambooth", {"dreambooth": "DreamBoothObjective"}),
         **_refs("difforge.training.ip_adapter", {"ip-adapter": "IpAdapterObjective"}),
         **_refs("difforge.training.control", {"controlled-denoising": "ControlledDenoisingObjective"}),
+        **_refs("difforge.training.controlnet", {"controlnet": "ControlNetObjective"}),
         **_refs("difforge.alignment", {
             "diffusion-dpo": "DiffusionDPOObjective", "dcpo": "DCPOObjective", "pso": "PSOObjective",
             "seppo": "SePPOObjective", "d3po": "D3POObjective", "ddpo": "DDPOObjective", "rlcm": "RLCMObjective",

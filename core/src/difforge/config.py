@@ -219,20 +219,39 @@ def _validate_components(config: RunConfig, source: str) -> None:
     _check_data_fits_objective(config, components["objectives"], components["datasets"], source)
 
 
+#: what an objective may require of the data, each checked against the dataset's ``provides``
+DATA_REQUIREMENTS = frozenset({"images", "captions", "preference_pairs", "controlnet_cond"})
+#: what an objective provides for itself (its reference model, samples, reward, class images)
+SELF_PROVIDED = frozenset({"reference_model", "on_policy_samples", "reward", "class_images"})
+
+
 def _check_data_fits_objective(config: RunConfig, objective: Any, dataset: Any, source: str) -> None:
-    """An objective that needs preference pairs gets a pair dataset, and one that trains on
-    images does not (datasets declare ``provides``; the default is images with captions)."""
+    """Every requirement an objective declares is checked: data requirements against what the
+    dataset ``provides`` (default: images with captions), ``adapter:<type>`` and
+    ``text_encoder_adapter`` against the adapter section; an undeclared kind is an error."""
     needs = set(getattr(objective, "requires", ()))
     provides = set(getattr(dataset, "provides", {"images", "captions"}))
-    if "preference_pairs" in needs and "preference_pairs" not in provides:
-        raise ConfigError(f"{source}: data.dataset: objective {config.objective.name!r} needs preference pairs, "
-                          f"which dataset {config.data.dataset!r} does not give (use preference-pairs)")
-    if "images" in needs and "images" not in provides:
-        raise ConfigError(f"{source}: data.dataset: objective {config.objective.name!r} trains on images, "
-                          f"which dataset {config.data.dataset!r} does not give")
-    if "text_encoder_adapter" in needs and (config.adapter is None or config.adapter.component != "text_encoder"):
-        raise ConfigError(f"{source}: adapter.component: objective {config.objective.name!r} trains an adapter on the "
-                          f"text encoder; set adapter.component: text_encoder")
+    name, data = config.objective.name, config.data.dataset
+    for need in sorted(needs):
+        if need in DATA_REQUIREMENTS:
+            if need not in provides:
+                what = {"preference_pairs": "needs preference pairs", "images": "trains on images (samples)",
+                        "captions": "needs captions"}.get(need, f"needs {need!r}")
+                hint = " (use preference-pairs)" if need == "preference_pairs" else ""
+                raise ConfigError(f"{source}: data.dataset: objective {name!r} {what}, which dataset "
+                                  f"{data!r} does not give{hint}")
+        elif need.startswith("adapter:"):
+            wanted = need.split(":", 1)[1]
+            if config.adapter is None or config.adapter.type != wanted:
+                raise ConfigError(f"{source}: adapter.type: objective {name!r} trains an adapter of type {wanted!r}")
+        elif need == "text_encoder_adapter":
+            if config.adapter is None or config.adapter.component != "text_encoder":
+                raise ConfigError(f"{source}: adapter.component: objective {name!r} trains an adapter on the "
+                                  f"text encoder; set adapter.component: text_encoder")
+        elif need not in SELF_PROVIDED:
+            raise ConfigError(f"{source}: objective.name: objective {name!r} requires {need!r}, which difforge "
+                              f"cannot check (known: {', '.join(sorted(DATA_REQUIREMENTS | SELF_PROVIDED))}, "
+                              "adapter:<type>, text_encoder_adapter)")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,

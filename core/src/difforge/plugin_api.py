@@ -37,6 +37,8 @@ EXPORTS: dict[str, tuple[str, str]] = {
     # backbone
     "Backbone": ("backbone", "Backbone"),
     "DenoiserSpec": ("backbone.specs", "DenoiserSpec"),
+    "ControlNetDenoiser": ("backbone.controlnet", "ControlNetDenoiser"),
+    "controlnet_from_unet": ("backbone.controlnet", "controlnet_from_unet"),
     "CONDITIONING_KINDS": ("backbone.specs", "CONDITIONING_KINDS"),
     "image_shape": ("backbone.specs", "image_shape"),
     "sequence_shape": ("backbone.specs", "sequence_shape"),

@@ -28,7 +28,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from difforge_audio.codec import MelCodec  # noqa: E402
-from difforge_audio.controlnet import ControlledUNet, controlnet_from_unet  # noqa: E402
+from difforge_audio.controlnet import ControlNetDenoiser, controlnet_from_unet  # noqa: E402
 from difforge_audio.controls import Controls, extract_controls, random_masks  # noqa: E402
 from difforge_audio.music import random_clip  # noqa: E402
 
@@ -64,7 +64,7 @@ def train(backbone, specs, captions, controls, steps: int, batch: int, log: dict
     unet.requires_grad_(False)
     text_encoder.requires_grad_(False)
     controlnet = controlnet_from_unet(unet)
-    model = ControlledUNet(unet, controlnet)
+    model = ControlNetDenoiser(unet, controlnet)
     with torch.no_grad():
         states = torch.cat([backbone.encode_prompts(captions[i:i + 256]) for i in range(0, len(captions), 256)])
         null = backbone.encode_prompts([""])[0]

@@ -30,12 +30,10 @@ from .preferences import (
     recaption_pairs,
 )
 from .pso import PSOObjective
-from .reference import ReferenceModel
 from .seppo import SePPOObjective
 from .texforce import TexForceObjective
 
 __all__ = ["AlignPropObjective", "D3POObjective", "DCPOObjective",
            "DDPOObjective", "DiffusionDPOObjective", "PSOObjective", "PreferencePairsDataset", "RLCMObjective",
-           "ReferenceModel",
            "SePPOObjective", "TexForceObjective", "build_preference_pairs", "perturb_caption", "recaption_pairs",
            "DualCaptions", "dual_captions"]

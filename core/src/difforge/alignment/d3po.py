@@ -35,7 +35,6 @@ from .policy import (
     sample_trajectories,
     step_log_prob,
 )
-from .reference import ReferenceModel
 from .rewards import resolve_reward
 
 
@@ -79,9 +78,9 @@ class D3POObjective(Objective):
         self._queue: list[tuple[torch.Tensor, list[int]]] = []
         self._round: tuple[Trajectories, torch.Tensor, torch.Tensor] | None = None
 
-    def setup(self, trainer) -> None:
+    def setup(self, context) -> None:
         """The frozen reference: the adapters disabled (or a frozen copy)."""
-        self.reference = ReferenceModel(trainer)
+        self.reference = context.reference_model()
 
     def start_round(self, prompts: list[str], denoiser: nn.Module, generator: torch.Generator) -> None:
         """Sample two trajectories per prompt and pair, label each pair, queue minibatches of pairs."""

@@ -23,7 +23,6 @@ from torch import Tensor, nn
 
 from ..training.data import batch_samples
 from ..training.objectives import Objective
-from .reference import ReferenceModel
 
 
 class DiffusionDPOOptions(BaseModel):
@@ -42,9 +41,9 @@ class DiffusionDPOObjective(Objective):
     requires = frozenset({"preference_pairs", "reference_model"})
     options_model = DiffusionDPOOptions
 
-    def setup(self, trainer) -> None:
+    def setup(self, context) -> None:
         """Set up the reference: the adapters switched off, or a frozen copy for full fine-tuning."""
-        self.reference = ReferenceModel(trainer)
+        self.reference = context.reference_model()
 
     def conditions(self, batch: dict[str, Any]) -> tuple[Any, Any]:
         """Conditioning of the chosen and the rejected images: the shared caption."""

@@ -39,16 +39,16 @@ class PSOObjective(DiffusionDPOObjective):
     requires = frozenset({"images", "captions", "reference_model", "on_policy_samples"})
     options_model = PSOOptions
 
-    def setup(self, trainer) -> None:
+    def setup(self, context) -> None:
         """The frozen reference, and (offline) the reference images of the whole dataset."""
-        super().setup(trainer)
+        super().setup(context)
         self.samples_used = 0
         self.offline: dict[str, torch.Tensor] = {}
         if not self.options.online:
-            generator = torch.Generator().manual_seed(trainer.config.train.seed + 29)
-            captions = sorted({trainer.dataset[i]["caption"] for i in range(len(trainer.dataset))})
+            generator = torch.Generator().manual_seed(context.seed + 29)
+            captions = sorted({context.dataset[i]["caption"] for i in range(len(context.dataset))})
             for caption in captions:
-                self.offline[caption] = self.reference_samples([caption], trainer.backbone.denoiser, generator)[0]
+                self.offline[caption] = self.reference_samples([caption], context.backbone.denoiser, generator)[0]
             self.samples_used = len(captions)
 
     def state_dict(self) -> dict[str, Any]:

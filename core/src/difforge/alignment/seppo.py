@@ -116,11 +116,11 @@ class SePPOObjective(Objective):
     requires = frozenset({"images", "captions", "reference_model", "on_policy_samples"})
     options_model = SePPOOptions
 
-    def setup(self, trainer) -> None:
+    def setup(self, context) -> None:
         """Hold the trained parameters; the first step snapshots them, later snapshots follow
         every ``ref_interval`` steps (a resumed run continues the checkpoint's history)."""
-        self.trainer = trainer
-        self.snapshots = PolicySnapshots(trainer.trainable, self.options.max_snapshots)
+        self.context = context
+        self.snapshots = PolicySnapshots(context.trainable, self.options.max_snapshots)
         self.samples_used = 0
 
     def state_dict(self) -> dict[str, Any]:
@@ -139,7 +139,7 @@ class SePPOObjective(Objective):
                                  for i in range(len(self.snapshots.steps))]
 
     def _maybe_snapshot(self) -> None:
-        step = self.trainer.step
+        step = self.context.step
         if not self.snapshots.steps or (step > self.snapshots.steps[-1] and step % self.options.ref_interval == 0):
             self.snapshots.take(step)
 

@@ -107,6 +107,11 @@ class Backbone(nn.Module):
         """What the denoiser is conditioned on: ``text``, ``class``, ``vector`` or ``none``."""
         return self.spec.conditioning_kind(self.denoiser.config)
 
+    def replace_denoiser(self, denoiser: nn.Module) -> None:
+        """Use ``denoiser`` from now on (e.g. the UNet wrapped with a ControlNet), with its own spec."""
+        self.spec = denoiser_spec(denoiser)
+        self.denoiser = denoiser
+
     def input_names(self) -> frozenset[str]:
         """The extra model inputs this backbone takes per call: its denoiser's and its adapters'."""
         return self.spec.inputs | adapter_input_names(self.denoiser)

@@ -1,8 +1,10 @@
 """The training loop, objectives and data plumbing."""
 
+from .assembly import build_backbone, build_dataset
+from .context import TrainingContext
 from .data import EpochBatchSampler, ImageFolderDataset, collate
 from .objectives import DenoisingObjective, Objective
-from .trainer import Trainer, TrainResult, build_backbone, build_dataset, train
+from .trainer import Trainer, TrainResult, train
 
 __all__ = [
     "DenoisingObjective",
@@ -10,6 +12,7 @@ __all__ = [
     "ImageFolderDataset",
     "Objective",
     "TrainResult",
+    "TrainingContext",
     "Trainer",
     "build_backbone",
     "build_dataset",

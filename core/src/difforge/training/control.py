@@ -59,9 +59,9 @@ class ControlledDenoisingObjective(DenoisingObjective):
         super().__init__(backbone, default_caption_dropout, caption_dropout=self.control.caption_dropout,
                          noise_offset=self.control.noise_offset)
 
-    def setup(self, trainer) -> None:
-        """Find the run's controllable SC-Tuner."""
-        adapters, cfg = trainer.adapters, trainer.config
+    def setup(self, context) -> None:
+        """Check that the run trains a controllable SC-Tuner."""
+        adapters, cfg = context.adapters, context.config
         adapter_type = adapters.types.get(cfg.adapter.name) if adapters is not None else None
         if adapter_type is None or adapter_type.name != "sc-tuner" or not cfg.adapter.options.get("condition_channels"):
             raise ConfigError("objective.name: 'controlled-denoising' trains an 'sc-tuner' adapter with "

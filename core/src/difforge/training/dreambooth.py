@@ -49,21 +49,21 @@ class DreamBoothObjective(DenoisingObjective):
                          noise_offset=self.db.noise_offset)
         self.class_pixels: torch.Tensor | None = None
 
-    def setup(self, trainer) -> None:
+    def setup(self, context) -> None:
         """Generate (or reuse) the class images with the model as it is before training."""
         from PIL import Image
 
         from ..sampling.grid import to_uint8
         from .data import load_image
 
-        folder = Path(self.db.class_data_dir or Path(trainer.config.output.dir) / "class_images")
-        resolution = batch_samples(trainer.dataset[0]).shape[-1]
+        folder = Path(self.db.class_data_dir or Path(context.config.output.dir) / "class_images")
+        resolution = batch_samples(context.dataset[0]).shape[-1]
         existing = sorted(folder.glob("*.png"))
         missing = self.db.num_class_images - len(existing)
-        if missing > 0 and trainer.accelerator.is_main_process:
+        if missing > 0 and context.is_main_process:
             folder.mkdir(parents=True, exist_ok=True)
-            generator = torch.Generator().manual_seed(trainer.config.train.seed + 17)
-            model = trainer.backbone
+            generator = torch.Generator().manual_seed(context.seed + 17)
+            model = context.backbone
             was_training = model.denoiser.training
             model.denoiser.eval()
             with torch.no_grad():
@@ -74,10 +74,10 @@ class DreamBoothObjective(DenoisingObjective):
                     for j, array in enumerate(to_uint8(images)):
                         Image.fromarray(array).save(folder / f"class_{len(existing) + start + j:05d}.png")
             model.denoiser.train(was_training)
-        trainer.accelerator.wait_for_everyone()
+        context.wait_for_everyone()
         files = sorted(folder.glob("*.png"))[: self.db.num_class_images]
         self.class_pixels = torch.stack([load_image(f, resolution) for f in files])
-        self.class_batch = self.db.class_batch_size or trainer.config.data.batch_size
+        self.class_batch = self.db.class_batch_size or context.config.data.batch_size
 
     def loss(self, batch: dict[str, Any], denoiser: nn.Module, generator: torch.Generator):
         if self.class_pixels is None:

@@ -80,14 +80,14 @@ class IpAdapterObjective(DenoisingObjective):
                          noise_offset=self.ip.noise_offset)
         self.encoder: ImageEncoder | None = None
 
-    def setup(self, trainer) -> None:
-        """Find the run's IP-Adapter and load the image encoder."""
-        adapters = trainer.adapters
-        if adapters is None or adapters.types.get(trainer.config.adapter.name).name != "ip-adapter":
+    def setup(self, context) -> None:
+        """Check that the run trains an IP-Adapter and load the image encoder."""
+        adapters, config = context.adapters, context.config
+        if adapters is None or adapters.types.get(config.adapter.name).name != "ip-adapter":
             raise ConfigError("objective.name: 'ip-adapter' trains an adapter of type 'ip-adapter' (set adapter.type)")
-        if trainer.config.model.pretrained is None and self.ip.image_encoder is None:
+        if config.model.pretrained is None and self.ip.image_encoder is None:
             raise ConfigError("objective.options.image_encoder: required when the model is built from scratch")
-        path = self.ip.image_encoder or default_image_encoder(trainer.config.model.pretrained)
+        path = self.ip.image_encoder or default_image_encoder(config.model.pretrained)
         self.encoder = ImageEncoder(path, self.ip.clip_normalize)
 
     def extra_inputs(self, batch, generator):

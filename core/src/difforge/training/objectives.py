@@ -4,6 +4,7 @@ can be checked before any weights load."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -28,9 +29,28 @@ class Objective(ABC):
         self.backbone = backbone
         self.options = self.options_model(**options) if self.options_model else None
 
-    def setup(self, trainer) -> None:  # noqa: B027 (an optional hook, not abstract)
-        """Called once by the trainer before the first step (e.g. to prepare auxiliary data).
-        Anything it creates must be deterministic, so that a resumed run sees the same."""
+    def trainable_modules(self, config) -> dict[str, nn.Module]:
+        """The modules this objective trains, by name: their parameters (or the run's adapter
+        on them) are what the loop optimises, prepares for distributed training and
+        checkpoints. The default is the adapter's ``component`` (the denoiser or the text
+        encoder), or the whole denoiser when no adapter is configured; an objective that trains
+        something else (a ControlNet, a text encoder jointly with the denoiser) overrides it."""
+        if config.adapter is not None and config.adapter.component == "text_encoder":
+            return {"text_encoder": self.backbone.text_encoder}
+        return {"denoiser": self.backbone.denoiser}
+
+    def setup(self, context) -> None:  # noqa: B027 (an optional hook, not abstract)
+        """Called once before the first step with the run's
+        :class:`~difforge.training.context.TrainingContext` (e.g. to prepare auxiliary data or
+        the reference model). Anything it creates must be deterministic, so that a resumed run
+        sees the same."""
+
+    def save_trained(self, output_dir: Path) -> Path:
+        """Save what a full (adapter-less) run trained and return where: by default the whole
+        backbone in diffusers layout under ``<output_dir>/model``."""
+        path = Path(output_dir) / "model"
+        self.backbone.save_pretrained(path)
+        return path
 
     def state_dict(self) -> dict[str, Any]:
         """What a resumed run needs beyond the trained weights and the RNGs: for an on-policy

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .controlnet import ControlledUNet
+from .controlnet import ControlNetDenoiser
 from .controls import Controls
 
 DEFAULT_SAMPLER, DEFAULT_STEPS = "ddpm", 50
@@ -32,7 +32,7 @@ class MusicPipeline:
         self.base = backbone
         self.controlled = None
         if controlnet is not None:
-            wrapper = ControlledUNet(backbone.denoiser, controlnet, conditioning_scale)
+            wrapper = ControlNetDenoiser(backbone.denoiser, controlnet, conditioning_scale)
             self.controlled = Backbone(wrapper, backbone.scheduler, backbone.parameterization.name,
                                        text_encoder=backbone.text_encoder, tokenizer=backbone.tokenizer)
 

@@ -1,15 +1,10 @@
-"""Registers the audio plugin with difforge: the ControlNet-controlled denoiser's calling
-convention, datasets, a reward, the embedded models and CLI sub-commands. Components are lazy
+"""Registers the audio plugin with difforge: datasets, a reward, the embedded models and CLI
+sub-commands. Components are lazy
 references and only difforge's public plugin API is used."""
 
 from __future__ import annotations
 
 from difforge.plugin_api import Command, hookimpl, lazy
-
-
-@hookimpl
-def difforge_register_denoisers():
-    return {"ControlledUNet": lazy("difforge_audio.controlnet:CONTROLLED_UNET_SPEC")}
 
 
 @hookimpl

@@ -15,14 +15,15 @@ from torch import nn
 
 
 class ReferenceModel:
-    """Gives ``predict``-ready access to the base model of a :class:`~difforge.training.Trainer`."""
+    """Gives ``predict``-ready access to the base model of a run: ``backbone`` with its trained
+    ``adapters`` (an :class:`~difforge.adapters.AdapterSet`, or ``None`` under full fine-tuning)."""
 
-    def __init__(self, trainer) -> None:
-        self.backbone = trainer.backbone
-        self.adapters = trainer.adapters
+    def __init__(self, backbone, adapters=None) -> None:
+        self.backbone = backbone
+        self.adapters = adapters
         self._copy: nn.Module | None = None
         if self.adapters is None:
-            self._copy = copy.deepcopy(trainer.backbone.denoiser).requires_grad_(False).eval()
+            self._copy = copy.deepcopy(backbone.denoiser).requires_grad_(False).eval()
 
     @property
     def keeps_a_copy(self) -> bool:
