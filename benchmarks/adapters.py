@@ -167,7 +167,7 @@ def ip_adapter_table(steps: int, samples: int, work: Path) -> dict:
     import torch
 
     import difforge
-    from difforge.training.ip_adapter import ImageEncoder, default_image_encoder
+    from difforge_zoo.ip_adapter import ImageEncoder, default_image_encoder
     from difforge_zoo.scorer import detect
     from difforge_zoo.shapes import BASE_SHAPES, generate
 

@@ -206,14 +206,14 @@ def build_pairs(work: Path, captions: str = "perturbed", reward: str = "shapes-a
     depend on the captions: every variant is the same pairs with other captions, and Diffusion-DPO
     reads the first and ignores them."""
     import difforge
-    from difforge.alignment import dual_captions, recaption_pairs
+    from difforge_align import dual_captions, preference_pairs, recaption_pairs
 
     out = work / ("pairs" if reward == "shapes-alignment" else f"pairs-{reward}")
     if not (out / "pairs.jsonl").exists():
-        difforge.preference_pairs("shapes-sd-tiny", prompts("pairs"), reward, out,
-                                  samples_per_prompt=PAIR_SAMPLES, num_steps=25,
-                                  perturb=CAPTION_STRATEGIES["perturbed"][0],
-                                  word_groups=WORD_GROUPS)
+        preference_pairs("shapes-sd-tiny", prompts("pairs"), reward, out,
+                         samples_per_prompt=PAIR_SAMPLES, num_steps=25,
+                         perturb=CAPTION_STRATEGIES["perturbed"][0],
+                         word_groups=WORD_GROUPS)
     if captions == "perturbed":
         return out
     variant = out.with_name(f"{out.name}-{captions}")

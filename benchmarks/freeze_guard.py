@@ -4,7 +4,7 @@ the same share of parameters?
 
 Protected domain: 5 images of a red heart captioned "a red sks circle". Legal domain: 5 images
 of a yellow square (a colour-shape pair held out of pretraining) captioned "a yellow zwx
-circle". The mask is learned by ``difforge.freeze_guard`` from the two domains; each domain is
+circle". The mask is learned by ``difforge_guard.freeze_guard`` from the two domains; each domain is
 then fully fine-tuned under each mask (``train.freeze_mask``) for the same steps, and its
 fidelity is the share of samples of its caption that the scorer reads as one red heart / one
 yellow square.
@@ -52,11 +52,11 @@ def fine_tune(images: Path, caption: str, mask: Path | None, steps: int, out: Pa
 def one_seed(work: Path, images: dict[str, Path], seed: int, args) -> dict:
     """Learn a mask and draw a random one (seeded), fine-tune each domain under each mask."""
     import difforge
-    from difforge.training.freeze_guard import random_freeze_mask
+    from difforge_guard import freeze_guard, random_freeze_mask
 
     t0 = time.time()
     learned = work / f"learned-{seed}.json"
-    difforge.freeze_guard("shapes-sd-tiny", images["protected"], images["legal"], out=learned, ratio=args.ratio,
+    freeze_guard("shapes-sd-tiny", images["protected"], images["legal"], out=learned, ratio=args.ratio,
                           steps=args.mask_steps, protected_caption=DOMAINS["protected"][1],
                           legal_caption=DOMAINS["legal"][1], seed=seed)
     mask_seconds = round(time.time() - t0, 1)

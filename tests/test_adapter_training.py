@@ -75,8 +75,8 @@ def test_ip_adapter_learns_to_read_the_image_prompt(tmp_path):
     """Trained from its example config (shortened), the IP-Adapter lowers the denoising loss of
     single shapes when the image itself is the prompt and the caption is empty (at timesteps
     50-500: with 16x16 latents, noisier steps are predicted from x_t alone, whatever the prompt)."""
-    from difforge.training.ip_adapter import ImageEncoder, default_image_encoder
     from difforge_zoo.data import ShapesDataset
+    from difforge_zoo.ip_adapter import ImageEncoder, default_image_encoder
 
     config = yaml.safe_load((CONFIGS / "ip-adapter.yaml").read_text())
     config["train"].update(steps=150, warmup_steps=0)

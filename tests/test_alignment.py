@@ -6,6 +6,7 @@ import torch
 
 import difforge
 from difforge.adapters import AdapterSet
+from difforge_align import preference_pairs
 from difforge_zoo.shapes import generate
 
 TRAIN_PROMPTS = sorted({s.caption for s in generate(64, seed=11, split="train", num_objects=1)})[:12]
@@ -84,7 +85,7 @@ def test_policy_gradient_raises_the_likelihood_of_advantaged_trajectories(tmp_pa
 @pytest.fixture(scope="module")
 def colourful_pairs(tmp_path_factory):
     out = tmp_path_factory.mktemp("pairs")
-    difforge.preference_pairs("shapes-sd-tiny", TRAIN_PROMPTS * 2, "colourfulness", out, samples_per_prompt=4,
+    preference_pairs("shapes-sd-tiny", TRAIN_PROMPTS * 2, "colourfulness", out, samples_per_prompt=4,
                               num_steps=10, perturb="strong",
                               word_groups=[["red", "green", "blue", "yellow", "purple", "orange"]])
     return out

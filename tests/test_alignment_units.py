@@ -13,25 +13,26 @@ from helpers import plugin_module
 from PIL import Image
 
 import difforge
-from difforge.alignment import (
+from difforge.config import load_config
+from difforge.errors import ConfigError, DataError, RegistryError
+from difforge.plugins import register_plugin
+from difforge.training.preferences import PreferencePairsDataset
+from difforge.training.reference import ReferenceModel
+from difforge_align.pairs import (
     DualCaptions,
-    PreferencePairsDataset,
     build_preference_pairs,
     dual_captions,
     perturb_caption,
+    preference_pairs,
     recaption_pairs,
 )
-from difforge.alignment.policy import (
+from difforge_align.policy import (
     consistency_step,
     ddim_step,
     sample_trajectories,
     step_log_prob,
 )
-from difforge.alignment.rewards import PerPromptStatTracker
-from difforge.config import load_config
-from difforge.errors import ConfigError, DataError, RegistryError
-from difforge.plugins import register_plugin
-from difforge.training.reference import ReferenceModel
+from difforge_align.rewards import PerPromptStatTracker
 
 
 def reward(name):
@@ -120,7 +121,7 @@ def test_rescored_trajectories_match_their_sampling_log_probs(zoo, policy):
 def test_d3po_pairs_share_their_initial_state(zoo, shared):
     """D3PO's two trajectories of a pair start from the same x_T (the authors' sampler) and part
     only through the stochastic steps; ``shared_initial_noise=False`` draws each its own."""
-    from difforge.alignment.d3po import D3POObjective
+    from difforge_align.d3po import D3POObjective
 
     objective = D3POObjective(zoo, labeller="colourfulness", num_steps=3, pairs_per_prompt=2,
                               shared_initial_noise=shared)
@@ -137,7 +138,7 @@ def test_d3po_ratio_clip_stops_the_gradient_of_a_ratio_outside_the_trust_region(
     """With ``ratio_clip`` a step whose π_θ/π_ref left [1 − ε, 1 + ε] gives no gradient (the authors' clamp)."""
     from contextlib import contextmanager
 
-    from difforge.alignment import d3po
+    from difforge_align import d3po
 
     policy = torch.tensor([0.5, -0.5], requires_grad=True)  # log-ratios of the winner and the loser: e^0.5 > 1.1
 
@@ -194,7 +195,7 @@ def test_reference_is_the_base_model_without_a_copy():
 
 
 def test_seppo_snapshots_restore_the_policy_and_follow_the_strategy():
-    from difforge.alignment.seppo import PolicySnapshots
+    from difforge_align.seppo import PolicySnapshots
 
     params = [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.ones(2))]
     snapshots = PolicySnapshots(params, max_kept=3)
@@ -214,7 +215,7 @@ def test_seppo_snapshots_restore_the_policy_and_follow_the_strategy():
 
 
 def test_seppo_flipper_learns_reference_samples_the_policy_fits_better_than_the_anchor_as_winners():
-    from difforge.alignment.seppo import flipper_sign
+    from difforge_align.seppo import flipper_sign
 
     winner = torch.tensor([0.10, 0.10, 0.30])
     reference = torch.tensor([0.20, 0.05, 0.30])
@@ -230,7 +231,7 @@ def test_build_preference_pairs_writes_best_vs_worst(zoo, tmp_path):
     assert rows and all(r["chosen_score"] > r["rejected_score"] for r in rows)
     data = PreferencePairsDataset(path=str(tmp_path))
     item = data[0]
-    assert item["pixel_values_chosen"].shape == (3, 32, 32) and item["caption_rejected"] != item["caption"]
+    assert item["sample_chosen"].shape == (3, 32, 32) and item["caption_rejected"] != item["caption"]
 
 
 def test_preference_pairs_caption_strategies(fresh_plugins, tmp_path):
@@ -243,7 +244,7 @@ def test_preference_pairs_caption_strategies(fresh_plugins, tmp_path):
     rows = {}
     for name, options in {"perturb": {"perturb": "strong", "word_groups": groups}, "caption": {"captioner": "count"},
                           "hybrid": {"perturb": "strong", "word_groups": groups, "captioner": "count"}}.items():
-        path = difforge.preference_pairs("shapes-sd-tiny", ["a red circle"], "colourfulness", tmp_path / name,
+        path = preference_pairs("shapes-sd-tiny", ["a red circle"], "colourfulness", tmp_path / name,
                                          samples_per_prompt=2, num_steps=2, **options)
         rows[name] = json.loads(path.read_text().splitlines()[0])
     assert rows["perturb"]["caption_rejected"] == "a blue circle"
@@ -252,7 +253,7 @@ def test_preference_pairs_caption_strategies(fresh_plugins, tmp_path):
     assert rows["perturb"]["caption_chosen"] == "a red circle"
     assert rows["caption"]["caption_chosen"] == rows["hybrid"]["caption_chosen"] == "1 red things"
     with pytest.raises(RegistryError, match="unknown captioner 'nope'"):
-        difforge.preference_pairs("shapes-sd-tiny", ["a red circle"], "colourfulness", tmp_path / "x",
+        preference_pairs("shapes-sd-tiny", ["a red circle"], "colourfulness", tmp_path / "x",
                                   captioner="nope")
 
 
@@ -279,7 +280,7 @@ def test_recaption_pairs_rewrites_dcpo_captions_and_keeps_the_images(tmp_path):
     assert json.loads(perturbed.read_text())["caption_chosen"] == "a blue square"  # the prompt
     assert json.loads(captioned.read_text())["caption_chosen"] == "a blue circle"  # the description
     item = PreferencePairsDataset(path=str(tmp_path / "hybrid"), resolution=16)[0]
-    assert item["caption_chosen"] == "a blue circle" and item["pixel_values_rejected"][0].mean() > 0.9
+    assert item["caption_chosen"] == "a blue circle" and item["sample_rejected"][0].mean() > 0.9
     assert dual_captions() is None
     with pytest.raises(ValueError, match="needs word_groups"):
         dual_captions(perturb="weak")
@@ -302,7 +303,7 @@ def test_pick_a_pic_layout_orders_pairs_by_label_and_drops_ties(tmp_path):
     (tmp_path / "pickapic.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     data = PreferencePairsDataset(path=str(tmp_path / "pickapic.jsonl"), resolution=16)
     assert len(data) == 2
-    assert data[0]["pixel_values_chosen"][0].mean() > 0.9 and data[1]["pixel_values_chosen"][2].mean() > 0.9
+    assert data[0]["sample_chosen"][0].mean() > 0.9 and data[1]["sample_chosen"][2].mean() > 0.9
 
 
 def test_bad_preference_rows_and_images_name_the_file(tmp_path):

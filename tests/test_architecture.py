@@ -2,6 +2,7 @@
 packages use only the public plugin API, and start-up imports nothing heavy."""
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -154,3 +155,26 @@ def test_start_up_imports_nothing_heavy(argv):
     proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "HEAVY []", proc.stdout[-2000:]
+
+
+def test_the_core_alone_trains_the_quickstart_lora(toy_images, tmp_path):
+    """With every plugin and package disabled, the core trains the quickstart config (DreamBooth +
+    LoRA, shortened) on the zoo model's files given by path, and imports none of them."""
+    from difforge_zoo.models import model_path
+
+    config = ROOT / "packages/zoo/src/difforge_zoo/configs/quickstart.yaml"
+    code = (
+        "import sys, difforge\n"
+        f"result = difforge.train({str(config)!r}, overrides=['model.pretrained={model_path('shapes-sd-tiny')}',\n"
+        f"    'data.options.path={toy_images}', 'output.dir={tmp_path / 'run'}', 'train.steps=3',\n"
+        "    'objective.options.num_class_images=2', 'objective.options.class_sampling_steps=2',\n"
+        "    'output.tensorboard=false', 'output.progress=false', 'output.checkpoint_every=0'])\n"
+        "print('ADAPTER', result.adapter_path)\n"
+        "print('EXTENSIONS', sorted(m for m in sys.modules if m.split('.')[0] in\n"
+        "    ('difforge_align', 'difforge_guard', 'difforge_zoo', 'difforge_audio')))\n")
+    env = {**os.environ, "DIFFORGE_DISABLE_PLUGINS": "all"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-1] == "EXTENSIONS []"
+    assert (Path(lines[-2].split(" ", 1)[1]) / "pytorch_lora_weights.safetensors").exists()

@@ -11,7 +11,7 @@ from helpers import run_cli
 
 import difforge
 from difforge.errors import ConfigError
-from difforge.training.freeze_guard import random_freeze_mask
+from difforge_guard import freeze_guard, random_freeze_mask
 
 PROTECTED = ("heart", "red", "a red sks circle", "plain")
 LEGAL = ("square", "green", "a green zwx square", "stripes")
@@ -39,7 +39,7 @@ def domains(tmp_path_factory):
 @pytest.fixture(scope="module")
 def learned_mask(domains, tmp_path_factory):
     path = tmp_path_factory.mktemp("mask") / "freeze_mask.json"
-    mask = difforge.freeze_guard("shapes-sd-tiny", domains["protected"], domains["legal"], out=path, ratio=0.5,
+    mask = freeze_guard("shapes-sd-tiny", domains["protected"], domains["legal"], out=path, ratio=0.5,
                                      steps=40, protected_caption=PROTECTED[2], legal_caption=LEGAL[2])
     return mask, path
 
@@ -58,7 +58,7 @@ def test_learned_mask_hampers_the_protected_domain_more_than_random_masks(learne
     """After 20 fine-tuning steps on each domain under each mask, the learned mask leaves the
     protected domain's loss higher relative to the legal domain's than random masks freezing
     the same share of parameters do."""
-    from difforge.training.freeze_guard import evaluate_freeze_mask
+    from difforge_guard import evaluate_freeze_mask
 
     mask, _ = learned_mask
     backbone = difforge.load("shapes-sd-tiny")

@@ -44,7 +44,7 @@ def difforge_register_schedulers():
 @hookimpl
 def difforge_register_datasets():
     return {**_refs("difforge.training.data", {"image-folder": "ImageFolderDataset", "prompts": "PromptsDataset"}),
-            **_refs("difforge.alignment.preferences", {"preference-pairs": "PreferencePairsDataset"})}
+            **_refs("difforge.training.preferences", {"preference-pairs": "PreferencePairsDataset"})}
 
 
 @hookimpl
@@ -52,13 +52,8 @@ def difforge_register_objectives():
     return {
         **_refs("difforge.training.objectives", {"denoising": "DenoisingObjective"}),
         **_refs("difforge.training.dreambooth", {"dreambooth": "DreamBoothObjective"}),
-        **_refs("difforge.training.ip_adapter", {"ip-adapter": "IpAdapterObjective"}),
         **_refs("difforge.training.control", {"controlled-denoising": "ControlledDenoisingObjective"}),
         **_refs("difforge.training.controlnet", {"controlnet": "ControlNetObjective"}),
-        **_refs("difforge.alignment", {
-            "diffusion-dpo": "DiffusionDPOObjective", "dcpo": "DCPOObjective", "pso": "PSOObjective",
-            "seppo": "SePPOObjective", "d3po": "D3POObjective", "ddpo": "DDPOObjective", "rlcm": "RLCMObjective",
-            "texforce": "TexForceObjective", "alignprop": "AlignPropObjective"}),
     }
 
 

@@ -109,81 +109,11 @@ def _run_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-def _configure_freeze_guard(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help=MODEL_HELP)
-    p.add_argument("--protected", required=True, metavar="DIR", help="image folder of the domain to protect")
-    p.add_argument("--protected-caption", default=None,
-                   help="caption for every protected image (default: sidecar .txt)")
-    p.add_argument("--legal", required=True, metavar="DIR", help="image folder of a legal domain to keep adaptable")
-    p.add_argument("--legal-caption", default=None, help="caption for every legal image (default: sidecar .txt)")
-    p.add_argument("--ratio", type=float, default=0.3,
-                   help="share of the denoiser's parameters to freeze (whole tensors)")
-    p.add_argument("--steps", type=int, default=30, help="mask (releaser) steps")
-    p.add_argument("--user-steps", type=int, default=5, help="simulated fine-tuning steps before each mask step")
-    p.add_argument("--resolution", type=int, default=32, help="image resolution")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--out", default="freeze_mask.json", help="where to write the mask (use it as train.freeze_mask)")
-
-
-def _run_freeze_guard(args: argparse.Namespace) -> int:
-    from .api import freeze_guard
-
-    mask = freeze_guard(args.model, args.protected, args.legal, out=args.out, ratio=args.ratio, steps=args.steps,
-                        user_steps=args.user_steps, protected_caption=args.protected_caption,
-                        legal_caption=args.legal_caption,
-                        resolution=args.resolution, seed=args.seed)
-    last = mask.history[-1]
-    print(f"froze {len(mask.frozen)} tensors ({args.ratio:.0%} of the parameters); at the last mask step: "
-          f"protected loss {last['protected_loss']:.4f}, legal loss {last['legal_loss']:.4f}; wrote {args.out}")
-    return 0
-
-
-def _configure_preference_pairs(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help=MODEL_HELP)
-    p.add_argument("--prompts", required=True, metavar="FILE", help="text file, one prompt per line")
-    p.add_argument("--reward", required=True, help="registered reward that ranks the samples (see difforge plugins)")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for pairs.jsonl and images/")
-    p.add_argument("--samples-per-prompt", type=int, default=4,
-                   help="samples per prompt; the best and worst form a pair")
-    p.add_argument("--steps", type=int, default=25, help="sampling steps")
-    p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--perturb", choices=["weak", "medium", "strong"], default=None,
-                   help="also write DCPO's perturbed caption of each rejected image (with --captioner: its "
-                        "perturbed description, DCPO's hybrid)")
-    p.add_argument("--captioner", default=None, metavar="NAME",
-                   help="registered captioner that writes each image's own caption (DCPO's captioning)")
-    p.add_argument("--word-groups", default="", metavar="A,B;C,D",
-                   help="words that may replace each other for --perturb, groups separated by ';'")
-
-
-def _run_preference_pairs(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from .api import preference_pairs
-
-    prompts_file = Path(args.prompts)
-    if not prompts_file.exists():
-        raise DifforgeError(f"--prompts: {prompts_file} does not exist")
-    prompts = [line.strip() for line in prompts_file.read_text().splitlines() if line.strip()]
-    groups = [[w.strip() for w in g.split(",") if w.strip()] for g in args.word_groups.split(";") if g.strip()]
-    path = preference_pairs(args.model, prompts, args.reward, args.out, samples_per_prompt=args.samples_per_prompt,
-                            num_steps=args.steps, guidance_scale=args.guidance, seed=args.seed, perturb=args.perturb,
-                            word_groups=groups, captioner=args.captioner)
-    count = len(path.read_text().splitlines())
-    print(f"wrote {count} preference pairs from {len(prompts)} prompts to {path}")
-    return 0
-
-
 BUILTIN_COMMANDS: dict[str, Command] = {
     "train": Command("train a model or adapter from a YAML config", _configure_train, _run_train),
     "sample": Command("sample a model (optionally with adapters) into a PNG grid", _configure_sample, _run_sample),
     "plugins": Command("list plugins: version, status, load time, what each registered", _configure_plugins,
                        _run_plugins),
-    "freeze-guard": Command("learn a FreezeAsGuard mask (tensors to freeze)",
-                            _configure_freeze_guard, _run_freeze_guard),
-    "preference-pairs": Command("build pairwise preference data from a model's samples ranked by a reward",
-                                _configure_preference_pairs, _run_preference_pairs),
 }
 
 

@@ -95,7 +95,8 @@ class TrainConfig(_Section):
     seed: int = 0
     on_nan: Literal["stop", "skip"] = "stop"
     freeze_mask: str | None = Field(
-        None, description="a FreezeAsGuard mask (JSON from difforge freeze-guard): these tensors stay frozen"
+        None, description="a freeze mask (JSON with a 'frozen' list, e.g. from difforge-guard's freeze-guard): "
+                          "these tensors stay frozen"
     )
     resume: str | None = Field(
         None, description="'auto' (latest checkpoint in output.dir), a checkpoint path, or null"

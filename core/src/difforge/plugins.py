@@ -36,6 +36,9 @@ STRICT_ENV = "DIFFORGE_STRICT_PLUGINS"
 #: First-party distributions: name -> (what it adds, how to install it from a source checkout).
 KNOWN_PLUGINS: dict[str, tuple[str, str]] = {
     "difforge-zoo": ("shapes world, scorer and the embedded tiny Stable Diffusion", "packages/zoo"),
+    "difforge-align": ("alignment objectives: Diffusion-DPO, DCPO, PSO, SePPO, D3PO, DDPO, RLCM, TexForce, AlignProp",
+                       "packages/align"),
+    "difforge-guard": ("FreezeAsGuard masks (difforge freeze-guard)", "packages/guard"),
     "difforge-audio": ("spectrogram diffusion, Music ControlNet", "plugins/audio"),
     "difforge-video": ("video diffusion, warped-noise motion control", "plugins/video"),
     "difforge-3d": ("3D / PBR texture generation (trimesh, nerfstudio)", "plugins/3d"),

@@ -1,6 +1,6 @@
 """Tango 2 on music-sd-tiny (Majumder et al., 2024): preference pairs from the base model's own
 clips, where the loser misses or misorders the caption's events, then Diffusion-DPO with a LoRA
-through ``difforge train`` (``examples/configs/audio/tango2-dpo.yaml``), then caption adherence
+through ``difforge train`` (``plugins/audio/recipes/tango2-dpo.yaml``), then caption adherence
 on held-out prompts before vs after.
 
 Stages (seeded; about 25 minutes on 2 CPU cores):
@@ -31,13 +31,13 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[3]
-CONFIGS = REPO / "examples" / "configs" / "audio"
+CONFIGS = REPO / "plugins" / "audio" / "recipes"
 FULL = {"repeats": 3, "dpo_steps": 200, "batch": 8, "per_prompt": 8, "eval_steps": 50, "sample_steps": 50, "margin": 0.2}
 QUICK = {"repeats": 1, "dpo_steps": 4, "batch": 2, "per_prompt": 1, "eval_steps": 4, "sample_steps": 4, "margin": 0.01}
 
 
 def read_prompts(name: str) -> list[str]:
-    """The captions of a prompts file in ``examples/configs/audio``."""
+    """The captions of a prompts file in ``plugins/audio/recipes``."""
     return [line.strip() for line in (CONFIGS / name).read_text().splitlines() if line.strip()]
 
 
@@ -63,7 +63,7 @@ or `difforge audio-generate --adapter music-sd-tiny-tango2 --prompt "..."`.
   prompts whose events are swapped or dropped, all scored against the prompt by the analytic
   scorer; the pair is the best clip of the prompt against the worst clip, kept when they differ
   by at least {log['margin']}.
-- **DPO**: `difforge train examples/configs/audio/tango2-dpo.yaml`: LoRA rank 8 on the attention and
+- **DPO**: `difforge train plugins/audio/recipes/tango2-dpo.yaml`: LoRA rank 8 on the attention and
   feed-forward projections, Diffusion-DPO beta 2000, {log['dpo_steps']} steps, batch {log['batch']}, lr 1e-4,
   the reference is the base with the LoRA disabled ({log['dpo_seconds'] / 60:.1f} min, final loss {log['final_loss']:.3f}).
 
@@ -76,7 +76,7 @@ or `difforge audio-generate --adapter music-sd-tiny-tango2 --prompt "..."`.
 |---|---|---|
 {rows}
 
-`benchmarks/audio.py` repeats the DPO stage over 3 seeds.
+`plugins/audio/benchmarks/audio.py` repeats the DPO stage over 3 seeds.
 """
     (out / "README.md").write_text(text)
     return out / "README.md"

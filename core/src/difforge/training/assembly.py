@@ -155,7 +155,7 @@ def _check_adapter_fits(config: RunConfig, backbone: Backbone, module: nn.Module
 
 
 def _apply_freeze_mask(denoiser: nn.Module, path: str) -> None:
-    from .freeze_guard import load_freeze_mask
+    from .freeze_mask import load_freeze_mask
 
     try:
         frozen = load_freeze_mask(path)

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from ..config import RunConfig
 
 
+def single_process_barrier() -> None:
+    """The barrier of a run with one process: nothing to wait for."""
+
+
 @dataclass
 class TrainingContext:
     """The run as an objective may use it.
@@ -40,8 +44,8 @@ class TrainingContext:
     adapters: AdapterSet | None
     trainable: list[nn.Parameter]
     is_main_process: bool = True
-    wait_for_everyone: Callable[[], None] = field(default=lambda: None)
-    _step: Callable[[], int] = field(default=lambda: 0, repr=False)
+    wait_for_everyone: Callable[[], None] = single_process_barrier
+    _step: Callable[[], int] = field(default=int, repr=False)
 
     @property
     def step(self) -> int:

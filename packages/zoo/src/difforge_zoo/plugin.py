@@ -17,6 +17,11 @@ def difforge_register_datasets():
 
 
 @hookimpl
+def difforge_register_objectives():
+    return {"ip-adapter": lazy("difforge_zoo.ip_adapter:IpAdapterObjective")}
+
+
+@hookimpl
 def difforge_register_rewards():
     return {"shapes-alignment": lazy("difforge_zoo.rewards:ShapesAlignment", call=True)}
 

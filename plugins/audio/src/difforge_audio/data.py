@@ -29,7 +29,7 @@ class MusicClipsOptions(BaseModel):
 class MusicClipsDataset(Dataset):
     """``count`` synthesised clips of the music world; item ``i`` depends only on ``(seed, i)``.
 
-    Items: ``{"pixel_values": (1, 64, 64) log-mel in [-1, 1], "caption": str}``.
+    Items: ``{"sample": (1, 64, 64) log-mel in [-1, 1], "caption": str}``.
     """
 
     options_model = MusicClipsOptions
@@ -43,7 +43,7 @@ class MusicClipsDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         clip = random_clip(self.options.seed * 1_000_003 + index)
-        return {"pixel_values": torch.from_numpy(self.codec.encode(clip.audio)), "caption": clip.caption}
+        return {"sample": torch.from_numpy(self.codec.encode(clip.audio)), "caption": clip.caption}
 
 
 def read_wav(path: Path) -> np.ndarray:
@@ -86,7 +86,7 @@ class AudioPreferencePairsDataset(Dataset):
     optionally ``chosen_spectrogram`` / ``rejected_spectrogram`` ``.npy`` files holding the exact
     generated spectrograms, which are then used instead of re-analysing the audio).
 
-    Items: ``{"pixel_values_chosen", "pixel_values_rejected": (1, 64, 64) in [-1, 1], "caption",
+    Items: ``{"sample_chosen", "sample_rejected": (1, 64, 64) in [-1, 1], "caption",
     "caption_chosen", "caption_rejected": str}``, as the core's preference objectives expect.
     """
 
@@ -122,6 +122,6 @@ class AudioPreferencePairsDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self.rows[index]
-        return {"pixel_values_chosen": self._spectrogram(row, "chosen"),
-                "pixel_values_rejected": self._spectrogram(row, "rejected"),
+        return {"sample_chosen": self._spectrogram(row, "chosen"),
+                "sample_rejected": self._spectrogram(row, "rejected"),
                 "caption": row["caption"], "caption_chosen": row["caption"], "caption_rejected": row["caption"]}

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..sampling import schedule_from_scheduler
-from ..training.objectives import Objective
+from difforge.plugin_api import Objective, schedule_from_scheduler
+
 from .policy import ddim_step, guided_x0
 from .rewards import resolve_reward
 

@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-CONFIGS = ROOT / "examples" / "configs" / "audio"
+CONFIGS = HERE.parent / "recipes"
 
 
 def controls_benchmark(count: int, steps: int) -> dict:
@@ -72,10 +71,20 @@ def dpo_benchmark(seeds: list[int], steps: int, per_prompt: int, work: Path) -> 
             "heldout_prompts": len(heldout), "rows": rows, "summary": summary}
 
 
+def write_results(results: dict, out: str | Path) -> Path:
+    """Write the results as JSON, atomically (an interrupted run leaves the last complete file)."""
+    import json
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    partial.write_text(json.dumps(results, indent=2))
+    partial.replace(out)
+    return out
+
+
 def main() -> None:
     """Run the benchmarks and print their tables."""
-    from worker import write_results
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--controls", type=int, default=32, help="held-out reference clips for the ControlNet table")
     parser.add_argument("--steps", type=int, default=50, help="sampling steps (DDPM, as the model cards)")

@@ -21,8 +21,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from ..training.data import batch_samples
-from ..training.objectives import Objective
+from difforge.plugin_api import Objective, batch_samples
 
 
 class DiffusionDPOOptions(BaseModel):

@@ -20,8 +20,8 @@ from difforge_audio.models import TANGO2, load_base, model_path  # noqa: E402
 from difforge_audio.music import parse_caption, random_clip  # noqa: E402
 from difforge_audio.preferences import build_audio_preferences, perturb_events  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
-HELDOUT = [line for line in (REPO / "examples/configs/audio/prompts_heldout.txt").read_text().splitlines() if line]
+REPO = Path(__file__).resolve().parents[3]
+HELDOUT = [line for line in (REPO / "plugins/audio/recipes/prompts_heldout.txt").read_text().splitlines() if line]
 
 
 class GroundTruthModel:
@@ -53,8 +53,8 @@ def test_pairs_prefer_the_prompt_over_its_perturbations(tmp_path):
             assert (tmp_path / row[side]).stat().st_size > 0
     item = AudioPreferencePairsDataset(path=str(tmp_path))[0]
     stored = np.load(tmp_path / rows[0]["chosen_spectrogram"], allow_pickle=False)
-    assert item["pixel_values_chosen"].shape == (1, 64, 64)
-    assert np.array_equal(item["pixel_values_chosen"].numpy(), stored)
+    assert item["sample_chosen"].shape == (1, 64, 64)
+    assert np.array_equal(item["sample_chosen"].numpy(), stored)
     assert item["caption_rejected"] == item["caption"] == prompts[0]  # Tango 2 keeps one caption per pair
 
 

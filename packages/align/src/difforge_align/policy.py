@@ -16,8 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..sampling.guidance import classifier_free_guidance
-from ..sampling.schedule import SamplingSchedule, schedule_from_scheduler
+from difforge.plugin_api import SamplingSchedule, classifier_free_guidance, schedule_from_scheduler
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 

@@ -30,7 +30,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checkpointing import atomic_write
+from difforge import load_backbone
+from difforge.plugin_api import atomic_write, get_registry
 
 
 @dataclass
@@ -49,21 +50,6 @@ class FreezeMask:
                    "scores": self.scores, "history": self.history}
         atomic_write(path, lambda p: p.write_text(json.dumps(payload, indent=2)))
         return path
-
-
-def load_freeze_mask(path: str | Path) -> list[str]:
-    """The frozen tensor names of a mask file, with a one-line error for a bad file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-        frozen = data["frozen"]
-    except FileNotFoundError:
-        raise FileNotFoundError(f"train.freeze_mask: no file {path}") from None
-    except (ValueError, KeyError, TypeError):
-        raise ValueError(f"train.freeze_mask: {path} is not a FreezeAsGuard mask (no 'frozen' list)") from None
-    if not isinstance(frozen, list) or not all(isinstance(n, str) for n in frozen):
-        raise ValueError(f"train.freeze_mask: {path}: 'frozen' must be a list of tensor names")
-    return frozen
 
 
 class _Functional(nn.Module):
@@ -99,7 +85,7 @@ def learn_freeze_mask(backbone, protected: Iterator[dict[str, Any]], legal: Iter
     """Learn which ``ratio`` of the denoiser's tensors to freeze, over ``steps`` releaser steps
     (each after ``user_steps`` simulated fine-tuning steps). ``protected`` / ``legal`` yield
     training batches (``pixel_values``, ``caption``) of the two domains."""
-    from .objectives import DenoisingObjective
+    from difforge.plugin_api import DenoisingObjective
 
     if not 0 < ratio < 1:
         raise ValueError(f"freeze-as-guard: ratio must be in (0, 1), got {ratio}")
@@ -163,7 +149,7 @@ def evaluate_freeze_mask(backbone, frozen: list[str], protected: Iterator[dict[s
     """Each domain's denoising loss after ``steps`` Adam fine-tuning steps on it that the mask
     ``frozen`` allows (the pre-trained model restored between domains), on ``eval_batches``
     fresh batches with fixed noise: what the mask is for."""
-    from .objectives import DenoisingObjective
+    from difforge.plugin_api import DenoisingObjective
 
     denoiser = backbone.denoiser
     objective = DenoisingObjective(backbone)
@@ -193,3 +179,27 @@ def evaluate_freeze_mask(backbone, frozen: list[str], protected: Iterator[dict[s
                 p.copy_(pretrained[n])
     _require_grads(denoiser, False)
     return results
+
+
+def freeze_guard(model: str | Path, protected: str | Path, legal: str | Path, out: str | Path | None = None,
+                 ratio: float = 0.3, steps: int = 30, user_steps: int = 5, protected_caption: str | None = None,
+                 legal_caption: str | None = None, resolution: int = 32, batch_size: int = 4, seed: int = 0):
+    """Learn a FreezeAsGuard mask for ``model`` from two image folders (what ``difforge
+    freeze-guard`` runs); writes it to ``out`` when given and returns the :class:`FreezeMask`."""
+    backbone = load_backbone(model)
+    dataset_cls = get_registry("datasets").get("image-folder")
+
+    def batches(folder, caption, offset):
+        dataset = dataset_cls(path=str(folder), resolution=resolution, caption=caption)
+        g = torch.Generator().manual_seed(seed + offset)
+        while True:
+            idx = torch.randint(0, len(dataset), (batch_size,), generator=g).tolist()
+            items = [dataset[i] for i in idx]
+            yield {"pixel_values": torch.stack([it["pixel_values"] for it in items]),
+                   "caption": [it["caption"] for it in items]}
+
+    mask = learn_freeze_mask(backbone, batches(protected, protected_caption, 0), batches(legal, legal_caption, 1),
+                             ratio=ratio, steps=steps, user_steps=user_steps, seed=seed)
+    if out is not None:
+        mask.save(out)
+    return mask

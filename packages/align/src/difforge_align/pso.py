@@ -16,7 +16,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from ..training.data import batch_samples
+from difforge.plugin_api import batch_samples
+
 from .dpo import DiffusionDPOObjective
 
 

@@ -12,7 +12,7 @@ import torch
 
 pytest.importorskip("difforge_audio")
 
-from difforge.plugins import get_registry  # noqa: E402
+from difforge import get_registry  # noqa: E402
 from difforge_audio.codec import MelCodec  # noqa: E402
 from difforge_audio.data import AudioPreferencePairsDataset, MusicClipsDataset, write_wav  # noqa: E402
 from difforge_audio.music import SAMPLE_RATE, random_clip  # noqa: E402
@@ -42,8 +42,8 @@ def test_reward_scores_spectrograms_and_rejects_images():
 def test_music_clips_dataset():
     data = MusicClipsDataset(count=3, seed=1)
     item = data[2]
-    assert len(data) == 3 and item["pixel_values"].shape == (1, 64, 64) and "melody" in item["caption"]
-    assert torch.equal(item["pixel_values"], MusicClipsDataset(count=3, seed=1)[2]["pixel_values"])
+    assert len(data) == 3 and item["sample"].shape == (1, 64, 64) and "melody" in item["caption"]
+    assert torch.equal(item["sample"], MusicClipsDataset(count=3, seed=1)[2]["sample"])
 
 
 def test_event_perturbations():
@@ -65,8 +65,8 @@ def test_preference_pairs_from_audio_and_stored_spectrograms(tmp_path):
              "chosen_spectrogram": "spectrograms/a.npy"}]
     (tmp_path / "pairs.jsonl").write_text("\n".join(map(json.dumps, rows)) + "\n")
     item = AudioPreferencePairsDataset(path=str(tmp_path))[0]
-    assert torch.equal(item["pixel_values_chosen"], torch.from_numpy(codec.encode(a.audio)))
-    assert (item["pixel_values_rejected"] - torch.from_numpy(codec.encode(b.audio))).abs().max() < 0.02  # 16-bit wav
+    assert torch.equal(item["sample_chosen"], torch.from_numpy(codec.encode(a.audio)))
+    assert (item["sample_rejected"] - torch.from_numpy(codec.encode(b.audio))).abs().max() < 0.02  # 16-bit wav
     assert item["caption_rejected"] == a.caption
 
 
@@ -106,7 +106,7 @@ HIDE_AUDIO = textwrap.dedent("""
     metadata.entry_points = lambda **kw: type(found(**kw))(
         e for e in found(**kw) if not e.value.startswith("difforge_audio"))
     sys.modules["difforge_audio"] = None  # as if uninstalled: importing it fails
-    from difforge.cli import main
+    from difforge.plugin_api import cli_main as main
     from difforge.plugins import get_registry
     code = main(["plugins"])
     assert "music-caption-adherence" not in get_registry("rewards").names()
@@ -124,7 +124,7 @@ def test_core_without_the_plugin_lists_it_as_not_installed():
 
 
 def test_cli_rejects_bad_arguments_in_one_line(capsys, tmp_path):
-    from difforge.cli import main
+    from difforge.plugin_api import cli_main as main
 
     for args, message in ((["--frames", "3:2"], "argument --frames: '3:2': need 0 <= START < STOP <= 64"),
                           (["--frames", "a:b"], "argument --frames: 'a:b' is not START:STOP"),

@@ -7,7 +7,7 @@ The controls come from (first that applies):
   --from-wav clip.wav                                          any 8 kHz clip
   otherwise                                                    a clip the base model generates
 
-    python examples/audio/music_controlnet.py --notes "C5 E5 G5 C5 G4 E4" --dynamics quieter
+    python plugins/audio/examples/music_controlnet.py --notes "C5 E5 G5 C5 G4 E4" --dynamics quieter
 """
 
 from __future__ import annotations

@@ -12,8 +12,7 @@ from torch import Tensor
 def resolve_reward(name: str, objective: str, differentiable: bool = False):
     """The registered reward ``name``; a one-line error if it is unknown or, when
     ``differentiable`` is asked for, if it is not."""
-    from ..errors import RegistryError
-    from ..plugins import get_registry
+    from difforge.plugin_api import RegistryError, get_registry
 
     registry = get_registry("rewards")
     try:

@@ -20,7 +20,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
-from ..training.objectives import Objective
+from difforge.plugin_api import Objective
+
 from .policy import (
     Trajectories,
     round_from_state,

@@ -13,9 +13,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
-from ..errors import ConfigError
-from .data import batch_samples
-from .objectives import DenoisingObjective
+from difforge.plugin_api import ConfigError, DenoisingObjective, batch_samples, resolve_model_path
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -62,8 +60,6 @@ class ImageEncoder:
 
 def default_image_encoder(model_reference: str | Path) -> Path:
     """``<model dir>/clip``: where the zoo keeps the full CLIP next to the pipeline."""
-    from ..backbone.loading import resolve_model_path
-
     return resolve_model_path(model_reference) / "clip"
 
 
