@@ -1,5 +1,7 @@
 """The command line: --version, --help everywhere, train and sample end to end, errors."""
 
+import json
+
 import pytest
 import yaml
 from helpers import pixel_unet_config, run_cli
@@ -38,9 +40,11 @@ def test_train_then_sample_with_the_lora(tiny_sd_dir, toy_images, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "trained 2 steps" in proc.stdout and str(tmp_path / "out" / "adapter") in proc.stdout
     proc = run_cli("sample", "--model", str(tiny_sd_dir), "--prompt", "a red circle", "--prompt", "a blue square",
-                   "--adapter", f"{tmp_path / 'out' / 'adapter'}:0.8", "--steps", "2", "--out", str(tmp_path / "s.png"))
+                   "--adapter", f"{tmp_path / 'out' / 'adapter'}:0.8", "--steps", "2", "--out", str(tmp_path / "s.png"),
+                   "--metric", "pixel-statistics")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert Image.open(tmp_path / "s.png").size[0] > 64
+    assert json.loads((tmp_path / "s.json").read_text())["pixel-statistics"]["diversity"] > 0
 
 
 def test_bad_config_is_one_line_error_and_exit_1(toy_images, tmp_path):

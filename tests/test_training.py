@@ -231,7 +231,7 @@ def test_gradient_accumulation_counts_optimizer_steps(toy_images, tmp_path):
 def test_ema_tensorboard_and_sample_grid(lora_config):
     lora_config["train"].update(steps=4, ema={"decay": 0.5})
     lora_config["output"].update(tensorboard=True, sample_every=2, sample_prompts=["a red circle", "a blue square"],
-                                 sample_steps=2, log_every=1)
+                                 sample_steps=2, log_every=1, sample_metrics=["pixel-statistics"])
     result = difforge.train(lora_config)
     out = result.output_dir
     raw = load_file(str(out / "adapter" / "pytorch_lora_weights.safetensors"))
@@ -242,6 +242,8 @@ def test_ema_tensorboard_and_sample_grid(lora_config):
 
     grid = Image.open(out / "samples" / "step-000004.png")
     assert grid.size[0] > 32 and (out / "samples" / "step-000002.png").exists()
+    metrics = json.loads((out / "samples" / "step-000004.json").read_text())  # the registered metrics hook
+    assert set(metrics["pixel-statistics"]) == {"mean", "std", "diversity"}
 
 
 def test_8bit_adam_without_cuda_is_a_clear_error(toy_images, tmp_path):

@@ -96,7 +96,8 @@ def test_zoo_plugin_conforms():
     from difforge_testkit import check_plugin
 
     assert check_plugin("difforge-zoo") == {"captioners": ["shapes-captioner"], "commands": ["quickstart"],
-                                            "datasets": ["shapes"], "rewards": ["shapes-alignment"]}
+                                            "datasets": ["shapes"], "objectives": ["ip-adapter"],
+                                            "rewards": ["shapes-alignment"]}
 
 
 def test_captioner_describes_what_is_drawn_and_the_scorer_agrees(fresh_plugins):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -58,8 +59,12 @@ def sample(
     guidance_scale: float = 1.0,
     seed: int = 0,
     out: str | Path | None = None,
+    metrics: Sequence[str] = (),
 ) -> torch.Tensor | Path:
-    """Sample a model; returns images in [-1, 1], or the PNG grid path when ``out`` is given."""
+    """Sample a model; returns images in [-1, 1], or the PNG grid path when ``out`` is given.
+    ``metrics`` names registered metrics: their values are printed as JSON and, with ``out``,
+    written beside the grid (``<out>.json``)."""
+    from .plugins import get_registry
     from .sampling.grid import save_grid
 
     backbone = model if isinstance(model, Backbone) else load(model, adapters)
@@ -72,4 +77,11 @@ def sample(
         guidance_scale=guidance_scale,
         generator=torch.Generator().manual_seed(seed),
     )
+    if metrics:
+        from .checkpointing import atomic_save_json
+
+        values = {name: get_registry("metrics").get(name)(images) for name in metrics}
+        print(json.dumps(values, indent=2))
+        if out is not None:
+            atomic_save_json(values, Path(out).with_suffix(".json"))
     return save_grid(images, out) if out is not None else images

@@ -66,6 +66,8 @@ def _configure_sample(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", default="samples.png", help="output PNG grid")
+    p.add_argument("--metric", action="append", default=[], metavar="NAME",
+                   help="registered metric of the samples to print as JSON (repeatable), e.g. pixel-statistics")
 
 
 def _run_sample(args: argparse.Namespace) -> int:
@@ -82,6 +84,7 @@ def _run_sample(args: argparse.Namespace) -> int:
         guidance_scale=args.guidance,
         seed=args.seed,
         out=args.out,
+        metrics=args.metric,
     )
     print(f"wrote {path}")
     return 0

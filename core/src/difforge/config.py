@@ -118,6 +118,8 @@ class OutputConfig(_Section):
     sample_steps: int = Field(20, ge=1)
     sample_guidance: float = Field(1.0, ge=0)
     sample_seed: int = 1234
+    sample_metrics: list[str] = Field(default_factory=list,
+                                      description="registered metrics computed on each sample grid (JSON beside it)")
 
 
 class RunConfig(_Section):
@@ -202,6 +204,8 @@ def _validate_components(config: RunConfig, source: str) -> None:
         checks.append(("backbones", config.model.build, "model.build", None, None))
     if config.model.parameterization is not None:
         checks.append(("parameterizations", config.model.parameterization, "model.parameterization", None, None))
+    for metric in config.output.sample_metrics:
+        checks.append(("metrics", metric, "output.sample_metrics", None, None))
     components = {}
     for kind, name, key, options, options_key in checks:
         try:

@@ -335,7 +335,9 @@ class Trainer:
 
     @torch.no_grad()
     def save_samples(self, path: Path) -> Path:
-        """Sample ``output.sample_prompts`` with a fixed seed and save a grid PNG."""
+        """Sample ``output.sample_prompts`` with a fixed seed and save a grid PNG, with the
+        registered ``output.sample_metrics`` of the samples as JSON beside it."""
+        from ..plugins import get_registry
         from ..sampling.grid import save_grid
 
         out = self.config.output
@@ -353,6 +355,9 @@ class Trainer:
             self.model.train()
         if self.accelerator.is_main_process:
             save_grid(images, path)
+            if out.sample_metrics:
+                metrics = {name: get_registry("metrics").get(name)(images) for name in out.sample_metrics}
+                atomic_save_json(metrics, path.with_suffix(".json"))
         return path
 
 

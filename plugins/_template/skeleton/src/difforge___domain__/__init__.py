@@ -1,0 +1,3 @@
+"""difforge-__domain__: the __domain__ domain for difforge."""
+
+__version__ = "0.1.0"
