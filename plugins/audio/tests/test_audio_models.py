@@ -58,3 +58,21 @@ def test_controlnet_follows_controls_far_above_the_uncontrolled_model(pipeline):
     assert half["melody_accuracy"] > half["unspecified/melody_accuracy"] + 0.3  # only the given half follows
     for metric in ("melody_accuracy", "rhythm_f1"):
         assert controlled[metric] >= card["all"][metric] - 0.15, (metric, controlled, card["all"])
+
+
+def test_music_controlnet_script_trains_through_difforge(tmp_path):
+    """train_music_controlnet.py --quick: the ControlNet trains through difforge.train (the core's
+    controlnet objective on the plugin's music-controls dataset), then is evaluated and saved."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "training" / "train_music_controlnet.py"
+    proc = subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path / "cn")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = json.loads((tmp_path / "cn" / "training_log.json").read_text())
+    assert log["train"]["trained_by"].startswith("difforge.train") and log["train"]["steps"] == 4
+    assert (tmp_path / "cn" / "run" / "controlnet" / "config.json").exists()
+    assert load_controlnet(tmp_path / "cn") is not None

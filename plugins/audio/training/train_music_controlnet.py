@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -25,77 +24,39 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from difforge_audio.codec import MelCodec  # noqa: E402
-from difforge_audio.controlnet import ControlNetDenoiser, controlnet_from_unet  # noqa: E402
-from difforge_audio.controls import Controls, extract_controls, random_masks  # noqa: E402
-from difforge_audio.music import random_clip  # noqa: E402
 
 FULL = {"clips": 4000, "steps": 1600, "batch": 16, "eval_clips": 16, "eval_steps": 50, "scales": (1.0, 2.0, 3.0)}
 QUICK = {"clips": 32, "steps": 4, "batch": 4, "eval_clips": 2, "eval_steps": 3, "scales": (1.0, 2.0)}
 VALIDATION_SEED = 2_000_000  # scale-selection references: neither training clips nor the test references
 
 
-def warmup_cosine(optimizer, steps: int):
-    """Linear warm-up over 2 % of the steps, then cosine decay to zero."""
-    warmup = max(1, steps // 50)
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / steps)))
+def train(base: str, clips: int, steps: int, batch: int, work: Path, log: dict):
+    """Train a ControlNet on the frozen base's denoising loss through ``difforge.train`` (the
+    ``controlnet`` objective on the ``music-controls`` dataset); returns it, loaded from the run."""
+    from diffusers import ControlNetModel
 
+    import difforge
+    from difforge_audio.controlnet import CONDITIONING_EMBEDDING
+    from difforge_audio.controls import CONTROL_CHANNELS
 
-def make_data(count: int, seed_offset: int = 500_000):
-    """Spectrograms, captions and full controls of ``count`` clips (seeds disjoint from the
-    evaluation references)."""
-    codec = MelCodec()
-    specs, captions, controls = [], [], []
-    for i in range(count):
-        clip = random_clip(seed_offset + i)
-        spec = codec.encode(clip.audio)
-        specs.append(spec)
-        captions.append(clip.caption)
-        controls.append(extract_controls(spec, codec))
-    return torch.from_numpy(np.stack(specs)), captions, controls
-
-
-def train(backbone, specs, captions, controls, steps: int, batch: int, log: dict):
-    """Train a ControlNet on the frozen base's denoising loss."""
-    unet, text_encoder = backbone.denoiser, backbone.text_encoder
-    unet.requires_grad_(False)
-    text_encoder.requires_grad_(False)
-    controlnet = controlnet_from_unet(unet)
-    model = ControlNetDenoiser(unet, controlnet)
-    with torch.no_grad():
-        states = torch.cat([backbone.encode_prompts(captions[i:i + 256]) for i in range(0, len(captions), 256)])
-        null = backbone.encode_prompts([""])[0]
-    n_mels = specs.shape[2]
-    opt = torch.optim.AdamW(controlnet.parameters(), lr=5e-4, weight_decay=1e-2)
-    lr = warmup_cosine(opt, steps)
-    alphas = backbone.scheduler.alphas_cumprod
-    g = torch.Generator().manual_seed(5)
-    rng = np.random.default_rng(5)
-    t0, losses = time.time(), []
-    for step in range(steps):
-        idx = torch.randint(0, len(specs), (batch,), generator=g)
-        x0, cond = specs[idx], states[idx].clone()
-        cond[torch.rand(batch, generator=g) < 0.1] = null
-        images = torch.stack([Controls(controls[i].melody, controls[i].dynamics, controls[i].rhythm,
-                                                    random_masks(rng)).image(n_mels) for i in idx.tolist()])
-        noise = torch.randn(x0.shape, generator=g)
-        t = torch.randint(0, len(alphas), (batch,), generator=g)
-        a = alphas[t].reshape(-1, 1, 1, 1)
-        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        loss = F.mse_loss(model(x_t, t, encoder_hidden_states=cond, controlnet_cond=images).sample, noise)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(controlnet.parameters(), 1.0)
-        opt.step(), lr.step(), opt.zero_grad()
-        losses.append(loss.item())
-        if (step + 1) % 100 == 0:
-            print(f"step {step + 1}/{steps} loss {np.mean(losses[-100:]):.4f} "
-                  f"({(time.time() - t0) / (step + 1):.3f} s/step)", flush=True)
-    log["train"] = {"steps": steps, "batch": batch, "clips": len(specs), "seconds": round(time.time() - t0, 1),
+    config = {
+        "model": {"pretrained": base},
+        "data": {"dataset": "music-controls", "options": {"count": clips, "seed_offset": 500_000},
+                 "batch_size": batch, "caption_dropout": 0.1},
+        "objective": {"name": "controlnet", "options": {"conditioning_channels": CONTROL_CHANNELS,
+                                                         "conditioning_embedding_out_channels": list(CONDITIONING_EMBEDDING)}},
+        "train": {"steps": steps, "lr": 5e-4, "lr_scheduler": "cosine", "warmup_steps": max(1, steps // 50),
+                  "weight_decay": 1e-2, "max_grad_norm": 1.0, "seed": 5},
+        "output": {"dir": str(work), "tensorboard": False, "keep_last": 1},
+    }
+    t0 = time.time()
+    result = difforge.train(config)
+    controlnet = ControlNetModel.from_pretrained(result.model_path)
+    losses = result.losses
+    log["train"] = {"steps": steps, "batch": batch, "clips": clips, "seconds": round(time.time() - t0, 1),
                     "params": sum(p.numel() for p in controlnet.parameters()),
-                    "loss_first": float(np.mean(losses[:50])), "loss_last": float(np.mean(losses[-100:]))}
+                    "loss_first": float(np.mean(losses[:50])), "loss_last": float(np.mean(losses[-100:])),
+                    "trained_by": "difforge.train (objective controlnet, dataset music-controls)"}
     return controlnet.eval()
 
 
@@ -178,17 +139,13 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     backbone = load_base(args.base)
     log: dict = {}
-    t0 = time.time()
     if args.evaluate_only:
         from difforge_audio.models import load_controlnet
 
         controlnet = load_controlnet(out)
         log = json.loads((out / "training_log.json").read_text())
     else:
-        specs, captions, controls = make_data(budget["clips"])
-        log["data_seconds"] = round(time.time() - t0, 1)
-        print(f"{len(specs)} clips with controls in {log['data_seconds']} s", flush=True)
-        controlnet = train(backbone, specs, captions, controls, budget["steps"], budget["batch"], log)
+        controlnet = train(args.base, budget["clips"], budget["steps"], budget["batch"], out / "run", log)
         controlnet.save_pretrained(out, safe_serialization=True)
         (out / "training_log.json").write_text(json.dumps(log, indent=2))
     steps, guidance, t_eval = budget["eval_steps"], 3.0, time.time()

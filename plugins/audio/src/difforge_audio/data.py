@@ -46,6 +46,53 @@ class MusicClipsDataset(Dataset):
         return {"sample": torch.from_numpy(self.codec.encode(clip.audio)), "caption": clip.caption}
 
 
+class MusicControlsOptions(BaseModel):
+    """Options of the ``music-controls`` dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(4000, ge=1)
+    seed_offset: int = Field(500_000, ge=0,
+                             description="clip seeds start here (disjoint from the evaluation references)")
+
+
+class MusicControlsDataset(Dataset):
+    """Music ControlNet's training data: clips ``seed_offset .. seed_offset + count`` with the
+    melody, dynamics and rhythm controls extracted from each, every time an item is read given
+    with fresh random masks (:func:`~difforge_audio.controls.random_masks`: any subset of the
+    controls, each possibly on only part of the timeline). Items: ``{"sample": (1, mels, frames),
+    "caption": str, "controlnet_cond": (CONTROL_CHANNELS, mels, frames)}``. The masks draw from
+    NumPy's global generator, which the training loop seeds and checkpoints, so a run is
+    reproducible and resumes exactly."""
+
+    options_model = MusicControlsOptions
+    provides = frozenset({"images", "captions", "controlnet_cond"})
+
+    def __init__(self, **options: Any) -> None:
+        from .controls import extract_controls
+
+        self.options = MusicControlsOptions(**options)
+        codec = MelCodec()
+        self.specs, self.captions, self.controls = [], [], []
+        for i in range(self.options.count):
+            clip = random_clip(self.options.seed_offset + i)
+            spec = codec.encode(clip.audio)
+            self.specs.append(torch.from_numpy(spec))
+            self.captions.append(clip.caption)
+            self.controls.append(extract_controls(spec, codec))
+
+    def __len__(self) -> int:
+        return self.options.count
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        from .controls import Controls, random_masks
+
+        spec, full = self.specs[index], self.controls[index]
+        rng = np.random.default_rng(np.random.randint(0, 2**31 - 1))
+        control = Controls(full.melody, full.dynamics, full.rhythm, random_masks(rng)).image(spec.shape[1])
+        return {"sample": spec, "caption": self.captions[index], "controlnet_cond": control}
+
+
 def read_wav(path: Path) -> np.ndarray:
     """A mono clip of the music world's rate and length from a .wav file (clear errors otherwise)."""
     import soundfile

@@ -10,6 +10,7 @@ from difforge.plugin_api import Command, hookimpl, lazy
 @hookimpl
 def difforge_register_datasets():
     return {"music-clips": lazy("difforge_audio.data:MusicClipsDataset"),
+            "music-controls": lazy("difforge_audio.data:MusicControlsDataset"),
             "audio-preference-pairs": lazy("difforge_audio.data:AudioPreferencePairsDataset")}
 
 
