@@ -10,6 +10,7 @@ from difforge.adapters.inputs import adapter_inputs
 from difforge.adapters.tuned_layer import is_adapter_tensor
 from difforge.backbone import load_backbone
 from difforge.plugins import get_registry
+from difforge_testkit import check_adapter_type
 
 #: options that make each type small and valid on the tiny UNet
 OPTIONS = {
@@ -27,11 +28,6 @@ OPTIONS = {
 }
 
 
-def _prompt(adapters: AdapterSet, name: str) -> dict:
-    """The per-call inputs of types that act only when prompted (IP-Adapter: an image embedding)."""
-    if adapters.types[name].name == "ip-adapter":
-        return {"ip_adapter_image_embeds": torch.randn(2, 8, generator=torch.Generator().manual_seed(5))}
-    return {}
 #: max |merged - unmerged| over the UNet output (fp32); OFT's Cayley rotation is merged as a
 #: matrix product, so it rounds a little more
 MERGE_TOLERANCE = {"oft": 1e-4}
@@ -68,60 +64,32 @@ def base_unet(tiny_sd_dir):
 
 
 @pytest.mark.parametrize("kind", sorted(OPTIONS))
-def test_invariants(kind, base_unet, tiny_sd_dir, tmp_path):
-    base_out = _out(base_unet)
-    base_weights = _base_weights(base_unet)
-    adapters = AdapterSet(base_unet)
-    adapters.add(kind, "concept", **OPTIONS[kind])
-    assert adapters.num_trainable("concept") > 0
-    _perturb(adapters, "concept")
-    inputs = _prompt(adapters, "concept")
-    unmerged = _out(base_unet, inputs=inputs)
-    assert (unmerged - base_out).abs().max() > 1e-4, "the perturbed adapter must change the output"
-
-    adapters.disable()
-    assert torch.equal(_out(base_unet, inputs=inputs), base_out)
-    adapters.enable()
-
-    if adapters.types["concept"].mergeable:
-        adapters.merge()
-        merged = _out(base_unet, inputs=inputs)
-        assert (merged - unmerged).abs().max() <= MERGE_TOLERANCE.get(kind, DEFAULT_MERGE_TOLERANCE)
-        adapters.unmerge()
-        restored = _base_weights(base_unet)
-        assert max((restored[k] - base_weights[k]).abs().max().item() for k in base_weights) <= 1e-6
-        assert torch.allclose(_out(base_unet, inputs=inputs), unmerged, atol=1e-6)
-    else:  # nonlinear tuners (SC-Tuner) add computation; merging must say so, not silently differ
-        with pytest.raises(ValueError, match="cannot be merged"):
-            adapters.merge()
-        assert torch.equal(_out(base_unet, inputs=inputs), unmerged)
-
-    path = adapters.save("concept", tmp_path / "adapter")
-    fresh = load_backbone(tiny_sd_dir).denoiser.eval()
-    loaded = AdapterSet(fresh)
-    loaded.load(path.parent, "concept")
-    assert loaded.types["concept"].name == kind
-    assert torch.equal(_out(fresh, inputs=_prompt(loaded, "concept")), unmerged)
-    saved, restored_state = adapters.state_dict("concept"), loaded.state_dict("concept")
-    assert saved.keys() == restored_state.keys()
-    assert all(torch.equal(saved[k], restored_state[k]) for k in saved)
+def test_invariants(kind, tiny_sd_dir, tmp_path):
+    """The testkit's common adapter check (merge, unmerge, disable, save -> load, trainable set)."""
+    inputs = {"ip_adapter_image_embeds": torch.randn(2, 8, generator=torch.Generator().manual_seed(5))}
+    check_adapter_type(kind, lambda: load_backbone(tiny_sd_dir).denoiser, _out, tmp_path, OPTIONS[kind],
+                       inputs=inputs if kind == "ip-adapter" else None,
+                       merge_tolerance=MERGE_TOLERANCE.get(kind, DEFAULT_MERGE_TOLERANCE))
 
 
-@pytest.mark.parametrize("kind", sorted(OPTIONS))
-def test_only_adapter_parameters_train(kind, base_unet):
-    adapters = AdapterSet(base_unet)
-    adapters.add(kind, "concept", **OPTIONS[kind])
-    listed = adapters.trainable_parameters("concept")
-    trainable = {id(p) for p in listed}
-    base = {id(p) for p in _base_params(base_unet)}
-    assert trainable and not trainable & base
-    assert len(listed) == len(trainable)  # a parameter listed twice is stepped twice by the optimizer
-    share = adapters.num_trainable("concept") / sum(p.numel() for p in _base_params(base_unet))
-    assert 0 < share < 0.5
+def test_the_common_check_catches_a_broken_type(tiny_sd_dir, tmp_path, fresh_plugins):
+    """A LoRA whose save drops a tensor fails the check at the round trip."""
+    from difforge.adapters import LoraAdapter
 
+    class Lossy(LoraAdapter):
+        name = "lossy-lora"
 
-def _base_params(unet):
-    return [p for k, p in unet.named_parameters() if not is_adapter_tensor(k)]
+        def state_dict(self, model, adapter_name):
+            state = super().state_dict(model, adapter_name)
+            return dict(list(state.items())[1:])
+
+    from helpers import plugin_module
+
+    from difforge.plugins import register_plugin
+
+    register_plugin(plugin_module("lossy", difforge_register_adapters=lambda: {"lossy-lora": Lossy()}), "lossy")
+    with pytest.raises(AssertionError, match="lossy-lora"):
+        check_adapter_type("lossy-lora", lambda: load_backbone(tiny_sd_dir).denoiser, _out, tmp_path, {"rank": 4})
 
 
 def test_types_stack_and_weights_scale(base_unet):

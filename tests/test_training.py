@@ -261,3 +261,28 @@ def test_torch_compile_trains_the_same(toy_images, tmp_path):
         result = difforge.train(config)
         losses.append(result.losses)
     assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+
+
+def test_text_encoder_trains_jointly_with_the_denoiser_and_ema_is_saved(tiny_sd_dir, toy_images, tmp_path):
+    """denoising with train_text_encoder: both modules train (checkpoint names say which), and a
+    full run with EMA saves model/ and model_ema/."""
+    from difforge.backbone import load_backbone
+
+    config = pixel_unet_config(toy_images, tmp_path / "run", train={"steps": 4, "ema": {"decay": 0.5}},
+                               output={"checkpoint_every": 4})
+    config["model"] = {"build": "unet2d-condition", "options": {
+        "text_encoder": str(tiny_sd_dir), "denoiser": {
+            "sample_size": 16, "in_channels": 3, "out_channels": 3, "block_out_channels": [16, 32],
+            "layers_per_block": 1, "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+            "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"], "cross_attention_dim": 32,
+            "attention_head_dim": 4, "norm_num_groups": 8}}}
+    config["objective"] = {"name": "denoising", "options": {"train_text_encoder": True}}
+    result = difforge.train(config)
+    names = load_file(str(tmp_path / "run" / "checkpoint-4" / "trainable.safetensors")).keys()
+    assert {n.split(".")[0] for n in names} == {"denoiser", "text_encoder"}
+    before = load_backbone(tiny_sd_dir).text_encoder.state_dict()
+    trained, averaged = (load_backbone(tmp_path / "run" / name).text_encoder.state_dict()
+                         for name in ("model", "model_ema"))
+    assert any(not torch.equal(before[k], trained[k]) for k in before)
+    assert any(not torch.equal(trained[k], averaged[k]) for k in trained)
+    assert result.model_path == tmp_path / "run" / "model"

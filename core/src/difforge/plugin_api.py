@@ -70,6 +70,7 @@ EXPORTS: dict[str, tuple[str, str]] = {
     # adapters
     "AdapterType": ("adapters.base", "AdapterType"),
     "AdapterSet": ("adapters.composition", "AdapterSet"),
+    "adapter_inputs": ("adapters.inputs", "adapter_inputs"),
     "LayerAdapter": ("adapters.layer_adapter", "LayerAdapter"),
     "module_matches": ("adapters.layer_adapter", "module_matches"),
     "Tuner": ("adapters.tuned_layer", "Tuner"),

@@ -76,3 +76,22 @@ def test_music_controlnet_script_trains_through_difforge(tmp_path):
     assert log["train"]["trained_by"].startswith("difforge.train") and log["train"]["steps"] == 4
     assert (tmp_path / "cn" / "run" / "controlnet" / "config.json").exists()
     assert load_controlnet(tmp_path / "cn") is not None
+
+
+def test_music_sd_script_trains_through_difforge(tmp_path):
+    """train_music_sd.py --quick: the text encoder and the UNet train jointly through difforge.train
+    (denoising with train_text_encoder on music-clips, EMA); the EMA model is saved and evaluated."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "training" / "train_music_sd.py"
+    proc = subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path / "sd")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = json.loads((tmp_path / "sd" / "training_log.json").read_text())
+    assert log["train"]["trained_by"].startswith("difforge.train") and log["train"]["steps"] == 10
+    model = difforge.load_backbone(tmp_path / "sd")
+    assert model.text_encoder is not None and not (tmp_path / "sd" / "work").exists()
+    assert "caption_adherence" in json.loads((tmp_path / "sd" / "metrics.json").read_text())

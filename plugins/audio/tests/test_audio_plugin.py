@@ -22,7 +22,7 @@ from difforge_testkit import check_plugin  # noqa: E402
 
 def test_plugin_loads_and_honours_the_protocols():
     registered = check_plugin("difforge-audio")
-    assert set(registered["datasets"]) == {"music-clips", "audio-preference-pairs"}
+    assert set(registered["datasets"]) == {"music-clips", "music-controls", "audio-preference-pairs"}
     assert registered["rewards"] == ["music-caption-adherence"]
     assert {"audio-generate", "audio-preferences"} <= set(registered["commands"])
 

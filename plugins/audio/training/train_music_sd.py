@@ -3,10 +3,12 @@
 Stages (seeded; about half an hour on 2 CPU cores):
 
 1. tokenizer  CLIP BPE files spelling the music-world caption vocabulary as single tokens
-2. data       synthesised clips -> normalised log-mel spectrograms (1 x 64 mels x 64 frames)
+2. data       synthesised clips -> normalised log-mel spectrograms (1 x 64 mels x 64 frames),
+              the plugin's ``music-clips`` dataset
 3. model      a tiny CLIP text encoder trained jointly with a pixel-space UNet2DConditionModel
               over the spectrograms (epsilon prediction, cosine noise schedule, 10 % caption
-              dropout for classifier-free guidance, EMA)
+              dropout for classifier-free guidance, EMA), through ``difforge.train`` (the
+              ``denoising`` objective with ``train_text_encoder``)
 4. eval       samples every caption and reads tempo / register order / dynamics back with the
               analytic scorer
 
@@ -20,9 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import random
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,36 +31,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
-from difforge_audio.codec import MelCodec  # noqa: E402
-from difforge_audio.music import all_captions, random_clip, vocabulary  # noqa: E402
+from difforge_audio.music import all_captions, vocabulary  # noqa: E402
 
 MAX_LENGTH = 24
 FULL = {"clips": 6000, "steps": 2400, "batch": 16, "eval_per_caption": 1, "eval_steps": 50}
 QUICK = {"clips": 64, "steps": 10, "batch": 8, "eval_per_caption": 1, "eval_steps": 3}
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def warmup_cosine(optimizer, steps: int):
-    """Linear warm-up over 2 % of the steps, then cosine decay to zero."""
-    warmup = max(1, steps // 50)
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / steps)))
-
-
-def make_data(count: int, seed_offset: int = 0) -> tuple[torch.Tensor, list[str]]:
-    """Spectrograms and captions of clips ``seed_offset .. seed_offset + count``."""
-    codec = MelCodec()
-    clips = [random_clip(seed_offset + i) for i in range(count)]
-    specs = torch.from_numpy(np.stack([codec.encode(c.audio) for c in clips]))
-    return specs, [c.caption for c in clips]
 
 
 def build_models(tokenizer):
@@ -80,55 +57,43 @@ def build_models(tokenizer):
     return text_encoder, unet, scheduler
 
 
-def train(specs, captions, tokenizer, steps: int, batch: int, log: dict, lr_max: float = 1e-3, init: Path | None = None):
-    """Joint text encoder + UNet training on the denoising loss (from scratch, or continued from
-    the model saved in ``init``)."""
-    from diffusers.training_utils import EMAModel
+def train(clips: int, tokenizer, steps: int, batch: int, log: dict, work: Path, lr_max: float = 1e-3,
+          init: Path | None = None) -> Path:
+    """Joint text encoder + UNet training on the denoising loss through ``difforge.train`` (the
+    ``denoising`` objective with ``train_text_encoder`` on the ``music-clips`` dataset), from
+    scratch or continued from the model saved in ``init``; returns the EMA model's directory."""
+    import difforge
+    from difforge import Backbone
 
     text_encoder, unet, scheduler = build_models(tokenizer)
     if init is not None:
-        from difforge import load_backbone
-
-        previous = load_backbone(init)
+        previous = difforge.load_backbone(init)
         unet.load_state_dict(previous.denoiser.state_dict())
         text_encoder.load_state_dict(previous.text_encoder.state_dict())
-    tokens = tokenizer(captions, padding="max_length", max_length=MAX_LENGTH, truncation=True,
-                       return_tensors="pt").input_ids
-    null = tokenizer([""], padding="max_length", max_length=MAX_LENGTH, return_tensors="pt").input_ids
-    params = [*unet.parameters(), *text_encoder.parameters()]
-    ema = EMAModel(params, decay=0.999)
-    opt = torch.optim.AdamW(params, lr=lr_max, weight_decay=1e-2)
-    lr = warmup_cosine(opt, steps)
-    alphas = scheduler.alphas_cumprod
-    g = torch.Generator().manual_seed(3)
-    t0, losses = time.time(), []
-    for step in range(steps):
-        idx = torch.randint(0, len(specs), (batch,), generator=g)
-        x0, ids = specs[idx], tokens[idx].clone()
-        drop = torch.rand(batch, generator=g) < 0.1
-        ids[drop] = null
-        noise = torch.randn(x0.shape, generator=g)
-        t = torch.randint(0, len(alphas), (batch,), generator=g)
-        a = alphas[t].reshape(-1, 1, 1, 1)
-        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        loss = F.mse_loss(unet(x_t, t, text_encoder(ids)[0]).sample, noise)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step(), lr.step(), opt.zero_grad()
-        ema.step(params)
-        losses.append(loss.item())
-        if (step + 1) % 200 == 0:
-            print(f"step {step + 1}/{steps} loss {np.mean(losses[-200:]):.4f} "
-                  f"({(time.time() - t0) / (step + 1):.3f} s/step)", flush=True)
-    ema.copy_to(params)
+    start = work / "init"
+    Backbone(unet, scheduler, text_encoder=text_encoder, tokenizer=tokenizer).save_pretrained(start)
+    config = {
+        "model": {"pretrained": str(start)},
+        "data": {"dataset": "music-clips", "options": {"count": clips, "seed": 0}, "batch_size": batch,
+                 "caption_dropout": 0.1},
+        "objective": {"name": "denoising", "options": {"train_text_encoder": True}},
+        "train": {"steps": steps, "lr": lr_max, "lr_scheduler": "cosine", "warmup_steps": max(1, steps // 50),
+                  "weight_decay": 1e-2, "max_grad_norm": 1.0, "ema": {"decay": 0.999}, "seed": 3},
+        "output": {"dir": str(work / "run"), "tensorboard": False, "keep_last": 1},
+    }
+    t0 = time.time()
+    result = difforge.train(config)
+    losses = result.losses
     log.setdefault("stages", []).append({"steps": steps, "lr": lr_max, "init": str(init) if init else None,
-                                         "loss_last": float(np.mean(losses[-200:])), "seconds": round(time.time() - t0, 1)})
-    log["train"] = {"steps": sum(s["steps"] for s in log["stages"]), "batch": batch, "clips": len(specs),
+                                         "loss_last": float(np.mean(losses[-200:])),
+                                         "seconds": round(time.time() - t0, 1)})
+    log["train"] = {"steps": sum(s["steps"] for s in log["stages"]), "batch": batch, "clips": clips,
                     "seconds": round(sum(s["seconds"] for s in log["stages"]), 1),
                     "unet_params": sum(p.numel() for p in unet.parameters()),
                     "text_encoder_params": sum(p.numel() for p in text_encoder.parameters()),
-                    "loss_first": float(np.mean(losses[:50])), "loss_last": float(np.mean(losses[-200:]))}
-    return text_encoder.eval(), unet.eval(), scheduler
+                    "loss_first": float(np.mean(losses[:50])), "loss_last": float(np.mean(losses[-200:])),
+                    "trained_by": "difforge.train (objective denoising, train_text_encoder, dataset music-clips)"}
+    return result.output_dir / "model_ema"
 
 
 def evaluate(path: Path, per_caption: int, guidance: float = 3.0, steps: int = 50, seed: int = 0,
@@ -199,23 +164,21 @@ def main() -> None:
     budget = dict(QUICK if args.quick else FULL)
     if args.steps:
         budget["steps"] = args.steps
-    seed_everything(0)
+    torch.manual_seed(0)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from difforge import Backbone, build_clip_tokenizer
+    from difforge import build_clip_tokenizer, load_backbone
 
     log: dict = {}
     if args.init and (Path(args.init) / "training_log.json").exists():
         log["stages"] = json.loads((Path(args.init) / "training_log.json").read_text()).get("stages", [])
     t0 = time.time()
     tokenizer = build_clip_tokenizer(out / "tokenizer", [*vocabulary(), ","], max_length=MAX_LENGTH)
-    specs, captions = make_data(budget["clips"])
-    log["data_seconds"] = round(time.time() - t0, 1)
-    print(f"{len(specs)} clips in {log['data_seconds']} s", flush=True)
-    text_encoder, unet, scheduler = train(specs, captions, tokenizer, budget["steps"], budget["batch"], log,
-                                          lr_max=args.lr, init=Path(args.init) if args.init else None)
-    Backbone(unet, scheduler, text_encoder=text_encoder, tokenizer=tokenizer).save_pretrained(out)
+    with tempfile.TemporaryDirectory() as work:  # the run's checkpoints stay out of the model folder
+        trained = train(budget["clips"], tokenizer, budget["steps"], budget["batch"], log, Path(work),
+                        lr_max=args.lr, init=Path(args.init) if args.init else None)
+        load_backbone(trained).save_pretrained(out)
     metrics = evaluate(out, budget["eval_per_caption"], steps=budget["eval_steps"])
     log["total_seconds"] = round(time.time() - t0, 1)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

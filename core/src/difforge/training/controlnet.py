@@ -62,9 +62,10 @@ class ControlNetObjective(DenoisingObjective):
         """The ControlNet (an adapter section would put its adapter on it)."""
         return {"controlnet": self.controlnet}
 
-    def save_trained(self, output_dir: Path) -> Path:
-        """The ControlNet alone, in diffusers' layout (``ControlNetModel.from_pretrained``)."""
-        path = Path(output_dir) / "controlnet"
+    def save_trained(self, output_dir: Path, name: str = "model") -> Path:
+        """The ControlNet alone, in diffusers' layout (``ControlNetModel.from_pretrained``), under
+        ``<output_dir>/controlnet`` (``controlnet_ema`` for the EMA weights)."""
+        path = Path(output_dir) / name.replace("model", "controlnet")
         self.controlnet.save_pretrained(path)
         return path
 

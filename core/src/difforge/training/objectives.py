@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 from ..backbone import Backbone
-from ..errors import TrainingError
+from ..errors import ConfigError, TrainingError
 from .data import batch_samples
 
 
@@ -45,10 +45,10 @@ class Objective(ABC):
         the reference model). Anything it creates must be deterministic, so that a resumed run
         sees the same."""
 
-    def save_trained(self, output_dir: Path) -> Path:
-        """Save what a full (adapter-less) run trained and return where: by default the whole
-        backbone in diffusers layout under ``<output_dir>/model``."""
-        path = Path(output_dir) / "model"
+    def save_trained(self, output_dir: Path, name: str = "model") -> Path:
+        """Save what a full (adapter-less) run trained under ``<output_dir>/<name>`` and return
+        where (``model_ema`` for the EMA weights): by default the whole backbone in diffusers layout."""
+        path = Path(output_dir) / name
         self.backbone.save_pretrained(path)
         return path
 
@@ -79,6 +79,7 @@ class DenoisingOptions(BaseModel):
 
     caption_dropout: float | None = None
     noise_offset: float = 0.0
+    train_text_encoder: bool = False
 
 
 class DenoisingObjective(Objective):
@@ -114,6 +115,18 @@ class DenoisingObjective(Objective):
         if kind == "vector":
             return batch["condition"].to(self.backbone.device)
         return None
+
+    def trainable_modules(self, config) -> dict[str, nn.Module]:
+        """The default, or with ``train_text_encoder`` the denoiser and the text encoder jointly
+        (full training from scratch, as a text-to-X model's own encoder is trained)."""
+        if not getattr(self.options, "train_text_encoder", False):
+            return super().trainable_modules(config)
+        if config.adapter is not None:
+            raise ConfigError("objective.options.train_text_encoder: trains the denoiser and the text encoder "
+                              "whole; remove the adapter section (or put the adapter on one of them)")
+        if self.backbone.text_encoder is None:
+            raise ConfigError("objective.options.train_text_encoder: this model has no text encoder")
+        return {"denoiser": self.backbone.denoiser, "text_encoder": self.backbone.text_encoder}
 
     def extra_inputs(self, batch: dict[str, Any], generator: torch.Generator) -> dict[str, Any]:
         """Further model inputs of a batch (see :meth:`difforge.Backbone.predict`): by default

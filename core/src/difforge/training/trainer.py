@@ -88,14 +88,17 @@ class Trainer:
                                        _step=lambda: self.state.step)
         self.objective.setup(self.context)
         optimizer, self.lr_scheduler = build_optimization(config, self.trainable)
-        # DDP wraps the denoiser when it holds trained parameters; when only another module trains
-        # (a text-encoder adapter), the denoiser stays unwrapped and gradients are averaged by hand
-        self.reduces_gradients = acc.num_processes > 1 and not self.trained.holds_trained(self.backbone.denoiser)
-        if self.reduces_gradients:
-            self._broadcast_trained()
-            self.model, self.optimizer = self.backbone.denoiser, acc.prepare(optimizer)
-        else:
+        # DDP wraps the denoiser when it holds trained parameters; trained parameters outside it (a
+        # text-encoder adapter, a jointly trained text encoder) start from rank 0's values and have
+        # their gradients averaged by hand
+        in_denoiser = {id(p) for p in self.backbone.denoiser.parameters()}
+        self.hand_reduced = ([p for p in self.trainable if id(p) not in in_denoiser]
+                             if acc.num_processes > 1 else [])
+        self._broadcast(self.hand_reduced)
+        if self.trained.holds_trained(self.backbone.denoiser):
             self.model, self.optimizer = acc.prepare(self.backbone.denoiser, optimizer)
+        else:  # DDP refuses a module without trainable parameters
+            self.model, self.optimizer = self.backbone.denoiser, acc.prepare(optimizer)
         self.forward_model = torch.compile(self.model) if config.train.compile else self.model
         self.checkpointer = Checkpointer(config, acc, self.generator, self.trained, self.ema, self.objective,
                                          self.optimizer, self.lr_scheduler)
@@ -210,7 +213,7 @@ class Trainer:
                     self.optimizer.zero_grad()
                     continue
                 acc.backward(loss)
-                if acc.sync_gradients and self.reduces_gradients:
+                if acc.sync_gradients and self.hand_reduced:
                     self._average_gradients()
                 if acc.sync_gradients and cfg.train.max_grad_norm:
                     acc.clip_grad_norm_(self.trainable, cfg.train.max_grad_norm)
@@ -249,18 +252,20 @@ class Trainer:
             acc.end_training()
         return result
 
-    def _broadcast_trained(self) -> None:
-        """Start every process from rank 0's trained parameters (as DDP does when it wraps a module)."""
+    @staticmethod
+    def _broadcast(params: list[torch.nn.Parameter]) -> None:
+        """Start every process from rank 0's values of ``params`` (as DDP does when it wraps a module)."""
+        if not params:
+            return
         import torch.distributed as dist
 
         with torch.no_grad():
-            for param in self.trainable:
+            for param in params:
                 dist.broadcast(param.data, src=0)
 
     def _average_gradients(self) -> None:
-        """Average the trained parameters' gradients over the processes (what DDP does for the
-        modules it wraps)."""
-        for param in self.trainable:
+        """Average the gradients of the trained parameters DDP does not wrap over the processes."""
+        for param in self.hand_reduced:
             if param.grad is not None:
                 param.grad = self.accelerator.reduce(param.grad, reduction="mean")
 
@@ -314,6 +319,9 @@ class Trainer:
                         self.adapters.save(name, self.output_dir / "adapter_ema")
             else:
                 result.model_path = self.objective.save_trained(self.output_dir)
+                if self.ema is not None:
+                    with self.ema_weights():
+                        self.objective.save_trained(self.output_dir, "model_ema")
             atomic_save_json(
                 {"steps": self.step, "final_loss": self.losses[-1] if self.losses else None,
                  "skipped_batches": self.state.skipped_batches, "skipped_samples": self.state.skipped_samples,

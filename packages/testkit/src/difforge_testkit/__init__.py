@@ -4,6 +4,7 @@ Everything is built locally from code (no downloads), so tests of difforge and o
 plugins run offline in seconds.
 """
 
+from .adapters import check_adapter_type
 from .components import (
     build_clip_tokenizer,
     build_tiny_sd,
@@ -17,6 +18,7 @@ from .toydata import write_toy_images
 __all__ = [
     "build_clip_tokenizer",
     "build_tiny_sd",
+    "check_adapter_type",
     "check_plugin",
     "tiny_text_encoder",
     "tiny_unet",
