@@ -60,21 +60,26 @@ def test_controlnet_follows_controls_far_above_the_uncontrolled_model(pipeline):
         assert controlled[metric] >= card["all"][metric] - 0.15, (metric, controlled, card["all"])
 
 
-def test_music_controlnet_script_trains_through_difforge(tmp_path):
-    """train_music_controlnet.py --quick: the ControlNet trains through difforge.train (the core's
-    controlnet objective on the plugin's music-controls dataset), then is evaluated and saved."""
+def _run_quick(script: str, out) -> dict:
+    """Run a training script of the plugin with ``--quick``; returns its training log."""
     import json
     import subprocess
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "training" / "train_music_controlnet.py"
-    proc = subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path / "cn")],
-                          capture_output=True, text=True, timeout=600)
+    path = Path(__file__).resolve().parents[1] / "training" / script
+    proc = subprocess.run([sys.executable, str(path), "--quick", "--out", str(out)], capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    log = json.loads((tmp_path / "cn" / "training_log.json").read_text())
+    assert not (out / "run").exists() and not (out / "work").exists()  # checkpoints stay out of the model folder
+    return json.loads((out / "training_log.json").read_text())
+
+
+def test_music_controlnet_script_trains_through_difforge(tmp_path):
+    """train_music_controlnet.py --quick: the ControlNet trains through difforge.train (the core's
+    controlnet objective on the plugin's music-controls dataset), then is evaluated and saved."""
+    log = _run_quick("train_music_controlnet.py", tmp_path / "cn")
     assert log["train"]["trained_by"].startswith("difforge.train") and log["train"]["steps"] == 4
-    assert (tmp_path / "cn" / "run" / "controlnet" / "config.json").exists()
     assert load_controlnet(tmp_path / "cn") is not None
 
 
@@ -82,16 +87,8 @@ def test_music_sd_script_trains_through_difforge(tmp_path):
     """train_music_sd.py --quick: the text encoder and the UNet train jointly through difforge.train
     (denoising with train_text_encoder on music-clips, EMA); the EMA model is saved and evaluated."""
     import json
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "training" / "train_music_sd.py"
-    proc = subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path / "sd")],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    log = json.loads((tmp_path / "sd" / "training_log.json").read_text())
+    log = _run_quick("train_music_sd.py", tmp_path / "sd")
     assert log["train"]["trained_by"].startswith("difforge.train") and log["train"]["steps"] == 10
-    model = difforge.load_backbone(tmp_path / "sd")
-    assert model.text_encoder is not None and not (tmp_path / "sd" / "work").exists()
+    assert difforge.load_backbone(tmp_path / "sd").text_encoder is not None
     assert "caption_adherence" in json.loads((tmp_path / "sd" / "metrics.json").read_text())

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -145,7 +146,8 @@ def main() -> None:
         controlnet = load_controlnet(out)
         log = json.loads((out / "training_log.json").read_text())
     else:
-        controlnet = train(args.base, budget["clips"], budget["steps"], budget["batch"], out / "run", log)
+        with tempfile.TemporaryDirectory() as work:  # the run's checkpoints stay out of the model folder
+            controlnet = train(args.base, budget["clips"], budget["steps"], budget["batch"], Path(work) / "run", log)
         controlnet.save_pretrained(out, safe_serialization=True)
         (out / "training_log.json").write_text(json.dumps(log, indent=2))
     steps, guidance, t_eval = budget["eval_steps"], 3.0, time.time()
