@@ -72,11 +72,6 @@ class Entry:
         self.name, self._obj, self.owner, self.kind = name, obj, owner, kind
 
     @property
-    def is_loaded(self) -> bool:
-        """Whether the component's module has been imported (always, unless it was registered lazily)."""
-        return not isinstance(self._obj, LazyComponent)
-
-    @property
     def obj(self) -> Any:
         if isinstance(self._obj, LazyComponent):
             try:

@@ -1,6 +1,6 @@
 """The diffusion backbone: denoiser + scheduler + parameterisation."""
 
-from .backbone import Backbone, conditioning_kind, denoiser_spec, duplicate_inputs
+from .backbone import Backbone, conditioning_kind, denoiser_spec
 from .loading import load_backbone, resolve_model_path, save_single_file
 from .parameterization import X0, Epsilon, FlowMatching, Parameterization, VPrediction
 from .specs import CONDITIONING_KINDS, DenoiserSpec
@@ -16,7 +16,6 @@ __all__ = [
     "X0",
     "conditioning_kind",
     "denoiser_spec",
-    "duplicate_inputs",
     "load_backbone",
     "resolve_model_path",
     "save_single_file",

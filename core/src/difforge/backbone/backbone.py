@@ -41,12 +41,6 @@ def conditioning_kind(denoiser: nn.Module) -> str:
     return denoiser_spec(denoiser).conditioning_kind(denoiser.config)
 
 
-def duplicate_inputs(extra: Mapping[str, Any], times: int = 2) -> dict[str, Any]:
-    """Extra model inputs for a batch repeated ``times`` along its first axis (tensors are
-    concatenated; anything else is passed as it is)."""
-    return {k: torch.cat([v] * times) if isinstance(v, Tensor) else v for k, v in extra.items()}
-
-
 class Backbone(nn.Module):
     """The diffusion model difforge trains and samples.
 
