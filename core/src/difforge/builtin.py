@@ -54,6 +54,7 @@ def difforge_register_objectives():
         **_refs("difforge.training.dreambooth", {"dreambooth": "DreamBoothObjective"}),
         **_refs("difforge.training.control", {"controlled-denoising": "ControlledDenoisingObjective"}),
         **_refs("difforge.training.controlnet", {"controlnet": "ControlNetObjective"}),
+        **_refs("difforge.training.autoencoder", {"autoencoder": "AutoencoderObjective"}),
     }
 
 

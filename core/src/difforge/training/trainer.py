@@ -194,6 +194,8 @@ class Trainer:
             acc.init_trackers("difforge")
         progress = self._progress()
         self.model.train()
+        for module in self.trained.modules.values():
+            module.train()
         batches = self._batches()
         running: list[torch.Tensor] = []
         while self.step < cfg.train.steps:

@@ -17,7 +17,7 @@ class ShapesOptions(BaseModel):
     count: int = Field(1024, ge=1)
     seed: int = 0
     split: str = "train"
-    style: str = "plain"
+    style: str | list[str] = "plain"
     num_objects: int | None = Field(None, ge=1, le=3)
     shapes: list[str] | None = None
     colours: list[str] | None = None
@@ -26,7 +26,8 @@ class ShapesOptions(BaseModel):
 class ShapesDataset(Dataset):
     """``count`` generated scenes; item ``i`` depends only on ``(seed, i)``.
 
-    Items: ``{"pixel_values": (3, 32, 32) in [-1, 1], "caption": str}``.
+    Items: ``{"pixel_values": (3, 32, 32) in [-1, 1], "caption": str}``. A list of ``style``
+    values takes them in turn (item ``i`` has style ``style[i % len(style)]``).
     """
 
     options_model = ShapesOptions
@@ -39,7 +40,8 @@ class ShapesDataset(Dataset):
 
     def __getitem__(self, index: int):
         o = self.options
+        style = o.style if isinstance(o.style, str) else o.style[index % len(o.style)]
         scene = random_scene(o.seed * 1_000_003 + index, split=o.split, num_objects=o.num_objects,
-                             style=o.style, shapes=o.shapes, colours=o.colours)
+                             style=style, shapes=o.shapes, colours=o.colours)
         pixels = torch.from_numpy(scene.image).permute(2, 0, 1).float() / 127.5 - 1.0
         return {"pixel_values": pixels, "caption": scene.caption}

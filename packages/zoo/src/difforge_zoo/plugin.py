@@ -18,7 +18,8 @@ def difforge_register_datasets():
 
 @hookimpl
 def difforge_register_objectives():
-    return {"ip-adapter": lazy("difforge_zoo.ip_adapter:IpAdapterObjective")}
+    return {"ip-adapter": lazy("difforge_zoo.ip_adapter:IpAdapterObjective"),
+            "clip-contrastive": lazy("difforge_zoo.clip_pretraining:ClipContrastiveObjective")}
 
 
 @hookimpl
