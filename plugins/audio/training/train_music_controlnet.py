@@ -31,16 +31,14 @@ QUICK = {"clips": 32, "steps": 4, "batch": 4, "eval_clips": 2, "eval_steps": 3, 
 VALIDATION_SEED = 2_000_000  # scale-selection references: neither training clips nor the test references
 
 
-def train(base: str, clips: int, steps: int, batch: int, work: Path, log: dict):
-    """Train a ControlNet on the frozen base's denoising loss through ``difforge.train`` (the
-    ``controlnet`` objective on the ``music-controls`` dataset); returns it, loaded from the run."""
-    from diffusers import ControlNetModel
-
-    import difforge
+def train_config(base: str, clips: int, steps: int, batch: int, run_dir: Path) -> dict:
+    """The ``difforge.train`` config of the ControlNet: the ``controlnet`` objective over the base
+    model ``base`` on ``clips`` clips of ``music-controls``, 10 % caption dropout, AdamW with
+    warm-up over 2 % of the steps then cosine decay, gradients clipped at 1."""
     from difforge_audio.controlnet import CONDITIONING_EMBEDDING
     from difforge_audio.controls import CONTROL_CHANNELS
 
-    config = {
+    return {
         "model": {"pretrained": base},
         "data": {"dataset": "music-controls", "options": {"count": clips, "seed_offset": 500_000},
                  "batch_size": batch, "caption_dropout": 0.1},
@@ -48,10 +46,19 @@ def train(base: str, clips: int, steps: int, batch: int, work: Path, log: dict):
                                                          "conditioning_embedding_out_channels": list(CONDITIONING_EMBEDDING)}},
         "train": {"steps": steps, "lr": 5e-4, "lr_scheduler": "cosine", "warmup_steps": max(1, steps // 50),
                   "weight_decay": 1e-2, "max_grad_norm": 1.0, "seed": 5},
-        "output": {"dir": str(work), "tensorboard": False, "keep_last": 1},
+        "output": {"dir": str(run_dir), "tensorboard": False, "keep_last": 1},
     }
+
+
+def train(base: str, clips: int, steps: int, batch: int, work: Path, log: dict):
+    """Train a ControlNet on the frozen base's denoising loss through ``difforge.train`` (the
+    ``controlnet`` objective on the ``music-controls`` dataset); returns it, loaded from the run."""
+    from diffusers import ControlNetModel
+
+    import difforge
+
     t0 = time.time()
-    result = difforge.train(config)
+    result = difforge.train(train_config(base, clips, steps, batch, work))
     controlnet = ControlNetModel.from_pretrained(result.model_path)
     losses = result.losses
     log["train"] = {"steps": steps, "batch": batch, "clips": clips, "seconds": round(time.time() - t0, 1),

@@ -57,6 +57,22 @@ def build_models(tokenizer):
     return text_encoder, unet, scheduler
 
 
+def train_config(start: Path, clips: int, steps: int, batch: int, lr_max: float, run_dir: Path) -> dict:
+    """The ``difforge.train`` config of the model: the backbone saved in ``start``, the
+    ``denoising`` objective with ``train_text_encoder`` on ``clips`` clips of ``music-clips``, 10 %
+    caption dropout, AdamW with warm-up over 2 % of the steps then cosine decay, gradients
+    clipped at 1, EMA 0.999."""
+    return {
+        "model": {"pretrained": str(start)},
+        "data": {"dataset": "music-clips", "options": {"count": clips, "seed": 0}, "batch_size": batch,
+                 "caption_dropout": 0.1},
+        "objective": {"name": "denoising", "options": {"train_text_encoder": True}},
+        "train": {"steps": steps, "lr": lr_max, "lr_scheduler": "cosine", "warmup_steps": max(1, steps // 50),
+                  "weight_decay": 1e-2, "max_grad_norm": 1.0, "ema": {"decay": 0.999}, "seed": 3},
+        "output": {"dir": str(run_dir), "tensorboard": False, "keep_last": 1},
+    }
+
+
 def train(clips: int, tokenizer, steps: int, batch: int, log: dict, work: Path, lr_max: float = 1e-3,
           init: Path | None = None) -> Path:
     """Joint text encoder + UNet training on the denoising loss through ``difforge.train`` (the
@@ -72,17 +88,8 @@ def train(clips: int, tokenizer, steps: int, batch: int, log: dict, work: Path, 
         text_encoder.load_state_dict(previous.text_encoder.state_dict())
     start = work / "init"
     Backbone(unet, scheduler, text_encoder=text_encoder, tokenizer=tokenizer).save_pretrained(start)
-    config = {
-        "model": {"pretrained": str(start)},
-        "data": {"dataset": "music-clips", "options": {"count": clips, "seed": 0}, "batch_size": batch,
-                 "caption_dropout": 0.1},
-        "objective": {"name": "denoising", "options": {"train_text_encoder": True}},
-        "train": {"steps": steps, "lr": lr_max, "lr_scheduler": "cosine", "warmup_steps": max(1, steps // 50),
-                  "weight_decay": 1e-2, "max_grad_norm": 1.0, "ema": {"decay": 0.999}, "seed": 3},
-        "output": {"dir": str(work / "run"), "tensorboard": False, "keep_last": 1},
-    }
     t0 = time.time()
-    result = difforge.train(config)
+    result = difforge.train(train_config(start, clips, steps, batch, lr_max, work / "run"))
     losses = result.losses
     log.setdefault("stages", []).append({"steps": steps, "lr": lr_max, "init": str(init) if init else None,
                                          "loss_last": float(np.mean(losses[-200:])),

@@ -13,6 +13,7 @@ from .components import (
     tiny_vae,
 )
 from .conformance import check_plugin
+from .replay import recording_objective
 from .toydata import write_toy_images
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "build_tiny_sd",
     "check_adapter_type",
     "check_plugin",
+    "recording_objective",
     "tiny_text_encoder",
     "tiny_unet",
     "tiny_vae",
