@@ -46,7 +46,8 @@ class DataConfig(_Section):
     num_workers: int = Field(0, ge=0)
     on_corrupt: Literal["error", "skip"] = "error"
     caption_dropout: float = Field(0.0, ge=0, le=1)
-    random_flip: bool = False
+    random_flip: bool = Field(False, description="flip each item's samples along the last axis with probability "
+                                                 "0.5 (images, video frames), seeded per item")
 
 
 class AdapterConfig(_Section):

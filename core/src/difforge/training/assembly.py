@@ -25,6 +25,7 @@ from ..errors import ConfigError
 from ..plugins import get_registry
 from .data import SkipCorrupt
 from .objectives import DenoisingObjective, Objective
+from .transforms import Augmented, RandomFlip
 
 
 def build_backbone(config: RunConfig) -> Backbone:
@@ -222,8 +223,13 @@ def build_optimization(config: RunConfig, parameters: list[nn.Parameter]) -> tup
 
 
 def wrap_dataset(config: RunConfig, dataset: Dataset) -> Dataset:
-    """The dataset as the loop reads it (corrupt samples skipped when ``data.on_corrupt: skip``)."""
-    return SkipCorrupt(dataset) if config.data.on_corrupt == "skip" else dataset
+    """The dataset as the loop reads it: corrupt samples skipped when ``data.on_corrupt: skip``,
+    items flipped by ``data.random_flip`` (:mod:`.transforms`, seeded per item)."""
+    if config.data.on_corrupt == "skip":
+        dataset = SkipCorrupt(dataset)
+    if config.data.random_flip:
+        dataset = Augmented(dataset, [RandomFlip(dims=(-1,))], seed=config.train.seed)
+    return dataset
 
 
 __all__ = ["TrainedParts", "attach_trainable", "build_accelerator", "build_backbone", "build_dataset", "build_ema",

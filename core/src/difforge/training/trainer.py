@@ -34,7 +34,7 @@ from .assembly import (
     wrap_dataset,
 )
 from .context import TrainingContext
-from .data import EpochBatchSampler, collate, is_sample_key
+from .data import EpochBatchSampler, collate
 from .state import Checkpointer, LoopState
 
 StepCallback = Callable[["Trainer", int, dict[str, float]], None]
@@ -167,19 +167,11 @@ class Trainer:
             # its own generator: a loader draws a worker base seed when iterated, which must
             # not consume the global RNG (a resumed run creates its loader mid-epoch)
             loader_rng = torch.Generator().manual_seed(self.config.train.seed * 1_000_003 + epoch)
+            if hasattr(self.dataset, "set_epoch"):  # per-item augmentation is seeded by epoch and index
+                self.dataset.set_epoch(epoch)
             loader = DataLoader(self.dataset, batch_sampler=sampler, collate_fn=collate,
                                 num_workers=d.num_workers, generator=loader_rng)
             yield from loader
-
-    def _augment(self, batch: dict[str, Any]) -> dict[str, Any]:
-        keys = [k for k in batch if is_sample_key(k)]
-        if self.config.data.random_flip and keys:
-            flip = torch.rand(len(batch[keys[0]]), generator=self.generator) < 0.5
-            for key in keys:  # a preference pair is flipped together
-                pixels = batch[key].clone()
-                pixels[flip] = pixels[flip].flip(-1)
-                batch[key] = pixels
-        return batch
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> TrainResult:
@@ -199,7 +191,7 @@ class Trainer:
         batches = self._batches()
         running: list[torch.Tensor] = []
         while self.step < cfg.train.steps:
-            batch = self._augment(next(batches))
+            batch = next(batches)
             state.micro_step += 1
             state.skipped_samples += batch.pop("num_skipped", 0)
             if len(batch) == 0:
