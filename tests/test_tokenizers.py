@@ -5,7 +5,8 @@ import sys
 import pytest
 from helpers import ROOT
 
-from difforge.tokenizers import build_clip_tokenizer
+from difforge_testkit import tokenizers
+from difforge_testkit.tokenizers import build_clip_tokenizer
 
 sys.path.insert(0, str(ROOT / "packages" / "zoo" / "training"))
 from train_shapes_sd import VOCABULARY  # noqa: E402
@@ -29,8 +30,6 @@ def test_a_stale_fast_tokenizer_file_does_not_win(tmp_path):
 
 
 def test_a_merge_table_that_splits_a_word_is_refused(tmp_path, monkeypatch):
-    from difforge import tokenizers
-
     # "a n" outranks "or a", so BPE turns "orange" into "or an g e</w>": the old left-to-right bug
     left_to_right = [("a", "n"), ("o", "r"), ("or", "a"), ("ora", "n"), ("oran", "g"), ("orang", "e</w>")]
     monkeypatch.setattr(tokenizers, "learn_merges", lambda words: left_to_right)
@@ -43,7 +42,7 @@ def test_the_vocabulary_is_the_same_in_every_process(tmp_path):
     the same ones (tokenizers' BpeTrainer broke frequency ties in hash order)."""
     import subprocess
 
-    script = ("import json, sys; from difforge.tokenizers import learn_merges; "
+    script = ("import json, sys; from difforge_testkit.tokenizers import learn_merges; "
               "print(json.dumps(learn_merges(sys.argv[1:])))")
     runs = {subprocess.run([sys.executable, "-c", script, *VOCABULARY], capture_output=True, text=True,
                            check=True).stdout for _ in range(4)}
@@ -51,7 +50,7 @@ def test_the_vocabulary_is_the_same_in_every_process(tmp_path):
 
 
 def test_merges_follow_frequency_then_pair_order():
-    from difforge.tokenizers import learn_merges
+    from difforge_testkit.tokenizers import learn_merges
 
     # "a n" is in three words; then "an d</w>" and "r e" are in two each, a tie broken by the pair
     merges = learn_merges(["and", "ant", "band", "red", "rest"])

@@ -31,7 +31,7 @@ import difforge
 from difforge.plugins import register_plugin
 from difforge.training.autoencoder import AutoencoderObjective
 from difforge.training.objectives import DenoisingObjective
-from difforge_testkit import recording_objective
+from difforge_testkit import build_clip_tokenizer, recording_objective
 from difforge_zoo.clip_pretraining import ClipContrastiveObjective
 
 SCRIPT = ROOT / "packages" / "zoo" / "training" / "train_shapes_sd.py"
@@ -70,7 +70,7 @@ def pipeline(tmp_path_factory):
     """The script's untrained pipeline (its real component shapes), saved once."""
     root = tmp_path_factory.mktemp("shapes-init")
     script = train_shapes_sd
-    tokenizer = difforge.build_clip_tokenizer(root / "tokenizer", script.VOCABULARY, script.MAX_LENGTH)
+    tokenizer = build_clip_tokenizer(root / "tokenizer", script.VOCABULARY, script.MAX_LENGTH)
     train_shapes_sd.build_pipeline(tokenizer, 16, 0).save_pretrained(root / "init")
     register_plugin(plugin_module("recording-objectives", difforge_register_objectives=lambda: RECORDING),
                     "recording-objectives")

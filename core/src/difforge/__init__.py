@@ -41,7 +41,6 @@ def __getattr__(name: str):
         "read_pairs": ("training.preferences", "read_pairs"),
         "PAIRS_FILE": ("training.preferences", "PAIRS_FILE"),
         "DataError": ("errors", "DataError"),
-        "build_clip_tokenizer": ("tokenizers", "build_clip_tokenizer"),
         "get_registry": ("plugins", "get_registry"),
         "register_plugin": ("plugins", "register_plugin"),
     }
@@ -61,7 +60,6 @@ __all__ = [
     "RunConfig",
     "Trainer",
     "__version__",
-    "build_clip_tokenizer",
     "get_registry",
     "hookimpl",
     "lazy",

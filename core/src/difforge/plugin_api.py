@@ -48,7 +48,6 @@ EXPORTS: dict[str, tuple[str, str]] = {
     "load_backbone": ("backbone", "load_backbone"),
     "backbone_builder": ("backbone.builders", "backbone_builder"),
     "resolve_model_path": ("backbone", "resolve_model_path"),
-    "build_clip_tokenizer": ("tokenizers", "build_clip_tokenizer"),
     # training
     "Objective": ("training.objectives", "Objective"),
     "DenoisingObjective": ("training.objectives", "DenoisingObjective"),

@@ -3,7 +3,8 @@
 Stages (each seeded; the whole run fits in about an hour on 2 CPU cores). Every training stage
 is one ``difforge.train`` run on the zoo's ``shapes`` dataset whose objective says what trains:
 
-1. tokenizer  CLIP BPE files spelling the shapes-world vocabulary as single tokens
+1. tokenizer  CLIP BPE files spelling the shapes-world vocabulary as single tokens (the
+              testkit's closed-vocabulary builder: the script needs difforge-testkit installed)
 2. clip       the ``clip-contrastive`` objective: the pipeline's CLIP text encoder with a vision
               tower, symmetric InfoNCE on captions/images
 3. vae        the ``autoencoder`` objective: the AutoencoderKL (32x32x3 <-> 16x16x4), L1 + MSE +
@@ -189,7 +190,8 @@ def train_pipeline(out: Path, work: Path, budget: dict, log: dict, *, seed: int,
 
     from transformers import CLIPTextModel
 
-    from difforge import Backbone, build_clip_tokenizer, load_backbone
+    from difforge import Backbone, load_backbone
+    from difforge_testkit import build_clip_tokenizer
 
     tokenizer = build_clip_tokenizer(out / "tokenizer", VOCABULARY, MAX_LENGTH)
     build_pipeline(tokenizer, latent_size, unet_seed).save_pretrained(work / "init")

@@ -22,10 +22,10 @@ import torch.nn.functional as F
 pytest.importorskip("difforge_audio")
 
 import difforge  # noqa: E402
-from difforge.plugin_api import Backbone, build_clip_tokenizer, get_registry, register_plugin  # noqa: E402
+from difforge.plugin_api import Backbone, get_registry, register_plugin  # noqa: E402
 from difforge_audio.models import BASE_MODEL, model_path  # noqa: E402
 from difforge_audio.music import vocabulary  # noqa: E402
-from difforge_testkit import recording_objective  # noqa: E402
+from difforge_testkit import build_clip_tokenizer, recording_objective  # noqa: E402
 
 TRAINING = Path(__file__).resolve().parents[1] / "training"
 sys.path.insert(0, str(TRAINING))
@@ -41,7 +41,8 @@ def recording():
     from difforge.plugin_api import hookimpl
 
     objectives = get_registry("objectives")
-    recorded = {f"recorded-{name}": recording_objective(objectives.get(name)) for name in ("denoising", "controlnet")}
+    recorded = {f"audio-recorded-{name}": recording_objective(objectives.get(name))
+                for name in ("denoising", "controlnet")}
     plugin = type("RecordingObjectives", (), {
         "difforge_register_objectives": staticmethod(hookimpl(lambda: recorded))})
     register_plugin(plugin, "audio-recording-objectives")
@@ -68,10 +69,10 @@ def weights(**modules) -> dict[str, torch.Tensor]:
 
 
 def run_library(recorded, config, name):
-    config["objective"]["name"] = f"recorded-{name}"
+    config["objective"]["name"] = f"audio-recorded-{name}"
     config["output"]["progress"] = False
     result = difforge.train(config)
-    return result, recorded[f"recorded-{name}"].runs[-1]
+    return result, recorded[f"audio-recorded-{name}"].runs[-1]
 
 
 def test_music_sd_run_replays_the_old_joint_loop(recording, tmp_path):

@@ -3,6 +3,7 @@
 Stages (seeded; about half an hour on 2 CPU cores):
 
 1. tokenizer  CLIP BPE files spelling the music-world caption vocabulary as single tokens
+              (difforge-testkit's closed-vocabulary builder)
 2. data       synthesised clips -> normalised log-mel spectrograms (1 x 64 mels x 64 frames),
               the plugin's ``music-clips`` dataset
 3. model      a tiny CLIP text encoder trained jointly with a pixel-space UNet2DConditionModel
@@ -175,7 +176,8 @@ def main() -> None:
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from difforge import build_clip_tokenizer, load_backbone
+    from difforge import load_backbone
+    from difforge_testkit import build_clip_tokenizer
 
     log: dict = {}
     if args.init and (Path(args.init) / "training_log.json").exists():

@@ -6,7 +6,6 @@ plugins run offline in seconds.
 
 from .adapters import check_adapter_type
 from .components import (
-    build_clip_tokenizer,
     build_tiny_sd,
     tiny_text_encoder,
     tiny_unet,
@@ -14,6 +13,7 @@ from .components import (
 )
 from .conformance import check_plugin
 from .replay import recording_objective
+from .tokenizers import build_clip_tokenizer
 from .toydata import write_toy_images
 
 __all__ = [

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 
 import torch
+
+from .tokenizers import build_clip_tokenizer
 
 TOKENIZER_MAX_LENGTH = 16
 
@@ -16,14 +17,6 @@ DEFAULT_WORDS = (
     "circle square triangle star heart blob shape shapes "
     "left right top bottom centre center small large big"
 ).split()
-
-
-def build_clip_tokenizer(path: str | Path, words: Iterable[str] = DEFAULT_WORDS,
-                         max_length: int = TOKENIZER_MAX_LENGTH):
-    """A tiny CLIP BPE tokenizer spelling ``words`` as single tokens (see difforge.tokenizers)."""
-    from difforge import build_clip_tokenizer as build
-
-    return build(path, words, max_length)
 
 
 def tiny_text_encoder(vocab_size: int, hidden: int = 32, max_length: int = TOKENIZER_MAX_LENGTH, seed: int = 0):
@@ -90,7 +83,7 @@ def build_tiny_sd(path: str | Path, seed: int = 0, resolution: int = 32, predict
     from diffusers import DDPMScheduler, StableDiffusionPipeline
 
     path = Path(path)
-    tokenizer = build_clip_tokenizer(path / "tokenizer")
+    tokenizer = build_clip_tokenizer(path / "tokenizer", DEFAULT_WORDS, TOKENIZER_MAX_LENGTH)
     vae = tiny_vae(seed)
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     pipe = StableDiffusionPipeline(

@@ -1,4 +1,6 @@
-"""Build small CLIP BPE tokenizers for closed-vocabulary domains (no downloads)."""
+"""Build small CLIP BPE tokenizers for closed-vocabulary domains (no downloads): the tokenizer
+of a tiny text-conditioned model trained from scratch (the zoo's and the plugins' embedded
+models, the testkit's tiny pipelines)."""
 
 from __future__ import annotations
 
