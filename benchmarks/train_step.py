@@ -63,10 +63,11 @@ def build_pipeline(spec: Spec, path: Path) -> Path:
     """A Stable-Diffusion-shaped pipeline: tiny VAE and text encoder, the spec's UNet."""
     from diffusers import DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
-    from difforge_testkit.components import build_clip_tokenizer, tiny_text_encoder, tiny_vae
+    from difforge_testkit import build_clip_tokenizer
+    from difforge_testkit.components import DEFAULT_WORDS, TOKENIZER_MAX_LENGTH, tiny_text_encoder, tiny_vae
 
     torch.manual_seed(0)
-    tokenizer = build_clip_tokenizer(path / "tokenizer")
+    tokenizer = build_clip_tokenizer(path / "tokenizer", DEFAULT_WORDS, TOKENIZER_MAX_LENGTH)
     unet_config = {k: v for k, v in spec.unet.items() if not k.startswith("_")}
     pipe = StableDiffusionPipeline(
         vae=tiny_vae(),
