@@ -41,7 +41,7 @@ lint: venv
 # pytest's testpaths (pyproject.toml) cover tests/, packages/*/tests and plugins/*/tests; the
 # plugins with their own environment are ignored there and tested in it afterwards
 test: venv lint
-	$(BIN)/python -m pytest -q $(addprefix --ignore=,$(OWN_ENV_PLUGINS))
+	$(BIN)/python -m pytest -q --durations=15 $(addprefix --ignore=,$(OWN_ENV_PLUGINS))
 	@$(MAKE) --no-print-directory core-test
 	@for plugin in $(OWN_ENV_PLUGINS); do $(MAKE) --no-print-directory plugin-test PLUGIN=$$plugin || exit 1; done
 
