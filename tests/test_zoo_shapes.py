@@ -96,7 +96,7 @@ def test_zoo_plugin_conforms():
     from difforge_testkit import check_plugin
 
     assert check_plugin("difforge-zoo") == {"captioners": ["shapes-captioner"], "commands": ["quickstart"],
-                                            "datasets": ["shapes"], "objectives": ["ip-adapter"],
+                                            "datasets": ["shapes"], "objectives": ["clip-contrastive", "ip-adapter"],
                                             "rewards": ["shapes-alignment"]}
 
 

@@ -31,7 +31,7 @@ import difforge
 from difforge.plugins import register_plugin
 from difforge.training.autoencoder import AutoencoderObjective
 from difforge.training.objectives import DenoisingObjective
-from difforge_testkit import build_clip_tokenizer, recording_objective
+from difforge_testkit import build_clip_tokenizer, recording_objective, snapshot, update_difference
 from difforge_zoo.clip_pretraining import ClipContrastiveObjective
 
 SCRIPT = ROOT / "packages" / "zoo" / "training" / "train_shapes_sd.py"
@@ -91,18 +91,6 @@ def old_optimizer(params, lr, weight_decay):
     return optimizer, get_scheduler("cosine", optimizer, num_warmup_steps=max(1, STEPS // 50), num_training_steps=STEPS)
 
 
-def weights(module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def update_difference(library_params, old_params, start) -> float:
-    """|library update - old update| / |old update| over all trained tensors (the update is the
-    trained weights minus the initial ones)."""
-    diff = sum(float((library_params[k] - v).pow(2).sum()) for k, v in old_params.items())
-    update = sum(float((v - start[k]).pow(2).sum()) for k, v in old_params.items())
-    return (diff / update) ** 0.5
-
-
 def assert_same(library_losses, old_losses, library_params, old_params, start):
     assert library_losses == pytest.approx(old_losses, rel=1e-5, abs=1e-6)
     assert library_losses[-1] != pytest.approx(library_losses[0], rel=1e-3)  # the weights moved
@@ -114,7 +102,7 @@ def test_clip_stage_replays_the_old_loop(pipeline, tmp_path):
     result, run = library_run(tmp_path, init, {"name": "recorded-clip-contrastive"}, batch=16, lr=1e-3,
                               weight_decay=0.1, seed=1, data={"options": {"count": 64, "seed": 0}})
     model = run.initial["clip"]
-    start = weights(model)
+    start = snapshot(clip=model)
     opt, sched = old_optimizer(model.parameters(), lr=1e-3, weight_decay=0.1)
     losses = []
     for batch, _ in run.steps:  # the old train_clip loop; no randomness inside a step
@@ -124,8 +112,8 @@ def test_clip_stage_replays_the_old_loop(pipeline, tmp_path):
         out_.loss.backward()
         opt.step(), sched.step(), opt.zero_grad()
         losses.append(out_.loss.item())
-    trained = load_file(result.model_path / "clip" / "model.safetensors")
-    assert_same(result.losses, losses, trained, model.state_dict(), start)
+    trained = {f"clip.{k}": v for k, v in load_file(result.model_path / "clip" / "model.safetensors").items()}
+    assert_same(result.losses, losses, trained, snapshot(clip=model), start)
 
 
 def test_vae_stage_replays_the_old_loop(pipeline, tmp_path):
@@ -134,7 +122,7 @@ def test_vae_stage_replays_the_old_loop(pipeline, tmp_path):
                               batch=8, lr=1e-3, weight_decay=0.0, seed=2,
                               data={"options": {"count": 32, "seed": 1, "split": "any", "style": ["plain", "dots"]}})
     vae = run.initial["vae"]
-    start = weights(vae)
+    start = snapshot(vae=vae)
     opt, sched = old_optimizer(vae.parameters(), lr=1e-3, weight_decay=0.0)
     g, losses = torch.Generator(), []
     for batch, state in run.steps:  # the old train_vae loop, drawing from the run's generator
@@ -147,8 +135,8 @@ def test_vae_stage_replays_the_old_loop(pipeline, tmp_path):
         loss.backward()
         opt.step(), sched.step(), opt.zero_grad()
         losses.append(loss.item())
-    trained = difforge.load_backbone(result.model_path).vae.state_dict()
-    assert_same(result.losses, losses, trained, vae.state_dict(), start)
+    trained = snapshot(vae=difforge.load_backbone(result.model_path).vae)
+    assert_same(result.losses, losses, trained, snapshot(vae=vae), start)
 
 
 def test_unet_stage_replays_the_old_loop(pipeline, tmp_path):
@@ -158,7 +146,7 @@ def test_unet_stage_replays_the_old_loop(pipeline, tmp_path):
                               data={"options": {"count": 32, "seed": 0}, "caption_dropout": 0.1})
     backbone = difforge.load_backbone(init)
     unet, vae, text_encoder = run.initial["denoiser"], backbone.vae, backbone.text_encoder
-    start = weights(unet)
+    start = snapshot(unet=unet)
     scale, alphas = vae.config.scaling_factor, backbone.scheduler.alphas_cumprod
 
     def encode(captions):
@@ -192,5 +180,5 @@ def test_unet_stage_replays_the_old_loop(pipeline, tmp_path):
         losses.append(loss.item())
     assert dropped > 0  # the replay covered caption dropout
     ema.copy_to(unet.parameters())
-    trained = difforge.load_backbone(result.output_dir / "model_ema").denoiser.state_dict()
-    assert_same(result.losses, losses, trained, unet.state_dict(), start)
+    trained = snapshot(unet=difforge.load_backbone(result.output_dir / "model_ema").denoiser)
+    assert_same(result.losses, losses, trained, snapshot(unet=unet), start)

@@ -25,7 +25,7 @@ import difforge  # noqa: E402
 from difforge.plugin_api import Backbone, get_registry, register_plugin  # noqa: E402
 from difforge_audio.models import BASE_MODEL, model_path  # noqa: E402
 from difforge_audio.music import vocabulary  # noqa: E402
-from difforge_testkit import build_clip_tokenizer, recording_objective  # noqa: E402
+from difforge_testkit import build_clip_tokenizer, recording_objective, snapshot, update_difference  # noqa: E402
 
 TRAINING = Path(__file__).resolve().parents[1] / "training"
 sys.path.insert(0, str(TRAINING))
@@ -57,17 +57,6 @@ def old_optimizer(params, lr, weight_decay):
     return optimizer, get_scheduler("cosine", optimizer, num_warmup_steps=max(1, STEPS // 50), num_training_steps=STEPS)
 
 
-def update_difference(library, old, start) -> float:
-    """|library update - old update| / |old update| over all trained tensors."""
-    diff = sum(float((library[k] - v).pow(2).sum()) for k, v in old.items())
-    update = sum(float((v - start[k]).pow(2).sum()) for k, v in old.items())
-    return (diff / update) ** 0.5
-
-
-def weights(**modules) -> dict[str, torch.Tensor]:
-    return {f"{name}.{k}": v.detach().clone() for name, m in modules.items() for k, v in m.state_dict().items()}
-
-
 def run_library(recorded, config, name):
     config["objective"]["name"] = f"audio-recorded-{name}"
     config["output"]["progress"] = False
@@ -86,7 +75,7 @@ def test_music_sd_run_replays_the_old_joint_loop(recording, tmp_path):
     from diffusers.training_utils import EMAModel
 
     unet, text_encoder = run.initial["denoiser"], run.initial["text_encoder"]
-    start = weights(denoiser=unet, text_encoder=text_encoder)
+    start = snapshot(denoiser=unet, text_encoder=text_encoder)
     ids_of = lambda captions: tokenizer(captions, padding="max_length", max_length=train_music_sd.MAX_LENGTH,  # noqa: E731
                                         truncation=True, return_tensors="pt").input_ids
     null = ids_of([""])
@@ -115,8 +104,8 @@ def test_music_sd_run_replays_the_old_joint_loop(recording, tmp_path):
     assert dropped > 0
     trained = difforge.load_backbone(result.output_dir / "model_ema")
     assert result.losses == pytest.approx(losses, rel=1e-5, abs=1e-6)
-    assert update_difference(weights(denoiser=trained.denoiser, text_encoder=trained.text_encoder),
-                             weights(denoiser=unet, text_encoder=text_encoder), start) < 1e-3
+    assert update_difference(snapshot(denoiser=trained.denoiser, text_encoder=trained.text_encoder),
+                             snapshot(denoiser=unet, text_encoder=text_encoder), start) < 1e-3
 
 
 def test_music_controlnet_run_replays_the_old_loop(recording, tmp_path):
@@ -126,7 +115,7 @@ def test_music_controlnet_run_replays_the_old_loop(recording, tmp_path):
 
     backbone = difforge.load_backbone(base)
     unet, controlnet = backbone.denoiser, run.initial["controlnet"]
-    start = weights(controlnet=controlnet)
+    start = snapshot(controlnet=controlnet)
     with torch.no_grad():
         null = backbone.encode_prompts([""])[0]
     opt, lr = old_optimizer(controlnet.parameters(), lr=5e-4, weight_decay=1e-2)
@@ -156,4 +145,4 @@ def test_music_controlnet_run_replays_the_old_loop(recording, tmp_path):
     trained = ControlNetModel.from_pretrained(result.model_path)
     assert result.losses == pytest.approx(losses, rel=1e-5, abs=1e-6)
     assert result.losses[-1] != pytest.approx(result.losses[0], rel=1e-3)
-    assert update_difference(weights(controlnet=trained), weights(controlnet=controlnet), start) < 1e-3
+    assert update_difference(snapshot(controlnet=trained), snapshot(controlnet=controlnet), start) < 1e-3

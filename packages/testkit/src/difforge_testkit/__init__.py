@@ -12,7 +12,7 @@ from .components import (
     tiny_vae,
 )
 from .conformance import check_plugin
-from .replay import recording_objective
+from .replay import recording_objective, snapshot, update_difference
 from .tokenizers import build_clip_tokenizer
 from .toydata import write_toy_images
 
@@ -22,8 +22,10 @@ __all__ = [
     "check_adapter_type",
     "check_plugin",
     "recording_objective",
+    "snapshot",
     "tiny_text_encoder",
     "tiny_unet",
     "tiny_vae",
+    "update_difference",
     "write_toy_images",
 ]

@@ -11,14 +11,19 @@ to the recorded state before each step) and compare the losses and trained weigh
     register_plugin(plugin_with(difforge_register_objectives=lambda: {"recorded": Recording}))
     result = difforge.train(config_with_objective("recorded"))
     run = Recording.runs[-1]          # run.initial: {name: module}, run.steps: [(batch, state)]
+    start = snapshot(denoiser=run.initial["denoiser"])
+    ...                               # the old loop, trained on run.steps
+    assert update_difference(snapshot(denoiser=trained), snapshot(denoiser=replayed), start) < 1e-3
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 import torch
+from torch import nn
 
 
 def recording_objective(base: type) -> type:
@@ -45,4 +50,22 @@ def recording_objective(base: type) -> type:
     return Recording
 
 
-__all__ = ["recording_objective"]
+def snapshot(**modules: nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of the modules' tensors, keyed ``<name>.<tensor>``."""
+    return {f"{name}.{key}": value.detach().clone()
+            for name, module in modules.items() for key, value in module.state_dict().items()}
+
+
+def update_difference(library: Mapping[str, torch.Tensor], replayed: Mapping[str, torch.Tensor],
+                      initial: Mapping[str, torch.Tensor]) -> float:
+    """How far two trainings from the same ``initial`` weights ended apart, relative to how far
+    they moved: ``|library - replayed| / |replayed - initial|`` over all tensors of ``replayed``
+    (0 when they trained the same weights bitwise)."""
+    difference = sum(float((library[k].float() - v.float()).pow(2).sum()) for k, v in replayed.items())
+    update = sum(float((v.float() - initial[k].float()).pow(2).sum()) for k, v in replayed.items())
+    if update == 0:
+        raise ValueError("the replayed training did not change any weight")
+    return (difference / update) ** 0.5
+
+
+__all__ = ["recording_objective", "snapshot", "update_difference"]
