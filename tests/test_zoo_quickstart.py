@@ -24,6 +24,15 @@ def test_quickstart_writes_lora_grid_and_metrics(quickstart):
     assert json.loads((out / "metrics.json").read_text())["instance_prompt"] == "a red sks circle"
 
 
+def test_quickstart_report_shows_the_labelled_grid_and_the_metrics(quickstart):
+    out, metrics = quickstart
+    report = out / "run" / "report.html"
+    assert metrics["paths"]["report"] == str(report)
+    page = report.read_text()
+    assert "Before and after" in page and "concept_fidelity" in page and "class_prior_accuracy" in page
+    assert page.count("<img src='data:image/png;base64,") == 1 + 3  # before/after + a grid every 100 steps
+
+
 def test_concept_fidelity_rises_and_class_prior_is_preserved(quickstart):
     _, metrics = quickstart
     assert metrics["base"]["concept_fidelity"] <= 0.1  # the base model has never seen a heart

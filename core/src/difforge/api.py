@@ -60,10 +60,12 @@ def sample(
     seed: int = 0,
     out: str | Path | None = None,
     metrics: Sequence[str] = (),
+    renderer: str = "auto",
 ) -> torch.Tensor | Path:
-    """Sample a model; returns images in [-1, 1], or the PNG grid path when ``out`` is given.
-    ``metrics`` names registered metrics: their values are printed as JSON and, with ``out``,
-    written beside the grid (``<out>.json``)."""
+    """Sample a model; returns images in [-1, 1], or the path of a labelled PNG grid (one row
+    per prompt, drawn by ``renderer``) when ``out`` is given. ``metrics`` names registered
+    metrics: their values are printed as JSON and, with ``out``, written beside the grid
+    (``<out>.json``)."""
     from .plugins import get_registry
     from .sampling.grid import save_grid
 
@@ -84,4 +86,12 @@ def sample(
         print(json.dumps(values, indent=2))
         if out is not None:
             atomic_save_json(values, Path(out).with_suffix(".json"))
-    return save_grid(images, out) if out is not None else images
+    if out is None:
+        return images
+    name = model.__class__.__name__ if isinstance(model, Backbone) else Path(str(model)).name
+    title = name + "".join(f" + {Path(str(path)).name} ×{weight:g}" for path, weight in adapters)
+    title += f" · {sampler} {num_steps} steps · guidance {guidance_scale:g}"
+    if prompts:
+        return save_grid(images, out, columns=1, row_labels=[f"“{p}”" for p in prompts],
+                         column_labels=[f"seed {seed}"], title=title, renderer=renderer)
+    return save_grid(images, out, title=f"{title} · seed {seed}", renderer=renderer)

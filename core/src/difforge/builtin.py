@@ -88,3 +88,8 @@ def difforge_register_rewards():
 @hookimpl
 def difforge_register_metrics():
     return _refs("difforge.metrics", {"pixel-statistics": "pixel_statistics"})
+
+
+@hookimpl
+def difforge_register_renderers():
+    return _refs("difforge.sampling.grid", {"auto": "render_auto"})

@@ -68,6 +68,8 @@ def _configure_sample(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="samples.png", help="output PNG grid")
     p.add_argument("--metric", action="append", default=[], metavar="NAME",
                    help="registered metric of the samples to print as JSON (repeatable), e.g. pixel-statistics")
+    p.add_argument("--renderer", default="auto",
+                   help="how the grid draws samples: auto (images, video frames) or a plugin's renderer")
 
 
 def _run_sample(args: argparse.Namespace) -> int:
@@ -85,8 +87,20 @@ def _run_sample(args: argparse.Namespace) -> int:
         seed=args.seed,
         out=args.out,
         metrics=args.metric,
+        renderer=args.renderer,
     )
     print(f"wrote {path}")
+    return 0
+
+
+def _configure_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a training run's output directory (output.dir)")
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    print(f"wrote {write_report(args.run_dir)}")
     return 0
 
 
@@ -117,6 +131,8 @@ BUILTIN_COMMANDS: dict[str, Command] = {
     "sample": Command("sample a model (optionally with adapters) into a PNG grid", _configure_sample, _run_sample),
     "plugins": Command("list plugins: version, status, load time, what each registered", _configure_plugins,
                        _run_plugins),
+    "report": Command("write report.html for a run directory (training writes it at the end)", _configure_report,
+                      _run_report),
 }
 
 

@@ -116,11 +116,15 @@ class OutputConfig(_Section):
     progress: bool = True
     sample_every: int = Field(0, ge=0)
     sample_prompts: list[str] = Field(default_factory=list)
+    samples_per_prompt: int = Field(1, ge=1)
     sample_steps: int = Field(20, ge=1)
     sample_guidance: float = Field(1.0, ge=0)
     sample_seed: int = 1234
     sample_metrics: list[str] = Field(default_factory=list,
                                       description="registered metrics computed on each sample grid (JSON beside it)")
+    sample_renderer: str = Field("auto", description="how sample grids draw samples: 'auto' (images, video "
+                                                     "frames) or a renderer a plugin registers")
+    report: bool = Field(True, description="write report.html into the run directory at the end")
 
 
 class RunConfig(_Section):

@@ -118,6 +118,14 @@ def difforge_register_metrics() -> dict[str, Any]:
 
 
 @hookspec(historic=True)
+def difforge_register_renderers() -> dict[str, Any]:
+    """Sample renderers: ``name -> callable(samples) -> uint8 array (N, H, W, 3)``, one RGB tile
+    per sample, for the sample kinds of a domain (a spectrogram with its waveform, a mesh
+    turntable, a volume's three planes). Grids, training previews and reports name them with
+    ``renderer=`` / ``output.sample_renderer`` / ``difforge sample --renderer``."""
+
+
+@hookspec(historic=True)
 def difforge_register_commands() -> dict[str, Any]:
     """CLI sub-commands: ``name -> difforge.cli.Command`` (help, arguments, run)."""
 

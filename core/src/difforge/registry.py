@@ -33,6 +33,7 @@ KINDS: tuple[str, ...] = (
     "samplers",
     "guidance",
     "metrics",
+    "renderers",
     "commands",
 )
 

@@ -136,3 +136,23 @@ def test_cli_rejects_bad_arguments_in_one_line(capsys, tmp_path):
     assert f"--prompts: {tmp_path / 'none.txt'} does not exist" in capsys.readouterr().err
     assert main(["audio-generate", "--prompt", "x", "--controls-from", str(tmp_path / "none.wav")]) == 1
     assert "cannot read audio" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_spectrogram_renderer_draws_the_spectrogram_over_its_waveform(tmp_path):
+    """The plugin's ``spectrogram`` renderer (difforge_register_renderers): grids of music samples
+    show each log-mel image (low bands at the bottom) above the waveform it decodes to."""
+    from PIL import Image
+
+    from difforge.plugin_api import save_grid
+    from difforge_audio.music import random_clip
+    from difforge_audio.render import WAVE_ROWS
+
+    specs = torch.from_numpy(np.stack([MelCodec().encode(random_clip(seed).audio) for seed in (1, 2)]))
+    tiles = get_registry("renderers").get("spectrogram")(specs)
+    mels, frames = specs.shape[-2:]
+    assert tiles.shape == (2, mels + 2 + WAVE_ROWS, frames, 3) and tiles.dtype == np.uint8
+    wave = tiles[:, mels + 2 :]
+    assert ((wave == 40).all(axis=-1).sum(axis=1) > 0).mean() > 0.9  # a trace in (almost) every column
+    assert tiles[:, :mels].std() > 20  # the spectrogram is not flat
+    path = save_grid(specs, tmp_path / "music.png", renderer="spectrogram", row_labels=["clip 1", "clip 2"], columns=1)
+    assert Image.open(path).height >= 2 * (mels + 2 + WAVE_ROWS)

@@ -35,13 +35,14 @@ from .assembly import TrainedParts
 @dataclass
 class LoopState:
     """The loop's counters: optimizer steps, micro-batches read (the data position), skipped
-    batches and samples, and the loss of every optimizer step."""
+    batches and samples, and the loss and learning rate of every optimizer step."""
 
     step: int = 0
     micro_step: int = 0
     skipped_batches: int = 0
     skipped_samples: int = 0
     losses: list[float] = field(default_factory=list)
+    lrs: list[float] = field(default_factory=list)
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
@@ -173,6 +174,7 @@ class Checkpointer:
         state.step, state.micro_step = saved["step"], saved["micro_step"]
         state.skipped_batches, state.skipped_samples = saved["skipped_batches"], saved["skipped_samples"]
         state.losses = list(saved["losses"])
+        state.lrs = list(saved.get("lrs", []))  # absent from checkpoints written before it was kept
 
 
 __all__ = ["Checkpointer", "LoopState", "rng_state", "set_rng_state", "split_objective_state"]

@@ -22,6 +22,7 @@ from ..backbone import Backbone
 from ..checkpointing import atomic_save_json, atomic_write, latest_checkpoint, require_checkpoint
 from ..config import RunConfig, dump_config
 from ..errors import DataError, TrainingError
+from ..report import HISTORY_NAME, write_report
 from .assembly import (
     attach_trainable,
     build_accelerator,
@@ -226,8 +227,8 @@ class Trainer:
             step_loss = self._mean_over_processes(torch.stack(running).mean())
             running.clear()
             state.losses.append(step_loss)
-            logs = {**{k: float(v) for k, v in objective_logs.items()},
-                    "loss": step_loss, "lr": self.lr_scheduler.get_last_lr()[0]}
+            state.lrs.append(self.lr_scheduler.get_last_lr()[0])
+            logs = {**{k: float(v) for k, v in objective_logs.items()}, "loss": step_loss, "lr": state.lrs[-1]}
             if progress is not None:
                 progress.update(1)
                 progress.set_postfix(loss=f"{step_loss:.4f}", refresh=False)
@@ -319,9 +320,12 @@ class Trainer:
             atomic_save_json(
                 {"steps": self.step, "final_loss": self.losses[-1] if self.losses else None,
                  "skipped_batches": self.state.skipped_batches, "skipped_samples": self.state.skipped_samples,
-                 "seconds": round(seconds, 3)},
+                 "seconds": round(seconds, 3), **peak_memory()},
                 self.output_dir / "train_summary.json",
             )
+            atomic_save_json({"loss": self.state.losses, "lr": self.state.lrs}, self.output_dir / HISTORY_NAME)
+            if cfg.output.report:
+                write_report(self.output_dir)
         acc.wait_for_everyone()
         return result
 
@@ -337,18 +341,21 @@ class Trainer:
 
     @torch.no_grad()
     def save_samples(self, path: Path) -> Path:
-        """Sample ``output.sample_prompts`` with a fixed seed and save a grid PNG, with the
-        registered ``output.sample_metrics`` of the samples as JSON beside it."""
+        """Sample ``output.samples_per_prompt`` of each of ``output.sample_prompts`` with a fixed
+        seed and save a labelled grid PNG (a row per prompt), with the registered
+        ``output.sample_metrics`` of the samples as JSON beside it."""
         from ..plugins import get_registry
         from ..sampling.grid import save_grid
 
         out = self.config.output
+        per_prompt = out.samples_per_prompt
+        prompts = [p for p in out.sample_prompts for _ in range(per_prompt)]
         self.model.eval()
         try:
             generator = torch.Generator().manual_seed(out.sample_seed)
             images = self.backbone.sample(
-                out.sample_prompts if self.backbone.conditioning == "text" else None,
-                num_samples=len(out.sample_prompts),
+                prompts if self.backbone.conditioning == "text" else None,
+                num_samples=len(prompts),
                 num_steps=out.sample_steps,
                 guidance_scale=out.sample_guidance,
                 generator=generator,
@@ -356,11 +363,27 @@ class Trainer:
         finally:
             self.model.train()
         if self.accelerator.is_main_process:
-            save_grid(images, path)
+            text = self.backbone.conditioning == "text"
+            save_grid(images, path, columns=per_prompt,
+                      row_labels=[f"“{p}”" for p in out.sample_prompts] if text else None,
+                      column_labels=[f"seed {out.sample_seed} · {k + 1}" for k in range(per_prompt)],
+                      title=f"step {self.step}", renderer=out.sample_renderer)
             if out.sample_metrics:
                 metrics = {name: get_registry("metrics").get(name)(images) for name in out.sample_metrics}
                 atomic_save_json(metrics, path.with_suffix(".json"))
         return path
+
+
+def peak_memory() -> dict[str, float]:
+    """This process's peak resident memory (and peak CUDA memory when on a GPU), in MiB."""
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
+    peak = {"peak_memory_mib": round(rss, 1)}
+    if torch.cuda.is_available():
+        peak["peak_cuda_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return peak
 
 
 def train(config: RunConfig, **kwargs: Any) -> TrainResult:

@@ -18,8 +18,9 @@ import torch
 QUICKSTART_CONFIG = Path(__file__).resolve().parent / "configs" / "quickstart.yaml"
 
 
-def _scores(backbone, prompt: str, expect: tuple[str, str], n: int, seed: int) -> tuple[torch.Tensor, float]:
-    """Samples for ``prompt`` and the fraction showing exactly one object of (colour, shape) ``expect``."""
+def _scores(backbone, prompt: str, expect: tuple[str, str], n: int, seed: int) -> tuple[torch.Tensor, list[bool]]:
+    """Samples for ``prompt`` and, per sample, whether the scorer sees exactly one object of
+    (colour, shape) ``expect``."""
     from .scorer import detect
 
     generator = torch.Generator().manual_seed(seed)
@@ -28,7 +29,7 @@ def _scores(backbone, prompt: str, expect: tuple[str, str], n: int, seed: int) -
     for image in images:
         found = detect(image)
         hits.append(len(found) == 1 and (found[0].colour, found[0].shape) == expect)
-    return images, float(np.mean(hits))
+    return images, hits
 
 
 def run_quickstart(out: str | Path, config: str | Path = QUICKSTART_CONFIG, samples: int = 32, seed: int = 0,
@@ -37,7 +38,7 @@ def run_quickstart(out: str | Path, config: str | Path = QUICKSTART_CONFIG, samp
     from PIL import Image
 
     import difforge
-    from difforge.plugin_api import save_grid
+    from difforge.plugin_api import save_grid, write_report
 
     from .shapes import random_scene
 
@@ -54,12 +55,15 @@ def run_quickstart(out: str | Path, config: str | Path = QUICKSTART_CONFIG, samp
     class_prompt = run_config.objective.options["class_prompt"]
     base = difforge.load(run_config.model.pretrained)
     tuned = difforge.load(run_config.model.pretrained, adapters=[(result.adapter_path, 1.0)])
-    rows, metrics = [], {}
+    rows, marks, labels, metrics = [], [], [], {}
     for label, model in (("base", base), ("dreambooth", tuned)):
         images, fidelity = _scores(model, instance_prompt, ("red", "heart"), samples, seed)
         class_images, prior = _scores(model, class_prompt, ("red", "circle"), samples, seed + 1)
-        metrics[label] = {"concept_fidelity": fidelity, "class_prior_accuracy": prior}
+        metrics[label] = {"concept_fidelity": float(np.mean(fidelity)), "class_prior_accuracy": float(np.mean(prior))}
         rows += [images[:8], class_images[:8]]
+        marks += [fidelity[:8], prior[:8]]
+        name = "base model" if label == "base" else "DreamBooth LoRA"
+        labels += [f"{name}: “{instance_prompt}” (want a red heart)", f"{name}: “{class_prompt}” (want a red circle)"]
     tolerance = 0.15
     metrics.update({
         "instance_prompt": instance_prompt, "class_prompt": class_prompt, "samples_per_prompt": samples,
@@ -68,9 +72,21 @@ def run_quickstart(out: str | Path, config: str | Path = QUICKSTART_CONFIG, samp
         "class_prior_tolerance": tolerance, "train_seconds": round(result.seconds, 1), "steps": result.steps,
     })
     metrics["class_prior_preserved"] = abs(metrics["class_prior_change"]) <= tolerance
-    grid = save_grid(torch.cat([rows[0], rows[2], rows[1], rows[3]]), out / "before_after.png", columns=8)
+    order = [0, 2, 1, 3]  # the instance prompt before/after, then the class prompt before/after
+    grid = save_grid(torch.cat([rows[i] for i in order]), out / "before_after.png", columns=8,
+                     row_labels=[labels[i] for i in order],
+                     column_labels=[f"sample {k + 1}" for k in range(8)],
+                     verdicts=[v for i in order for v in marks[i]],
+                     title="before / after DreamBooth + LoRA (mark: the scorer's verdict, green right, red wrong)")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    metrics["paths"] = {"lora": str(result.adapter_path), "grid": str(grid), "metrics": str(out / "metrics.json")}
+    report = write_report(result.output_dir, title="difforge quickstart: DreamBooth + LoRA on shapes-sd-tiny",
+                          figures=[("Before and after, 8 of the scored samples per prompt; the two prompts are "
+                                    "sampled with different seeds", grid)],
+                          metrics={k: v for k, v in metrics.items() if k != "paths"},
+                          notes=f"{samples} samples per prompt, DDIM 30 steps, guidance 4, scored by the shapes "
+                                "world's analytic scorer.")
+    metrics["paths"] = {"lora": str(result.adapter_path), "grid": str(grid), "metrics": str(out / "metrics.json"),
+                        "report": str(report)}
     return metrics
 
 

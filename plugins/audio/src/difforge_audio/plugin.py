@@ -20,6 +20,11 @@ def difforge_register_rewards():
 
 
 @hookimpl
+def difforge_register_renderers():
+    return {"spectrogram": lazy("difforge_audio.render:render_spectrograms")}
+
+
+@hookimpl
 def difforge_resolve_model(reference):
     from .models import MODELS_DIR
 
