@@ -148,9 +148,10 @@ def test_public_plugin_api_resolves():
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], ["plugins"]])
 def test_start_up_imports_nothing_heavy(argv):
     """``difforge --help``, ``--version`` and ``plugins`` register every plugin lazily: neither
-    torch nor diffusers nor transformers is imported (their wall time: benchmarks/startup.py)."""
+    torch, diffusers, transformers nor even NumPy is imported (their wall time: benchmarks/startup.py)."""
     code = ("import sys\nfrom difforge.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-            "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers', 'peft') if m in sys.modules)\n"
+            "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers', 'peft', 'numpy', 'librosa')\n"
+            "               if m in sys.modules)\n"
             "print('HEAVY', heavy)")
     proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -156,3 +156,21 @@ def test_spectrogram_renderer_draws_the_spectrogram_over_its_waveform(tmp_path):
     assert tiles[:, :mels].std() > 20  # the spectrogram is not flat
     path = save_grid(specs, tmp_path / "music.png", renderer="spectrogram", row_labels=["clip 1", "clip 2"], columns=1)
     assert Image.open(path).height >= 2 * (mels + 2 + WAVE_ROWS)
+
+
+def test_music_controls_masks_are_seeded_per_epoch_and_item():
+    """The ``music-controls`` dataset draws each item's control masks from (mask_seed, epoch,
+    index): the same in every read and with loader workers, fresh in the next epoch."""
+    from torch.utils.data import DataLoader
+
+    from difforge_audio.data import MusicControlsDataset
+
+    data = MusicControlsDataset(count=6, seed_offset=900_000)
+    first = [data[i]["controlnet_cond"] for i in range(6)]
+    assert all(torch.equal(a, data[i]["controlnet_cond"]) for i, a in enumerate(first))
+    read = [b["controlnet_cond"] for b in DataLoader(data, batch_size=3, num_workers=2)]
+    assert torch.equal(torch.cat(read), torch.stack(first))
+    data.set_epoch(1)
+    assert any(not torch.equal(a, data[i]["controlnet_cond"]) for i, a in enumerate(first))
+    other = MusicControlsDataset(count=6, seed_offset=900_000, mask_seed=1)
+    assert any(not torch.equal(a, other[i]["controlnet_cond"]) for i, a in enumerate(first))

@@ -168,8 +168,7 @@ class Trainer:
             # its own generator: a loader draws a worker base seed when iterated, which must
             # not consume the global RNG (a resumed run creates its loader mid-epoch)
             loader_rng = torch.Generator().manual_seed(self.config.train.seed * 1_000_003 + epoch)
-            if hasattr(self.dataset, "set_epoch"):  # per-item augmentation is seeded by epoch and index
-                self.dataset.set_epoch(epoch)
+            set_epoch(self.dataset, epoch)
             loader = DataLoader(self.dataset, batch_sampler=sampler, collate_fn=collate,
                                 num_workers=d.num_workers, generator=loader_rng)
             yield from loader
@@ -372,6 +371,18 @@ class Trainer:
                 metrics = {name: get_registry("metrics").get(name)(images) for name in out.sample_metrics}
                 atomic_save_json(metrics, path.with_suffix(".json"))
         return path
+
+
+def set_epoch(dataset: Dataset, epoch: int) -> None:
+    """Tell ``dataset`` and every dataset it wraps (``.dataset``) that has ``set_epoch`` which
+    epoch is read next: per-item randomness seeded by (seed, epoch, index) stays the same with
+    any number of loader workers and after resume."""
+    seen: set[int] = set()
+    while dataset is not None and id(dataset) not in seen:
+        seen.add(id(dataset))
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        dataset = getattr(dataset, "dataset", None)
 
 
 def peak_memory() -> dict[str, float]:

@@ -54,6 +54,7 @@ class MusicControlsOptions(BaseModel):
     count: int = Field(4000, ge=1)
     seed_offset: int = Field(500_000, ge=0,
                              description="clip seeds start here (disjoint from the evaluation references)")
+    mask_seed: int = Field(0, ge=0, description="seed of the random control masks")
 
 
 class MusicControlsDataset(Dataset):
@@ -61,9 +62,10 @@ class MusicControlsDataset(Dataset):
     melody, dynamics and rhythm controls extracted from each, every time an item is read given
     with fresh random masks (:func:`~difforge_audio.controls.random_masks`: any subset of the
     controls, each possibly on only part of the timeline). Items: ``{"sample": (1, mels, frames),
-    "caption": str, "controlnet_cond": (CONTROL_CHANNELS, mels, frames)}``. The masks draw from
-    NumPy's global generator, which the training loop seeds and checkpoints, so a run is
-    reproducible and resumes exactly."""
+    "caption": str, "controlnet_cond": (CONTROL_CHANNELS, mels, frames)}``. An item's masks are
+    drawn from a generator seeded by ``(mask_seed, epoch, index)`` (the loop calls
+    :meth:`set_epoch`), so a run is reproducible, resumes exactly and reads the same masks with
+    any number of loader workers."""
 
     options_model = MusicControlsOptions
     provides = frozenset({"images", "captions", "controlnet_cond"})
@@ -72,6 +74,7 @@ class MusicControlsDataset(Dataset):
         from .controls import extract_controls
 
         self.options = MusicControlsOptions(**options)
+        self.epoch = 0
         codec = MelCodec()
         self.specs, self.captions, self.controls = [], [], []
         for i in range(self.options.count):
@@ -84,11 +87,15 @@ class MusicControlsDataset(Dataset):
     def __len__(self) -> int:
         return self.options.count
 
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose items are read next (fresh masks every epoch)."""
+        self.epoch = epoch
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         from .controls import Controls, random_masks
 
         spec, full = self.specs[index], self.controls[index]
-        rng = np.random.default_rng(np.random.randint(0, 2**31 - 1))
+        rng = np.random.default_rng([self.options.mask_seed, self.epoch, int(index)])
         control = Controls(full.melody, full.dynamics, full.rhythm, random_masks(rng)).image(spec.shape[1])
         return {"sample": spec, "caption": self.captions[index], "controlnet_cond": control}
 
