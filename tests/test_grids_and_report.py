@@ -127,3 +127,23 @@ def test_loss_chart_scales_to_the_values():
 def test_report_refuses_a_missing_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a run directory"):
         write_report(tmp_path / "nope")
+
+
+@pytest.mark.parametrize(("flag", "value", "says"), [("--steps", "0", "must be at least 1, got 0"),
+                                                     ("--steps", "-3", "must be at least 1, got -3"),
+                                                     ("--guidance", "nan", "must be a finite number, got nan")])
+def test_sample_cli_refuses_bad_numbers(tiny_sd_dir, tmp_path, flag, value, says):
+    out = tmp_path / "g.png"
+    done = run_cli("sample", "--model", str(tiny_sd_dir), "--prompt", "a", flag, value, "--out", str(out))
+    assert done.returncode != 0 and says in done.stderr and not out.exists()
+
+
+def test_non_finite_samples_fail_with_one_line_and_write_nothing(tiny_sd_dir, tmp_path):
+    from difforge.errors import SamplingError
+
+    backbone = difforge.load_backbone(tiny_sd_dir)
+    with torch.no_grad():
+        next(backbone.denoiser.parameters()).fill_(float("nan"))
+    with pytest.raises(SamplingError, match="gave non-finite values") as err:
+        difforge.sample(backbone, ["a red circle"], num_steps=2, out=tmp_path / "g.png")
+    assert "\n" not in str(err.value) and not (tmp_path / "g.png").exists()

@@ -181,6 +181,18 @@ def test_nan_loss_skip_mode_counts_and_continues(nan_objective, toy_images, tmp_
     assert all(v == v for v in result.losses)
 
 
+def test_nan_loss_skip_mode_stops_after_too_many_in_a_row(nan_objective, toy_images, tmp_path):
+    """Every batch non-finite used to loop forever with no output; now the run stops with one line."""
+    nan_objective.bad_calls = set(range(1, 1000))
+    config = pixel_unet_config(toy_images, tmp_path / "run", objective={"name": "nan-at-call"},
+                               train={"steps": 5, "on_nan": "skip", "max_consecutive_skips": 4})
+    with pytest.raises(TrainingError) as err:
+        difforge.train(config)
+    message = str(err.value)
+    assert message.startswith("4 non-finite losses in a row at step 1 (train.max_consecutive_skips)")
+    assert "\n" not in message
+
+
 @pytest.fixture
 def images_with_corrupt_file(toy_images, tmp_path):
     folder = tmp_path / "images"

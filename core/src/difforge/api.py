@@ -79,6 +79,13 @@ def sample(
         guidance_scale=guidance_scale,
         generator=torch.Generator().manual_seed(seed),
     )
+    if not torch.isfinite(images).all():
+        from .errors import SamplingError
+
+        source = ", ".join([str(model if not isinstance(model, Backbone) else type(model).__name__),
+                            *(str(path) for path, _ in adapters)])
+        raise SamplingError(f"sampling {source} gave non-finite values (NaN or inf weights in the model or "
+                            "an adapter?); nothing was written")
     if metrics:
         from .checkpointing import atomic_save_json
 

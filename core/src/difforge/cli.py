@@ -55,15 +55,31 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def _finite_float(value: str) -> float:
+    import math
+
+    number = float(value)
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {value}")
+    return number
+
+
 def _configure_sample(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--prompt", action="append", default=[], help="prompt (repeatable; one sample each)")
     p.add_argument("--adapter", action="append", default=[], metavar="PATH[:WEIGHT]",
                    help="LoRA directory or file to apply, optionally with a weight (repeatable)")
-    p.add_argument("--num-samples", type=int, default=4, help="samples to draw for unconditional models")
-    p.add_argument("--steps", type=int, default=25, help="sampling steps")
+    p.add_argument("--num-samples", type=_positive_int, default=4, help="samples to draw for unconditional models")
+    p.add_argument("--steps", type=_positive_int, default=25, help="sampling steps")
     p.add_argument("--sampler", default="ddim", help="registered sampler: ddpm, ddim, euler, flow_euler, ...")
-    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
+    p.add_argument("--guidance", type=_finite_float, default=1.0, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", default="samples.png", help="output PNG grid")
     p.add_argument("--metric", action="append", default=[], metavar="NAME",

@@ -95,6 +95,8 @@ class TrainConfig(_Section):
     compile: bool = False
     seed: int = 0
     on_nan: Literal["stop", "skip"] = "stop"
+    max_consecutive_skips: int = Field(10, ge=1, description="with on_nan: skip, stop after this many "
+                                                             "non-finite batches in a row")
     freeze_mask: str | None = Field(
         None, description="a freeze mask (JSON with a 'frozen' list, e.g. from difforge-guard's freeze-guard): "
                           "these tensors stay frozen"

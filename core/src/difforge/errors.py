@@ -30,5 +30,9 @@ class TrainingError(DifforgeError):
     """Training cannot continue (e.g. a non-finite loss); names the step and last good checkpoint."""
 
 
+class SamplingError(DifforgeError):
+    """Sampling produced non-finite values (names the model and adapters)."""
+
+
 class CheckpointError(DifforgeError):
     """A checkpoint is missing, incomplete or incompatible."""

@@ -36,6 +36,7 @@ EXPORTS: dict[str, tuple[str, str]] = {
     "DataError": ("errors", "DataError"),
     "TrainingError": ("errors", "TrainingError"),
     "CheckpointError": ("errors", "CheckpointError"),
+    "SamplingError": ("errors", "SamplingError"),
     # backbone
     "Backbone": ("backbone", "Backbone"),
     "DenoiserSpec": ("backbone.specs", "DenoiserSpec"),

@@ -74,6 +74,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.output_dir = Path(config.output.dir)
         self.state = LoopState()
+        self.consecutive_skips = 0  # non-finite batches in a row (train.on_nan: skip)
         self.accelerator, self.generator = build_accelerator(config, str(self.output_dir))
         self.backbone = backbone if backbone is not None else build_backbone(config)
         self.dataset = wrap_dataset(config, dataset if dataset is not None else build_dataset(config))
@@ -216,6 +217,7 @@ class Trainer:
                     self.lr_scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
             running.append(loss.detach())
+            self.consecutive_skips = 0
             if not acc.sync_gradients:
                 continue
             state.step += 1
@@ -283,13 +285,19 @@ class Trainer:
         return bool(finite.item())
 
     def _on_non_finite(self, loss: torch.Tensor) -> None:
-        if self.config.train.on_nan == "skip":
-            self.state.skipped_batches += 1
-            return
+        t = self.config.train
         last = latest_checkpoint(self.output_dir)
+        where = f"last good checkpoint: {last if last is not None else 'none'}"
+        if t.on_nan == "skip":
+            self.state.skipped_batches += 1
+            self.consecutive_skips += 1
+            if self.consecutive_skips < t.max_consecutive_skips:
+                return
+            raise TrainingError(
+                f"{self.consecutive_skips} non-finite losses in a row at step {self.step + 1} "
+                f"(train.max_consecutive_skips); {where}")
         raise TrainingError(
-            f"non-finite loss ({loss.item()}) at step {self.step + 1}; "
-            f"last good checkpoint: {last if last is not None else 'none'} "
+            f"non-finite loss ({loss.item()}) at step {self.step + 1}; {where} "
             "(set train.on_nan: skip to skip such batches)"
         )
 
