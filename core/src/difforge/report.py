@@ -62,14 +62,12 @@ def metrics_table(values: Mapping[str, Any]) -> str:
 
 
 def svg_line_chart(series: Sequence[float], title: str, *, width: int = 520, height: int = 220,
-                   smooth: float | None = None, log_y: bool = False) -> str:
+                   smooth: float | None = None) -> str:
     """An inline SVG line chart of ``series`` against the step (1-based), with min/max labels;
     ``smooth`` overlays an exponential moving average with that weight."""
     import math
 
     values = [float(v) for v in series if v is not None and math.isfinite(float(v))]
-    if log_y:
-        values = [math.log10(v) for v in values if v > 0]
     if not values:
         return f"<p>{html.escape(title)}: no values.</p>"
     left, right, top, bottom = 56, 12, 26, 28
@@ -83,7 +81,7 @@ def svg_line_chart(series: Sequence[float], title: str, *, width: int = 520, hei
         return f"{x:.1f},{y:.1f}"
 
     def label(v: float) -> str:
-        return f"{10 ** v:.3g}" if log_y else f"{v:.3g}"
+        return f"{v:.3g}"
 
     lines = [f'<polyline fill="none" stroke="#9bb7e0" stroke-width="1.2" '
              f'points="{" ".join(xy(i, v) for i, v in enumerate(values))}"/>']
