@@ -2,6 +2,8 @@
 a sampling round (DDPO, RLCM, TexForce, D3PO) or of a reference history (SePPO) ends with the
 same weights and losses, bit for bit, as the uninterrupted run."""
 
+import json
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -61,5 +63,7 @@ def test_a_checkpoint_without_objective_state_resumes_with_a_fresh_round(tmp_pat
     middle = tmp_path / "full" / "checkpoint-3"
     for old in middle.glob("objective_state-*"):
         old.unlink()
+    marker = middle / "difforge_checkpoint.json"  # as written then: no manifest of the files
+    marker.write_text(json.dumps({"step": 3}))
     resumed = difforge.train(_config("ddpo", options, PROMPTS, tmp_path / "resumed", str(middle)))
     assert resumed.steps == 6 and len(resumed.losses) == 6

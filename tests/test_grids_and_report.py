@@ -13,6 +13,7 @@ from helpers import plugin_module, run_cli
 from PIL import Image
 
 import difforge
+from difforge.errors import UsageError
 from difforge.plugins import register_plugin
 from difforge.report import svg_line_chart, write_report
 from difforge.sampling.grid import RIGHT, WRONG, labelled_grid, render, save_grid
@@ -125,7 +126,7 @@ def test_loss_chart_scales_to_the_values():
 
 
 def test_report_refuses_a_missing_directory(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a run directory"):
+    with pytest.raises(UsageError, match="not a run directory"):
         write_report(tmp_path / "nope")
 
 

@@ -37,7 +37,9 @@ def load(model: str | Path, adapters: Sequence[tuple[str | Path, float]] = (), *
     for i, (path, weight) in enumerate(adapters):
         if adapter_component_of_file(path) == "text_encoder":
             if backbone.text_encoder is None:
-                raise ValueError(f"{path}: a text-encoder adapter, but the model has no text encoder")
+                from .errors import UsageError
+
+                raise UsageError(f"adapter {path}: a text-encoder adapter, but model {model} has no text encoder")
             if getattr(backbone, "text_encoder_adapters", None) is None:
                 backbone.text_encoder_adapters = AdapterSet(backbone.text_encoder)
             backbone.text_encoder_adapters.load(path, name=f"adapter_{i}", weight=weight)
@@ -70,6 +72,10 @@ def sample(
     from .sampling.grid import save_grid
 
     backbone = model if isinstance(model, Backbone) else load(model, adapters)
+    if backbone.conditioning == "text" and not prompts:
+        from .errors import UsageError
+
+        raise UsageError(f"model {model}: text-conditioned, so it needs at least one prompt (--prompt)")
     backbone.eval()
     images = backbone.sample(
         list(prompts) if prompts else None,

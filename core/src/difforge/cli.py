@@ -40,6 +40,8 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.lr=1e-4 (repeatable)")
     p.add_argument("--resume", default=None, help="'auto' or a checkpoint directory to resume from")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in output.dir (deletes its checkpoints and outputs)")
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -48,6 +50,8 @@ def _run_train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.resume:
         overrides.append(f"train.resume={args.resume}")
+    if args.overwrite:
+        overrides.append("output.overwrite=true")
     result = train(args.config, overrides=overrides)
     where = result.adapter_path or result.model_path
     final = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
@@ -202,7 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return int(args._command.resolve("run")(args) or 0)
     except DifforgeError as exc:
-        print(f"difforge: error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines() or [type(exc).__name__]:  # several config problems: one line each
+            print(f"difforge: error: {line}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("difforge: interrupted", file=sys.stderr)

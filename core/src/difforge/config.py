@@ -127,6 +127,8 @@ class OutputConfig(_Section):
     sample_renderer: str = Field("auto", description="how sample grids draw samples: 'auto' (images, video "
                                                      "frames) or a renderer a plugin registers")
     report: bool = Field(True, description="write report.html into the run directory at the end")
+    overwrite: bool = Field(False, description="replace the run already in output.dir (its checkpoints and "
+                                               "outputs are deleted) instead of refusing to start")
 
 
 class RunConfig(_Section):
@@ -190,21 +192,19 @@ def validate_config(data: dict[str, Any], source: str = "<config>", touched: set
     try:
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors()
-        first = _format_error(errors[0], source, touched or set())
-        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ConfigError(first + more) from None
+        raise ConfigError("\n".join(_format_error(err, source, touched or set()) for err in exc.errors())) from None
     _validate_components(config, source)
     return config
 
 
 def _validate_components(config: RunConfig, source: str) -> None:
-    """Check registered names and their options before anything heavy is loaded."""
+    """Check registered names and their options before anything heavy is loaded; every problem
+    is reported (one line each), not only the first."""
     from .errors import RegistryError
     from .plugins import get_registry
 
     checks = [("objectives", config.objective.name, "objective.name", config.objective.options, "objective.options"),
-              ("datasets", config.data.dataset, "data.dataset", None, None)]
+              ("datasets", config.data.dataset, "data.dataset", config.data.options, "data.options")]
     if config.adapter is not None:
         checks.append(("adapters", config.adapter.type, "adapter.type", config.adapter.options, "adapter.options"))
     if config.model.build is not None:
@@ -213,22 +213,30 @@ def _validate_components(config: RunConfig, source: str) -> None:
         checks.append(("parameterizations", config.model.parameterization, "model.parameterization", None, None))
     for metric in config.output.sample_metrics:
         checks.append(("metrics", metric, "output.sample_metrics", None, None))
-    components = {}
+    components, problems = {}, []
     for kind, name, key, options, options_key in checks:
         try:
             component = components[kind] = get_registry(kind).get(name)
         except RegistryError as exc:
-            raise ConfigError(f"{source}: {key}: {exc}") from None
+            problems.append(f"{source}: {key}: {exc}")
+            continue
         schema = getattr(component, "options_model", None)
         if schema is not None and options is not None:
             try:
                 schema.model_validate(options)
             except ValidationError as exc:
-                err = exc.errors()[0]
-                sub = ".".join(str(p) for p in err["loc"])
-                msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-                raise ConfigError(f"{source}: {options_key}.{sub}: {msg} (got {err.get('input')!r})") from None
-    _check_data_fits_objective(config, components["objectives"], components["datasets"], source)
+                for err in exc.errors():
+                    sub = ".".join(str(p) for p in err["loc"])
+                    msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+                    shown = "" if err["type"] == "missing" else f" (got {err.get('input')!r})"
+                    problems.append(f"{source}: {options_key}{'.' + sub if sub else ''}: {msg}{shown}")
+    if "objectives" in components and "datasets" in components:
+        try:
+            _check_data_fits_objective(config, components["objectives"], components["datasets"], source)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 #: what an objective may require of the data, each checked against the dataset's ``provides``
@@ -271,20 +279,34 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Read a YAML config file (or ``data``), apply overrides and validate it."""
     source = str(path) if path is not None else "<config>"
     if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"{source}: no such config file")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{source}:{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
-    data = dict(data or {})
+        data = _read_yaml(Path(path))
+    data = {} if data is None else data
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: top level must be a mapping")
+        raise ConfigError(f"{source}: the top level must be a mapping of sections (model, data, ...), "
+                          f"not a {type(data).__name__}")
+    data = dict(data)
     data, touched = apply_overrides(data, overrides)
     return validate_config(data, source, touched)
+
+
+def _read_yaml(path: Path) -> Any:
+    """A YAML file's contents; a missing, unreadable, non-UTF-8 or invalid file is one line."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a config file")
+    if not path.exists():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
 
 
 def dump_config(config: RunConfig) -> str:

@@ -36,3 +36,11 @@ class SamplingError(DifforgeError):
 
 class CheckpointError(DifforgeError):
     """A checkpoint is missing, incomplete or incompatible."""
+
+
+class WeightsError(DifforgeError):
+    """A weights file cannot be read, is not what it claims to be, or holds NaN/inf (names the file)."""
+
+
+class UsageError(DifforgeError, ValueError):
+    """An argument does not fit what it is given to (e.g. no prompt for a text-conditioned model)."""

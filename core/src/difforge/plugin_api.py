@@ -37,6 +37,11 @@ EXPORTS: dict[str, tuple[str, str]] = {
     "TrainingError": ("errors", "TrainingError"),
     "CheckpointError": ("errors", "CheckpointError"),
     "SamplingError": ("errors", "SamplingError"),
+    "WeightsError": ("errors", "WeightsError"),
+    "UsageError": ("errors", "UsageError"),
+    "read_safetensors": ("weights", "read_safetensors"),
+    "require_finite": ("weights", "require_finite"),
+    "dataset_attribute": ("training.data", "dataset_attribute"),
     # backbone
     "Backbone": ("backbone", "Backbone"),
     "DenoiserSpec": ("backbone.specs", "DenoiserSpec"),

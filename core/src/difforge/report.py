@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpointing import atomic_write
+from .errors import DataError, UsageError
 
 REPORT_NAME = "report.html"
 HISTORY_NAME = "history.json"
@@ -136,9 +137,15 @@ def write_report(run_dir: str | Path, *, title: str | None = None, figures: Sequ
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"{run_dir}: not a run directory")
-    config_text = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").exists() else ""
-    config = yaml.safe_load(config_text) or {} if config_text else {}
+        raise UsageError(f"{run_dir}: not a run directory")
+    config_file = run_dir / "config.yaml"
+    try:
+        config_text = config_file.read_text(encoding="utf-8") if config_file.exists() else ""
+        config = yaml.safe_load(config_text) or {} if config_text else {}
+    except (UnicodeDecodeError, yaml.YAMLError) as err:
+        raise DataError(f"{config_file}: not a readable config ({err})".splitlines()[0]) from None
+    if not isinstance(config, dict):
+        raise DataError(f"{config_file}: not a run config (its top level is a {type(config).__name__})")
     summary = _read_json(run_dir / "train_summary.json")
     history = _read_json(run_dir / HISTORY_NAME)
     objective = (config.get("objective") or {}).get("name", "?")
@@ -185,7 +192,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+        raise DataError(f"{path}: not valid JSON ({err})".splitlines()[0]) from None
     return value if isinstance(value, dict) else {}
 
 

@@ -20,7 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, WeightsError
+from ..weights import first_line
 from .base import AdapterType
 from .tuned_layer import is_adapter_tensor
 
@@ -54,10 +55,9 @@ def adapter_type_of_file(path: str | Path) -> str:
 def adapter_component_of_file(path: str | Path) -> str:
     """``text_encoder`` for an adapter file whose keys all address a CLIP text encoder (a
     diffusers ``text_encoder.`` prefix or PEFT's ``text_model.`` keys), else ``denoiser``."""
-    from safetensors import safe_open
+    from ..weights import safetensors_keys
 
-    with safe_open(str(_weights_file(path)), "pt") as f:
-        keys = list(f.keys())
+    keys = safetensors_keys(_weights_file(path), what="adapter")
     text = ("text_encoder.", "text_model.")
     return "text_encoder" if keys and all(k.startswith(text) for k in keys) else "denoiser"
 
@@ -102,7 +102,12 @@ class AdapterSet:
         if name in self.types:
             raise ValueError(f"an adapter called {name!r} is already attached")
         adapter_type = self._type(kind if kind is not None else adapter_type_of_file(path))
-        adapter_type.load(self.model, path, name)
+        try:
+            adapter_type.load(self.model, path, name)
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:  # the file does not fit this model
+            message = first_line(exc)
+            raise WeightsError(message if message.startswith(f"adapter {path}") or str(path) in message
+                               else f"adapter {path}: {message}") from None
         self.types[name], self.weights[name] = adapter_type, weight
         self._apply()
         return adapter_type

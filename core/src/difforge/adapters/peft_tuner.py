@@ -211,13 +211,11 @@ def adapter_file(path: str | Path, weight_name: str) -> Path:
 
 
 def read_safetensors(file: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
-    """Tensors and metadata of a safetensors file, with a one-line error naming a missing file."""
-    from safetensors import safe_open
+    """Tensors and metadata of an adapter file; a missing, damaged or non-finite file is a
+    one-line :class:`~difforge.errors.WeightsError` naming it."""
+    from ..weights import read_safetensors as read
 
-    if not file.exists():
-        raise FileNotFoundError(f"no adapter weights at {file}")
-    with safe_open(str(file), framework="pt") as f:
-        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    return read(file, what="adapter")
 
 
 __all__ = ["PeftAdapter", "adapter_file", "inject_peft", "read_safetensors", "tuner_layers"]

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DifforgeError, WeightsError
+from ..weights import first_line, read_safetensors, require_finite_module
 from .backbone import SINGLE_FILE_CONFIG_KEY, Backbone
 
 SINGLE_FILE_SCHEDULER_KEY = "difforge_scheduler_config"
@@ -78,8 +79,32 @@ def load_backbone(path: str | Path, *, torch_dtype: torch.dtype | None = None, *
     ``options`` go to :class:`Backbone` (``parameterization``, ``loss_weighting``, ...).
     """
     path = resolve_model_path(path)
+    _refuse_pickled_weights(path)
     with _quiet_progress():
-        return _load(path, torch_dtype, options)
+        try:
+            backbone = _load(path, torch_dtype, options)
+        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
+            if isinstance(exc, DifforgeError):
+                raise
+            raise WeightsError(f"model {path}: cannot be loaded ({first_line(exc)})") from None
+    for name in ("denoiser", "vae", "text_encoder"):
+        require_finite_module(getattr(backbone, name, None), f"model {path}: {name}")
+    return backbone
+
+
+def _refuse_pickled_weights(path: Path) -> None:
+    """A model directory whose weights are only pickles (``.bin``/``.pt``/``.ckpt``) is refused
+    with a line saying so, rather than diffusers' "no file named ..." deep in a traceback."""
+    if not path.is_dir():
+        return
+    weights = [p for p in path.rglob("*") if p.suffix in {".safetensors", ".bin", ".pt", ".pth", ".ckpt"}]
+    pickled = [p for p in weights if p.suffix != ".safetensors"]
+    for folder in sorted({p.parent for p in pickled}):
+        if not any(p.parent == folder and p.suffix == ".safetensors" for p in weights):
+            example = next(p for p in pickled if p.parent == folder)
+            raise WeightsError(f"model {path}: {example.relative_to(path)} is a pickled weights file and there is "
+                               "no .safetensors beside it; difforge loads safetensors only (convert it with "
+                               "safetensors.torch.save_file)")
 
 
 def _load(path: Path, torch_dtype, options: dict[str, Any]) -> Backbone:
@@ -165,9 +190,7 @@ def save_single_file(backbone: Backbone, path: str | Path) -> Path:
 
 
 def _load_single_file(path: Path, *, torch_dtype=None, **options: Any) -> Backbone:
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
-        state = {k: f.get_tensor(k) for k in f.keys()}
+    state, metadata = read_safetensors(path, what="model")
     if SINGLE_FILE_CONFIG_KEY not in metadata:
         raise ConfigError(
             f"{path}: no {SINGLE_FILE_CONFIG_KEY!r} metadata; save it with "

@@ -21,8 +21,9 @@ from ..adapters.peft_tuner import PeftAdapter
 from ..backbone.backbone import Backbone
 from ..backbone.loading import load_backbone
 from ..config import RunConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, DifforgeError
 from ..plugins import get_registry
+from ..weights import first_line
 from .data import SkipCorrupt
 from .objectives import DenoisingObjective, Objective
 from .transforms import Augmented, RandomFlip
@@ -130,7 +131,13 @@ def attach_trainable(config: RunConfig, backbone: Backbone, objective: Objective
         options = dict(config.adapter.options)
         if module is backbone.text_encoder:
             options.setdefault("target_modules", list(TEXT_ENCODER_TARGET_MODULES))
-        adapters.add(config.adapter.type, config.adapter.name, **options)
+        try:
+            adapters.add(config.adapter.type, config.adapter.name, **options)
+        except (ValueError, TypeError, KeyError) as exc:  # e.g. target_modules matching no module
+            if isinstance(exc, DifforgeError):
+                raise
+            raise ConfigError(f"adapter.options: {first_line(exc)} ({name} has modules such as "
+                              f"{', '.join(_module_examples(module))})") from None
         ordered = adapters.trainable_parameters(config.adapter.name)  # the optimizer's order
         for p in ordered:
             p.requires_grad_(True)
@@ -144,6 +151,12 @@ def attach_trainable(config: RunConfig, backbone: Backbone, objective: Objective
     names = {id(p): n if single else f"{key}.{n}" for key, module in modules.items()
              for n, p in module.named_parameters()}
     return TrainedParts(modules, adapters, {names[id(p)]: p for p in ordered})
+
+
+def _module_examples(module: nn.Module, count: int = 5) -> list[str]:
+    """A few distinct names of ``module``'s linear/conv layers (what ``target_modules`` matches)."""
+    names = {n.rsplit(".", 1)[-1] for n, m in module.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
+    return sorted(n for n in names if n and not n.isdigit())[:count]
 
 
 def _check_adapter_fits(config: RunConfig, backbone: Backbone, module: nn.Module) -> None:

@@ -17,6 +17,12 @@ from ..errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
+#: the largest image (width x height) a dataset decodes unless told otherwise: a 4096² photo
+#: passes, a decompression bomb is refused from its header before a byte is decoded
+DEFAULT_MAX_PIXELS = 4096 * 4096
+#: full scale of the integer modes Pillow keeps at more than 8 bits (16-bit PNG/TIFF)
+HIGH_BIT_MODES = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535}
+
 #: the batch key of training samples in any domain (images, spectrograms, clips, volumes, action
 #: chunks); ``_chosen`` / ``_rejected`` suffixes for preference pairs. Image datasets may use the
 #: diffusers name ``pixel_values`` instead: objectives read either through :func:`batch_samples`.
@@ -35,6 +41,28 @@ def batch_samples(batch: dict[str, Any], role: str = "") -> torch.Tensor:
                     f"it has: {', '.join(sorted(batch)) or 'nothing'}")
 
 
+def read_text(path: Path) -> str:
+    """A UTF-8 text file's contents; unreadable or non-UTF-8 bytes are a one-line
+    :class:`DataError` naming the file and the byte."""
+    try:
+        return Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+def dataset_attribute(dataset: Dataset, name: str, default: Any = None) -> Any:
+    """``name`` of ``dataset`` or of the first dataset it wraps (``.dataset``) that has it."""
+    seen: set[int] = set()
+    while dataset is not None and id(dataset) not in seen:
+        seen.add(id(dataset))
+        if hasattr(dataset, name):
+            return getattr(dataset, name)
+        dataset = getattr(dataset, "dataset", None)
+    return default
+
+
 def is_sample_key(key: str) -> bool:
     """Whether a batch key holds samples (``sample``, ``pixel_values``, with or without a role suffix)."""
     return any(key == base or key.startswith(base + "_") for base in (SAMPLE_KEY, SAMPLE_ALIAS))
@@ -49,6 +77,8 @@ class ImageFolderOptions(BaseModel):
     resolution: int = Field(32, ge=4)
     caption: str | None = Field(None, description="one caption for every image (DreamBooth-style)")
     repeats: int = Field(1, ge=1)
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, description="refuse images larger than this (width x "
+                                                                    "height) before decoding them")
 
 
 class ImageFolderDataset(Dataset):
@@ -60,25 +90,29 @@ class ImageFolderDataset(Dataset):
 
     options_model = ImageFolderOptions
 
-    def __init__(self, path: str, resolution: int = 32, caption: str | None = None, repeats: int = 1) -> None:
+    def __init__(self, path: str, resolution: int = 32, caption: str | None = None, repeats: int = 1,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         root = Path(path)
         if not root.is_dir():
             raise DataError(f"data.options.path: {root} is not a directory")
-        self.root, self.resolution = root, resolution
+        self.root, self.resolution, self.max_pixels = root, resolution, max_pixels
         self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.files:
             raise DataError(f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         captions: dict[str, str] = {}
         meta = root / "metadata.jsonl"
         if meta.exists():
-            for lineno, line in enumerate(meta.read_text().splitlines(), 1):
+            for lineno, line in enumerate(read_text(meta).splitlines(), 1):
                 if not line.strip():
                     continue
                 try:
                     row = json.loads(line)
-                    captions[row["file_name"]] = row["text"]
-                except (json.JSONDecodeError, KeyError) as exc:
-                    raise DataError(f"{meta}:{lineno}: bad metadata row ({exc})") from None
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{meta}:{lineno}: not a JSON line ({exc.msg})") from None
+                if not (isinstance(row, dict) and isinstance(row.get("file_name"), str)
+                        and isinstance(row.get("text"), str)):
+                    raise DataError(f"{meta}:{lineno}: expected an object with string fields file_name and text")
+                captions[row["file_name"]] = row["text"]
         self.captions = captions
         self.fixed_caption = caption
         self.repeats = repeats
@@ -94,31 +128,49 @@ class ImageFolderDataset(Dataset):
         if rel in self.captions:
             return self.captions[rel]
         txt = file.with_suffix(".txt")
-        return txt.read_text().strip() if txt.exists() else ""
+        return read_text(txt).strip() if txt.exists() else ""
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         file = self.files[index % len(self.files)]
-        try:
-            pixels = load_image(file, self.resolution)
-        except Exception as exc:  # noqa: BLE001 - any decoder error becomes a DataError
-            raise DataError(f"cannot read image {file}: {exc}".splitlines()[0]) from None
+        pixels = read_image(file, self.resolution, self.max_pixels)
         return {"pixel_values": pixels, "caption": self.caption_for(file), "path": str(file)}
 
 
-def load_image(file, resolution: int | None = None) -> torch.Tensor:
-    """Read an image (a path or a binary file object) as RGB, resize the short side and
-    centre-crop to ``resolution`` (default: its own short side); (3, R, R) in [-1, 1]."""
-    from PIL import Image
+def load_image(file, resolution: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+    """Read an image (a path or a binary file object) as RGB with its EXIF orientation applied,
+    resize the short side and centre-crop to ``resolution`` (default: its own short side);
+    (3, R, R) in [-1, 1]. 16-bit and float images keep their range (scaled from 65535, or
+    read as [0, 1]); an image over ``max_pixels`` is refused from its header, before decoding."""
+    from PIL import Image, ImageOps
 
     with Image.open(file) as im:
+        width, height = im.size
+        if max_pixels is not None and width * height > max_pixels:
+            raise DataError(f"{width}x{height} pixels is more than the limit of {max_pixels} (max_pixels); "
+                            "refusing to decode it")
         im.load()
+        im = ImageOps.exif_transpose(im)
         return image_to_tensor(im, resolution or min(im.size))
 
 
+def read_image(file, resolution: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               name: str | None = None) -> torch.Tensor:
+    """:func:`load_image`, with any failure (missing, truncated, not an image, too large) a
+    one-line :class:`DataError` naming the file (or ``name``)."""
+    try:
+        return load_image(file, resolution, max_pixels)
+    except Exception as exc:  # noqa: BLE001 - any decoder error becomes a DataError
+        raise DataError(f"cannot read image {name or file}: {exc}".splitlines()[0]) from None
+
+
 def image_to_tensor(im, resolution: int) -> torch.Tensor:
-    """A PIL image as RGB, short side resized and centre-cropped to ``resolution``; (3, R, R) in [-1, 1]."""
+    """A PIL image as RGB, short side resized and centre-cropped to ``resolution``; (3, R, R) in
+    [-1, 1]. 8-bit images are resized by Pillow; 16-bit integer and float images are scaled to
+    [0, 1] first and resized in float, so their extra precision is kept rather than clipped."""
     from PIL import Image
 
+    if im.mode in HIGH_BIT_MODES or im.mode == "F":
+        return _high_bit_to_tensor(im, resolution)
     im = im.convert("RGB")
     w, h = im.size
     scale = resolution / min(w, h)
@@ -129,6 +181,25 @@ def image_to_tensor(im, resolution: int) -> torch.Tensor:
     im = im.crop((left, top, left + resolution, top + resolution))
     array = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def _high_bit_to_tensor(im, resolution: int) -> torch.Tensor:
+    array = np.asarray(im, dtype=np.float32)
+    if im.mode == "F":
+        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+            raise ValueError(f"a float image must hold values in [0, 1], got [{array.min():g}, {array.max():g}]")
+    else:
+        array = array / HIGH_BIT_MODES[im.mode]
+    gray = torch.from_numpy(np.clip(array, 0.0, 1.0))[None, None]
+    h, w = gray.shape[-2:]
+    scale = resolution / min(w, h)
+    if scale != 1:
+        size = (max(resolution, round(h * scale)), max(resolution, round(w * scale)))
+        gray = torch.nn.functional.interpolate(gray, size=size, mode="bicubic", antialias=True, align_corners=False)
+    h, w = gray.shape[-2:]
+    top, left = (h - resolution) // 2, (w - resolution) // 2
+    gray = gray[0, :, top:top + resolution, left:left + resolution].clamp(0, 1)
+    return (gray * 2 - 1).expand(3, -1, -1).contiguous()
 
 
 @dataclass
@@ -220,7 +291,7 @@ class PromptsDataset(Dataset):
             path = Path(o.file)
             if not path.exists():
                 raise DataError(f"data.options.file: {path} does not exist")
-            prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+            prompts = [line.strip() for line in read_text(path).splitlines() if line.strip()]
         else:
             prompts = list(o.prompts)
         if not prompts:

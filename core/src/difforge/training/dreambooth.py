@@ -54,7 +54,7 @@ class DreamBoothObjective(DenoisingObjective):
         from PIL import Image
 
         from ..sampling.grid import to_uint8
-        from .data import load_image
+        from .data import read_image
 
         folder = Path(self.db.class_data_dir or Path(context.config.output.dir) / "class_images")
         resolution = batch_samples(context.dataset[0]).shape[-1]
@@ -76,7 +76,7 @@ class DreamBoothObjective(DenoisingObjective):
             model.denoiser.train(was_training)
         context.wait_for_everyone()
         files = sorted(folder.glob("*.png"))[: self.db.num_class_images]
-        self.class_pixels = torch.stack([load_image(f, resolution) for f in files])
+        self.class_pixels = torch.stack([read_image(f, resolution) for f in files])
         self.class_batch = self.db.class_batch_size or context.config.data.batch_size
 
     def loss(self, batch: dict[str, Any], denoiser: nn.Module, generator: torch.Generator):

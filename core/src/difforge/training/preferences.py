@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from .data import load_image
+from .data import read_image, read_text
 
 PAIRS_FILE = "pairs.jsonl"
 #: the key of the tensor in a pair's sample file
@@ -77,6 +77,9 @@ class PreferencePairsDataset(Dataset):
             self.rows = self.rows[: o.limit]
         if not self.rows:
             raise DataError(f"{path}: no usable preference pairs")
+        self.file = path
+        #: how many pairs lack their own ``caption_rejected`` (DCPO refuses such data)
+        self.pairs_without_rejected_caption = sum(not r.get("caption_rejected") for r in self.rows)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -127,13 +130,16 @@ def _read_table(path: Path) -> list[dict[str, Any]]:
             raise DataError(f"{path}: reading parquet needs pandas and pyarrow: "
                             "pip install 'difforge[parquet]'") from None
     rows = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}:{lineno}: not a JSON line ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
     return rows
 
 
@@ -141,6 +147,10 @@ def _check_row(row: dict[str, Any], path: Path, lineno: int) -> dict[str, Any]:
     missing = [k for k in ("caption", "chosen", "rejected") if k not in row]
     if missing:
         raise DataError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
+    for key in ("caption", "chosen", "rejected", "caption_chosen", "caption_rejected", "chosen_sample",
+                "rejected_sample"):
+        if key in row and row[key] is not None and not isinstance(row[key], str):
+            raise DataError(f"{path}:{lineno}: field {key} must be a string, got {type(row[key]).__name__}")
     return row
 
 
@@ -148,7 +158,10 @@ def _from_pick_a_pic(row: dict[str, Any], path: Path, lineno: int) -> dict[str, 
     missing = [k for k in ("caption", "jpg_0", "jpg_1", "label_0") if k not in row]
     if missing:
         raise DataError(f"{path}:{lineno}: missing Pick-a-Pic column(s) {', '.join(missing)}")
-    label = float(row["label_0"])
+    try:
+        label = float(row["label_0"])
+    except (TypeError, ValueError):
+        raise DataError(f"{path}:{lineno}: label_0 must be 1, 0 or 0.5, got {row['label_0']!r}") from None
     if label == 0.5:
         return None
     images = [_image_field(row["jpg_0"]), _image_field(row["jpg_1"])]
@@ -171,23 +184,19 @@ def read_pair_image(root: Path, value: bytes | str, resolution: int | None = Non
     """A pair's image (a path relative to ``root``, or encoded bytes) as (3, R, R) in [-1, 1],
     at ``resolution`` (default: the image's own short side); any decoder error becomes a
     one-line :class:`DataError` naming the file."""
-    try:
-        return load_image(io.BytesIO(value) if isinstance(value, bytes) else root / value, resolution)
-    except Exception as exc:  # noqa: BLE001 - any decoder error becomes a DataError
-        where = root / value if isinstance(value, str) else "embedded image"
-        raise DataError(f"cannot read image {where}: {exc}".splitlines()[0]) from None
+    where = str(root / value) if isinstance(value, str) else "embedded image"
+    return read_image(io.BytesIO(value) if isinstance(value, bytes) else root / value, resolution, name=where)
 
 
 def read_sample_file(path: Path) -> torch.Tensor:
     """The tensor of a pair's sample file (safetensors, key ``sample``); a one-line
     :class:`DataError` naming the file when it is missing or not a sample file."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from ..weights import read_safetensors
 
-    try:
-        return load_file(str(path))[SAMPLE_FILE_KEY]
-    except (FileNotFoundError, SafetensorError, KeyError, OSError) as exc:
-        raise DataError(f"cannot read sample {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    tensors, _ = read_safetensors(path, what="sample", error=DataError)
+    if SAMPLE_FILE_KEY not in tensors:
+        raise DataError(f"sample {path}: no tensor named {SAMPLE_FILE_KEY!r} (has: {', '.join(sorted(tensors))})")
+    return tensors[SAMPLE_FILE_KEY]
 
 
 __all__ = ["PAIRS_FILE", "SAMPLE_FILE_KEY", "PreferencePairsDataset", "pairs_path", "read_pair_image", "read_pairs",

@@ -10,6 +10,7 @@ JSON or to ``torch.save`` files read back weights-only.
 from __future__ import annotations
 
 import json
+import pickle
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +29,8 @@ from ..checkpointing import (
     write_checkpoint_dir,
 )
 from ..config import RunConfig, dump_config
-from ..errors import TrainingError
+from ..errors import CheckpointError, DifforgeError, TrainingError
+from ..weights import first_line, read_safetensors
 from .assembly import TrainedParts
 
 
@@ -90,6 +92,7 @@ class Checkpointer:
         self.trained, self.ema, self.objective = trained, ema, objective
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         self.output_dir = Path(config.output.dir)
+        self.run_info: dict[str, Any] = {}  # the run id and identity hash, recorded in every checkpoint
 
     def _gather(self, value: Any) -> list[Any]:
         """One value per process (an on-policy round and the RNGs are per process)."""
@@ -130,15 +133,25 @@ class Checkpointer:
                 atomic_save_json({**asdict(state), "num_processes": acc.num_processes}, tmp / "trainer_state.json")
                 atomic_write(tmp / "config.yaml", lambda p: p.write_text(dump_config(cfg)))
 
-            write_checkpoint_dir(self.output_dir, state.step, fill, cfg.output.keep_last)
+            write_checkpoint_dir(self.output_dir, state.step, fill, cfg.output.keep_last, info=self.run_info)
         acc.wait_for_everyone()
         return path
 
     def load(self, path: str | Path, state: LoopState) -> None:
-        """Restore everything :meth:`save` wrote into the run's parts and ``state`` (exact resume)."""
-        from safetensors.torch import load_file
-
+        """Restore everything :meth:`save` wrote into the run's parts and ``state`` (exact resume);
+        a damaged or unreadable file is a one-line :class:`CheckpointError` naming it."""
         path = require_checkpoint(path)
+        try:
+            self._load(path, state)
+        except DifforgeError:
+            raise
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError, pickle.UnpicklingError) as exc:
+            raise CheckpointError(f"{path}: cannot be restored ({first_line(exc)})") from None
+
+    def _load(self, path: Path, state: LoopState) -> None:
+        def load_file(file: str) -> dict[str, torch.Tensor]:
+            return read_safetensors(file, what="checkpoint file", error=CheckpointError)[0]
+
         acc = self.accelerator
         saved = json.loads((path / "trainer_state.json").read_text())
         if saved["num_processes"] != acc.num_processes:

@@ -8,6 +8,9 @@ are assembled from the config in :mod:`.assembly`; what a checkpoint holds is :m
 
 from __future__ import annotations
 
+import shutil
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -19,9 +22,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..backbone import Backbone
-from ..checkpointing import atomic_save_json, atomic_write, latest_checkpoint, require_checkpoint
-from ..config import RunConfig, dump_config
-from ..errors import DataError, TrainingError
+from ..checkpointing import (
+    atomic_save_json,
+    checkpoint_problem,
+    latest_checkpoint,
+    list_checkpoints,
+    publish_directory,
+    require_checkpoint,
+)
+from ..config import RunConfig
+from ..errors import CheckpointError, DataError, TrainingError
 from ..report import HISTORY_NAME, write_report
 from .assembly import (
     attach_trainable,
@@ -36,6 +46,7 @@ from .assembly import (
 )
 from .context import TrainingContext
 from .data import EpochBatchSampler, collate
+from .run_dir import check_output_dir, identity_hash, prepare_output_dir, run_identity, write_run_files
 from .state import Checkpointer, LoopState
 
 StepCallback = Callable[["Trainer", int, dict[str, float]], None]
@@ -70,6 +81,7 @@ class Trainer:
         dataset: Dataset | None = None,
         callbacks: Sequence[StepCallback] = (),
     ) -> None:
+        check_output_dir(config)  # refuse a run that would mix with another before anything loads
         self.config = config
         self.callbacks = list(callbacks)
         self.output_dir = Path(config.output.dir)
@@ -104,6 +116,11 @@ class Trainer:
         self.forward_model = torch.compile(self.model) if config.train.compile else self.model
         self.checkpointer = Checkpointer(config, acc, self.generator, self.trained, self.ema, self.objective,
                                          self.optimizer, self.lr_scheduler)
+        acc.wait_for_everyone()  # every process has checked output.dir before the main one claims it
+        self.run = prepare_output_dir(config) if acc.is_main_process else None
+        self.run_id = self._broadcast_object(self.run["run_id"] if self.run else None)
+        self.checkpointer.run_info = {"run_id": self.run_id, "identity_hash": identity_hash(run_identity(config))}
+        self._run_files_written = False
         self._resume()
 
     # ------------------------------------------------------------------ counters
@@ -127,13 +144,45 @@ class Trainer:
         resume = self.config.train.resume
         if not resume:
             return
-        if resume == "auto":
-            path = latest_checkpoint(self.output_dir)
-            if path is None:
-                return
-        else:
-            path = require_checkpoint(resume)
-        self.load_checkpoint(path)
+        if resume != "auto":
+            self.load_checkpoint(require_checkpoint(resume))
+            return
+        # the newest intact checkpoint: a damaged one is reported and kept, never deleted
+        for path in reversed(list_checkpoints(self.output_dir)):
+            problem = checkpoint_problem(path)
+            if problem is None:
+                try:
+                    self.load_checkpoint(path)
+                    return
+                except CheckpointError as exc:
+                    problem = str(exc)
+            self.state = LoopState()
+            self._say(f"{path.name} is damaged ({problem}); trying the checkpoint before it")
+        if list_checkpoints(self.output_dir):
+            raise CheckpointError(f"{self.output_dir}: no intact checkpoint to resume from (each is damaged; "
+                                  "see above)")
+
+    def _write_run_files(self) -> None:
+        """``run.json`` and ``config.yaml``, once the run has taken a step."""
+        if self.accelerator.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            write_run_files(self.config, self.run)
+        if self.accelerator.log_with:  # TensorBoard creates its folder: also not before a step
+            self.accelerator.init_trackers("difforge")
+        self._run_files_written = True
+
+    def _say(self, message: str) -> None:
+        """One line to stderr on the main process (what the run decided on the user's behalf)."""
+        if self.accelerator.is_main_process:
+            print(f"difforge: {message}", file=sys.stderr, flush=True)
+
+    def _broadcast_object(self, value: Any) -> Any:
+        """The main process's ``value`` on every process."""
+        if self.accelerator.num_processes == 1:
+            return value
+        from accelerate.utils import broadcast_object_list
+
+        return broadcast_object_list([value])[0]
 
     def save_checkpoint(self) -> Path:
         """Write ``checkpoint-<step>`` atomically and prune old ones."""
@@ -180,11 +229,6 @@ class Trainer:
         cfg, acc, state = self.config, self.accelerator, self.state
         out = cfg.output
         started = time.perf_counter()
-        if acc.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write(self.output_dir / "config.yaml", lambda p: p.write_text(dump_config(cfg)))
-        if acc.log_with:
-            acc.init_trackers("difforge")
         progress = self._progress()
         self.model.train()
         for module in self.trained.modules.values():
@@ -221,6 +265,8 @@ class Trainer:
             if not acc.sync_gradients:
                 continue
             state.step += 1
+            if not self._run_files_written:
+                self._write_run_files()
             if self.adapters is not None:
                 self._reset_optimizer_state(self.adapters.on_step_end(self.step, cfg.train.steps))
             if self.ema is not None:
@@ -244,7 +290,7 @@ class Trainer:
         if progress is not None:
             progress.close()
         result = self._finish(time.perf_counter() - started)
-        if acc.log_with:
+        if acc.log_with and self._run_files_written:
             acc.end_training()
         return result
 
@@ -304,6 +350,8 @@ class Trainer:
     def _finish(self, seconds: float) -> TrainResult:
         acc, cfg = self.accelerator, self.config
         acc.wait_for_everyone()
+        if not self._run_files_written:  # a run resumed at its last step takes none
+            self._write_run_files()
         result = TrainResult(
             output_dir=self.output_dir,
             steps=self.step,
@@ -320,10 +368,10 @@ class Trainer:
                     with self.ema_weights():
                         self.adapters.save(name, self.output_dir / "adapter_ema")
             else:
-                result.model_path = self.objective.save_trained(self.output_dir)
+                result.model_path = self._export_model("model")
                 if self.ema is not None:
                     with self.ema_weights():
-                        self.objective.save_trained(self.output_dir, "model_ema")
+                        self._export_model("model_ema")
             atomic_save_json(
                 {"steps": self.step, "final_loss": self.losses[-1] if self.losses else None,
                  "skipped_batches": self.state.skipped_batches, "skipped_samples": self.state.skipped_samples,
@@ -335,6 +383,17 @@ class Trainer:
                 write_report(self.output_dir)
         acc.wait_for_everyone()
         return result
+
+    def _export_model(self, name: str) -> Path:
+        """The objective saves what the run trained into a staging directory, which is then
+        renamed into place: a crash midway leaves the previous export, never a torn one."""
+        staging = Path(tempfile.mkdtemp(prefix=f".export-{name}.", suffix=".tmp", dir=self.output_dir))
+        try:
+            saved = Path(self.objective.save_trained(staging, name)).relative_to(staging)
+            publish_directory(staging / saved.parts[0], self.output_dir / saved.parts[0])
+            return self.output_dir / saved
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     @contextmanager
     def ema_weights(self):

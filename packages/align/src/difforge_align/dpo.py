@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from difforge.plugin_api import Objective, batch_samples
+from difforge.plugin_api import DataError, Objective, batch_samples, dataset_attribute
 
 
 class DiffusionDPOOptions(BaseModel):
@@ -91,9 +91,21 @@ class DCPOObjective(DiffusionDPOObjective):
 
     name = "dcpo"
 
+    def setup(self, context) -> None:
+        """Refuse preference data without each rejected image's own caption before training: with
+        the shared caption in its place DCPO would silently be Diffusion-DPO."""
+        missing = dataset_attribute(context.dataset, "pairs_without_rejected_caption")
+        if missing:
+            file = dataset_attribute(context.dataset, "file", "the preference data")
+            total = len(context.dataset)
+            raise DataError(f"{file}: {missing} of {total} pairs have no caption_rejected; dcpo conditions each "
+                            "rejected image on its own caption (make them with difforge-align's caption "
+                            "strategies, or train diffusion-dpo)")
+        super().setup(context)
+
     def conditions(self, batch: dict[str, Any]) -> tuple[Any, Any]:
         """The chosen and the rejected image's own captions."""
         if "caption_rejected" not in batch:
-            raise ValueError("dcpo: the preference data has no caption_rejected (build it with a caption strategy)")
+            raise DataError("dcpo: the preference data has no caption_rejected (build it with a caption strategy)")
         return (self.backbone.encode_prompts(list(batch["caption_chosen"])),
                 self.backbone.encode_prompts(list(batch["caption_rejected"])))
