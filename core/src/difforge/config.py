@@ -174,8 +174,14 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> tuple[
     return data, touched
 
 
+def _dotted(loc: tuple[Any, ...]) -> str:
+    """A pydantic error location as ``a.b.c`` (parts that are not plain printable text quoted,
+    so a key holding a line break cannot split the one-line message)."""
+    return ".".join(p if isinstance(p, str) and p.isprintable() and p else repr(p) for p in loc)
+
+
 def _format_error(err: dict[str, Any], source: str, touched: set[str]) -> str:
-    key = ".".join(str(p) for p in err["loc"])
+    key = _dotted(err["loc"])
     where = f"{source}: {key}"
     if any(key == t or key.startswith(t + ".") for t in touched):
         where = f"--set {key}"
@@ -226,7 +232,7 @@ def _validate_components(config: RunConfig, source: str) -> None:
                 schema.model_validate(options)
             except ValidationError as exc:
                 for err in exc.errors():
-                    sub = ".".join(str(p) for p in err["loc"])
+                    sub = _dotted(err["loc"])
                     msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
                     shown = "" if err["type"] == "missing" else f" (got {err.get('input')!r})"
                     problems.append(f"{source}: {options_key}{'.' + sub if sub else ''}: {msg}{shown}")
@@ -306,7 +312,8 @@ def _read_yaml(path: Path) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+        problem = (getattr(exc, "problem", None) or str(exc)).strip().splitlines()[0]
+        raise ConfigError(f"{path}:{where}: invalid YAML ({problem})") from None
 
 
 def dump_config(config: RunConfig) -> str:

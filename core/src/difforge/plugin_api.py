@@ -42,6 +42,8 @@ EXPORTS: dict[str, tuple[str, str]] = {
     "read_safetensors": ("weights", "read_safetensors"),
     "require_finite": ("weights", "require_finite"),
     "dataset_attribute": ("training.data", "dataset_attribute"),
+    "read_text": ("training.data", "read_text"),
+    "read_image": ("training.data", "read_image"),
     # backbone
     "Backbone": ("backbone", "Backbone"),
     "DenoiserSpec": ("backbone.specs", "DenoiserSpec"),

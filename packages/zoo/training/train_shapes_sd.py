@@ -124,7 +124,7 @@ def stage_config(stage: str, model: Path, work: Path, *, objective: dict, data: 
         "objective": objective,
         "train": {"steps": steps, "lr": lr, "lr_scheduler": "cosine", "warmup_steps": max(1, steps // 50),
                   "weight_decay": weight_decay, "seed": seed, "max_grad_norm": max_grad_norm, **train},
-        "output": {"dir": str(work / stage), "tensorboard": False, "keep_last": 1},
+        "output": {"dir": str(work / stage), "tensorboard": False, "keep_last": 1, "overwrite": True},
     }
 
 

@@ -46,7 +46,7 @@ def train_config(base: str, clips: int, steps: int, batch: int, run_dir: Path) -
                                                          "conditioning_embedding_out_channels": list(CONDITIONING_EMBEDDING)}},
         "train": {"steps": steps, "lr": 5e-4, "lr_scheduler": "cosine", "warmup_steps": max(1, steps // 50),
                   "weight_decay": 1e-2, "max_grad_norm": 1.0, "seed": 5},
-        "output": {"dir": str(run_dir), "tensorboard": False, "keep_last": 1},
+        "output": {"dir": str(run_dir), "tensorboard": False, "keep_last": 1, "overwrite": True},
     }
 
 

@@ -70,7 +70,7 @@ def train_config(start: Path, clips: int, steps: int, batch: int, lr_max: float,
         "objective": {"name": "denoising", "options": {"train_text_encoder": True}},
         "train": {"steps": steps, "lr": lr_max, "lr_scheduler": "cosine", "warmup_steps": max(1, steps // 50),
                   "weight_decay": 1e-2, "max_grad_norm": 1.0, "ema": {"decay": 0.999}, "seed": 3},
-        "output": {"dir": str(run_dir), "tensorboard": False, "keep_last": 1},
+        "output": {"dir": str(run_dir), "tensorboard": False, "keep_last": 1, "overwrite": True},
     }
 
 

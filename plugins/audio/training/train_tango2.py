@@ -116,7 +116,7 @@ def main() -> None:
     print(f"{log['pairs']} pairs in {log['pairs_seconds']} s", flush=True)
 
     result = difforge.train(CONFIGS / "tango2-dpo.yaml", overrides=[
-        f"data.options.path={pairs}", f"output.dir={out / 'run'}", "train.seed=0",
+        f"data.options.path={pairs}", f"output.dir={out / 'run'}", "output.overwrite=true", "train.seed=0",
         f"train.steps={budget['dpo_steps']}", f"data.batch_size={budget['batch']}", "output.progress=false"])
     shutil.copy(Path(result.adapter_path) / "pytorch_lora_weights.safetensors", out)
     summary = json.loads((out / "run" / "train_summary.json").read_text())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import pickle
 import random
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from ..checkpointing import (
     atomic_save_safetensors,
     atomic_torch_save,
     atomic_write,
+    checkpoint_problem,
+    list_checkpoints,
     require_checkpoint,
     torch_load_safe,
     write_checkpoint_dir,
@@ -136,6 +139,34 @@ class Checkpointer:
             write_checkpoint_dir(self.output_dir, state.step, fill, cfg.output.keep_last, info=self.run_info)
         acc.wait_for_everyone()
         return path
+
+    def resume(self, resume: str | None, state: LoopState) -> LoopState:
+        """The loop state after ``train.resume``: unchanged for ``None``; for a path, that
+        checkpoint (which must be intact); for ``auto``, the newest intact checkpoint of the run,
+        a damaged one being reported on stderr and kept (``CheckpointError`` when every one is
+        damaged; a fresh start when there is none)."""
+        if not resume:
+            return state
+        if resume != "auto":
+            self.load(require_checkpoint(resume), state)
+            return state
+        checkpoints = list_checkpoints(self.output_dir)
+        for path in reversed(checkpoints):
+            problem = checkpoint_problem(path)
+            if problem is None:
+                try:
+                    self.load(path, state)
+                    return state
+                except CheckpointError as exc:
+                    problem = str(exc)
+            state = LoopState()
+            if self.accelerator.is_main_process:
+                print(f"difforge: {path.name} is damaged ({problem}); trying the checkpoint before it",
+                      file=sys.stderr, flush=True)
+        if checkpoints:
+            raise CheckpointError(f"{self.output_dir}: no intact checkpoint to resume from (each is damaged; "
+                                  "see above)")
+        return state
 
     def load(self, path: str | Path, state: LoopState) -> None:
         """Restore everything :meth:`save` wrote into the run's parts and ``state`` (exact resume);

@@ -9,7 +9,6 @@ are assembled from the config in :mod:`.assembly`; what a checkpoint holds is :m
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -22,16 +21,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..backbone import Backbone
-from ..checkpointing import (
-    atomic_save_json,
-    checkpoint_problem,
-    latest_checkpoint,
-    list_checkpoints,
-    publish_directory,
-    require_checkpoint,
-)
+from ..checkpointing import atomic_save_json, latest_checkpoint, publish_directory
 from ..config import RunConfig
-from ..errors import CheckpointError, DataError, TrainingError
+from ..errors import DataError, TrainingError
 from ..report import HISTORY_NAME, write_report
 from .assembly import (
     attach_trainable,
@@ -141,26 +133,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _resume(self) -> None:
-        resume = self.config.train.resume
-        if not resume:
-            return
-        if resume != "auto":
-            self.load_checkpoint(require_checkpoint(resume))
-            return
-        # the newest intact checkpoint: a damaged one is reported and kept, never deleted
-        for path in reversed(list_checkpoints(self.output_dir)):
-            problem = checkpoint_problem(path)
-            if problem is None:
-                try:
-                    self.load_checkpoint(path)
-                    return
-                except CheckpointError as exc:
-                    problem = str(exc)
-            self.state = LoopState()
-            self._say(f"{path.name} is damaged ({problem}); trying the checkpoint before it")
-        if list_checkpoints(self.output_dir):
-            raise CheckpointError(f"{self.output_dir}: no intact checkpoint to resume from (each is damaged; "
-                                  "see above)")
+        self.state = self.checkpointer.resume(self.config.train.resume, self.state)
 
     def _write_run_files(self) -> None:
         """``run.json`` and ``config.yaml``, once the run has taken a step."""
@@ -170,11 +143,6 @@ class Trainer:
         if self.accelerator.log_with:  # TensorBoard creates its folder: also not before a step
             self.accelerator.init_trackers("difforge")
         self._run_files_written = True
-
-    def _say(self, message: str) -> None:
-        """One line to stderr on the main process (what the run decided on the user's behalf)."""
-        if self.accelerator.is_main_process:
-            print(f"difforge: {message}", file=sys.stderr, flush=True)
 
     def _broadcast_object(self, value: Any) -> Any:
         """The main process's ``value`` on every process."""

@@ -48,8 +48,9 @@ def run_quickstart(out: str | Path, config: str | Path = QUICKSTART_CONFIG, samp
     for i in range(5):
         scene = random_scene(10_000 + i, split="concepts", num_objects=1, shapes=["heart"], colours=["red"])
         Image.fromarray(scene.image).save(instance_dir / f"heart_{i}.png")
+    # the quickstart re-makes its own folder: a second run replaces the first (class images are kept)
     result = difforge.train(config, overrides=[f"data.options.path={instance_dir}", f"output.dir={out / 'run'}",
-                                               *(overrides or [])])
+                                               "output.overwrite=true", *(overrides or [])])
     run_config = difforge.load_config(result.output_dir / "config.yaml")
     instance_prompt = run_config.data.options["caption"]
     class_prompt = run_config.objective.options["class_prompt"]

@@ -114,6 +114,7 @@ def configure_preferences(p: argparse.ArgumentParser) -> None:
 def run_preferences(args: argparse.Namespace) -> int:
     """Build the pairs and say where they are."""
     import difforge
+    from difforge.plugin_api import read_text
 
     from .models import load_base
     from .preferences import build_audio_preferences
@@ -121,7 +122,7 @@ def run_preferences(args: argparse.Namespace) -> int:
     file = Path(args.prompts)
     if not file.is_file():
         raise difforge.DataError(f"--prompts: {file} does not exist")
-    prompts = [line.strip() for line in file.read_text().splitlines() if line.strip()]
+    prompts = [line.strip() for line in read_text(file).splitlines() if line.strip()]
     if not prompts:
         raise difforge.DataError(f"--prompts: {file} holds no captions")
     path = build_audio_preferences(load_base(args.model), prompts, args.out, samples_per_prompt=args.samples_per_prompt,
