@@ -43,7 +43,8 @@ def tiny_latent_backbone(with_vae: bool = True) -> Backbone:
 
 
 def config(tmp_path, **sections):
-    base = {"model": {"build": "unet2d"}, "objective": {"name": "autoencoder"}, "data": {"batch_size": 8},
+    base = {"model": {"build": "unet2d"}, "objective": {"name": "autoencoder"},
+            "data": {"dataset": None, "batch_size": 8},  # the Blobs dataset is given in code
             "train": {"steps": 60, "lr": 3e-3, "seed": 0, "max_grad_norm": None},
             "output": {"dir": str(tmp_path / "run"), "tensorboard": False, "progress": False}}
     for key, value in sections.items():

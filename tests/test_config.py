@@ -79,3 +79,22 @@ def test_invalid_yaml_and_missing_file(tmp_path):
     bad.write_text("model: {build: unet2d\n")
     assert _error(bad).startswith(f"{bad}: line ")
     assert _error(tmp_path / "missing.yaml") == f"{tmp_path / 'missing.yaml'}: no such config file"
+
+
+def test_every_problem_is_reported_at_once_one_line_each(config_file):
+    with pytest.raises(ConfigError) as info:
+        load_config(config_file, ["train.lr=fast", "train.steps=0", "output.nonsense=1", "data.options.resolutoin=3"])
+    lines = str(info.value).splitlines()
+    assert len(lines) == 3 and all(line.startswith("--set ") for line in lines), lines
+    assert {line.split(":")[0] for line in lines} == {"--set train.lr", "--set train.steps", "--set output.nonsense"}
+    with pytest.raises(ConfigError, match=r"data.options.resolutoin: unknown key"):  # options once the sections pass
+        load_config(config_file, ["data.options.resolutoin=3"])
+
+
+def test_a_dataset_given_in_code_is_declared_with_null(config_file):
+    from difforge.training import Trainer
+
+    config = load_config(config_file, ["data.dataset=null", "data.options={}"])
+    assert config.data.dataset is None
+    with pytest.raises(ConfigError, match="data.dataset: null means the dataset is given in code"):
+        Trainer(config)

@@ -38,9 +38,10 @@ class ModelConfig(_Section):
 
 
 class DataConfig(_Section):
-    """The training data: a registered ``dataset`` with its ``options``."""
+    """The training data: a registered ``dataset`` with its ``options``; ``dataset: null`` when
+    the dataset object is given in code (``Trainer(config, dataset=...)``)."""
 
-    dataset: str = "image-folder"
+    dataset: str | None = "image-folder"
     options: dict[str, Any] = Field(default_factory=dict)
     batch_size: int = Field(4, ge=1)
     num_workers: int = Field(0, ge=0)
@@ -209,8 +210,9 @@ def _validate_components(config: RunConfig, source: str) -> None:
     from .errors import RegistryError
     from .plugins import get_registry
 
-    checks = [("objectives", config.objective.name, "objective.name", config.objective.options, "objective.options"),
-              ("datasets", config.data.dataset, "data.dataset", config.data.options, "data.options")]
+    checks = [("objectives", config.objective.name, "objective.name", config.objective.options, "objective.options")]
+    if config.data.dataset is not None:
+        checks.append(("datasets", config.data.dataset, "data.dataset", config.data.options, "data.options"))
     if config.adapter is not None:
         checks.append(("adapters", config.adapter.type, "adapter.type", config.adapter.options, "adapter.options"))
     if config.model.build is not None:
@@ -236,9 +238,9 @@ def _validate_components(config: RunConfig, source: str) -> None:
                     msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
                     shown = "" if err["type"] == "missing" else f" (got {err.get('input')!r})"
                     problems.append(f"{source}: {options_key}{'.' + sub if sub else ''}: {msg}{shown}")
-    if "objectives" in components and "datasets" in components:
+    if "objectives" in components and (config.data.dataset is None or "datasets" in components):
         try:
-            _check_data_fits_objective(config, components["objectives"], components["datasets"], source)
+            _check_data_fits_objective(config, components["objectives"], components.get("datasets"), source)
         except ConfigError as exc:
             problems.append(str(exc))
     if problems:
@@ -256,6 +258,8 @@ def _check_data_fits_objective(config: RunConfig, objective: Any, dataset: Any, 
     dataset ``provides`` (default: images with captions), ``adapter:<type>`` and
     ``text_encoder_adapter`` against the adapter section; an undeclared kind is an error."""
     needs = set(getattr(objective, "requires", ()))
+    if dataset is None:  # given in code: what it provides is the caller's to match
+        needs -= DATA_REQUIREMENTS
     provides = set(getattr(dataset, "provides", {"images", "captions"}))
     name, data = config.objective.name, config.data.dataset
     for need in sorted(needs):

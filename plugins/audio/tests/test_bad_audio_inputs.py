@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("difforge_audio")
 
-from difforge.cli import main  # noqa: E402
+from difforge.plugin_api import cli_main as main  # noqa: E402
 from difforge_audio.music import SAMPLE_RATE  # noqa: E402
 
 

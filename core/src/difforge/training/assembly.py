@@ -43,6 +43,9 @@ def build_backbone(config: RunConfig) -> Backbone:
 
 def build_dataset(config: RunConfig) -> Dataset:
     """The dataset a config describes; bad options name ``data.options``."""
+    if config.data.dataset is None:
+        raise ConfigError("data.dataset: null means the dataset is given in code (Trainer(config, dataset=...)), "
+                          "and none was given")
     factory = get_registry("datasets").get(config.data.dataset)
     schema = getattr(factory, "options_model", None)
     if schema is not None:
