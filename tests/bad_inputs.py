@@ -392,6 +392,13 @@ def _(inputs, folder):
     return pairs_args(inputs, folder, pair_row(rejected="images/nowhere.png"))
 
 
+@case("pairs-decompression-bomb", "train", file_named("pairs/images/bomb.png"))
+def _(inputs, folder):
+    args = pairs_args(inputs, folder, pair_row(rejected="images/bomb.png"))
+    (folder / "pairs" / "images" / "bomb.png").write_bytes(png_bytes(Image.new("L", (13000, 13000))))
+    return args
+
+
 @case("prompts-file-not-utf8", "train", file_named("prompts.txt"))
 def _(inputs, folder):
     (folder / "prompts.txt").write_bytes("caf\xe9\n".encode("latin-1"))

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from .data import read_image, read_text
+from .data import DEFAULT_MAX_PIXELS, read_image, read_text
 
 PAIRS_FILE = "pairs.jsonl"
 #: the key of the tensor in a pair's sample file
@@ -49,6 +49,8 @@ class PreferencePairsOptions(BaseModel):
     layout: str = Field("auto", pattern="^(auto|difforge|pick-a-pic)$")
     resolution: int = Field(32, ge=4)
     limit: int | None = Field(None, ge=1)
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, description="refuse images larger than this (width x "
+                                                                    "height) before decoding them")
 
 
 class PreferencePairsDataset(Dataset):
@@ -85,7 +87,7 @@ class PreferencePairsDataset(Dataset):
         return len(self.rows)
 
     def _image(self, value: Any) -> torch.Tensor:
-        return read_pair_image(self.root, value, self.options.resolution)
+        return read_pair_image(self.root, value, self.options.resolution, self.options.max_pixels)
 
     def _sample(self, row: dict[str, Any], side: str) -> torch.Tensor:
         if row.get(f"{side}_sample") and row[side] == row[f"{side}_sample"]:  # no image: another domain
@@ -149,7 +151,8 @@ def _check_row(row: dict[str, Any], path: Path, lineno: int) -> dict[str, Any]:
         raise DataError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
     for key in ("caption", "chosen", "rejected", "caption_chosen", "caption_rejected", "chosen_sample",
                 "rejected_sample"):
-        if key in row and row[key] is not None and not isinstance(row[key], str):
+        optional = key not in ("caption", "chosen", "rejected")
+        if key in row and not isinstance(row[key], str) and not (optional and row[key] is None):
             raise DataError(f"{path}:{lineno}: field {key} must be a string, got {type(row[key]).__name__}")
     return row
 
@@ -180,12 +183,14 @@ def _image_field(value: Any) -> bytes | str:
     return str(value)
 
 
-def read_pair_image(root: Path, value: bytes | str, resolution: int | None = None) -> torch.Tensor:
+def read_pair_image(root: Path, value: bytes | str, resolution: int | None = None,
+                    max_pixels: int | None = DEFAULT_MAX_PIXELS) -> torch.Tensor:
     """A pair's image (a path relative to ``root``, or encoded bytes) as (3, R, R) in [-1, 1],
     at ``resolution`` (default: the image's own short side); any decoder error becomes a
     one-line :class:`DataError` naming the file."""
     where = str(root / value) if isinstance(value, str) else "embedded image"
-    return read_image(io.BytesIO(value) if isinstance(value, bytes) else root / value, resolution, name=where)
+    return read_image(io.BytesIO(value) if isinstance(value, bytes) else root / value, resolution, max_pixels,
+                      name=where)
 
 
 def read_sample_file(path: Path) -> torch.Tensor:
