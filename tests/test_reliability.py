@@ -106,6 +106,11 @@ def test_resume_may_change_the_step_count_but_not_the_run(runs, tmp_path):
     with pytest.raises(CheckpointError, match=r"another config: train.seed: 0 -> 3"):
         difforge.train(config(runs["images"], tmp_path / "elsewhere", 8),
                        overrides=[f"train.resume={out / 'checkpoint-4'}", "train.seed=3"])
+    other = difforge.train(config(runs["images"], tmp_path / "other", 2), overrides=["train.seed=5"]).output_dir
+    with pytest.raises(ConfigError, match=r"holds a run with another config \(train.seed: 5 -> 0\)"):
+        difforge.train(config(runs["images"], other, 8), overrides=[f"train.resume={out / 'checkpoint-4'}"])
+    with pytest.raises(ConfigError, match="give one of them"):
+        difforge.train(config(runs["images"], out, 8), overrides=["train.resume=auto", "output.overwrite=true"])
     result = difforge.train(config(runs["images"], out, 8), overrides=["train.resume=auto", "output.keep_last=1"])
     assert result.steps == 8
 

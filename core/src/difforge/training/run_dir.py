@@ -100,19 +100,19 @@ def check_output_dir(config: RunConfig) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output.dir: {out} is a file, not a directory")
     resume = config.train.resume
+    if resume and config.output.overwrite:
+        raise ConfigError("--overwrite (output.overwrite) deletes the run that --resume (train.resume) would "
+                          "continue; give one of them")
     identity = run_identity(config)
     if resume and resume != "auto":
         saved = checkpoint_identity(Path(resume))
         if saved is not None and saved != identity:
             raise CheckpointError(f"{resume}: this checkpoint belongs to a run with another config: "
                                   f"{identity_difference(saved, identity)}")
-        return
-    if not holds_run(out):
-        return
-    if config.output.overwrite:
+    if not holds_run(out) or config.output.overwrite:
         return
     run = read_run_file(out)
-    if resume == "auto":
+    if resume:  # continuing: the directory must hold this same run
         latest = list_checkpoints(out)
         saved = run["identity"] if run else checkpoint_identity(latest[-1]) if latest else None
         if saved is not None and saved != identity:
