@@ -148,14 +148,14 @@ class Checkpointer:
         if not resume:
             return state
         if resume != "auto":
-            self.load(require_checkpoint(resume), state)
+            self.load(resume, state)
             return state
         checkpoints = list_checkpoints(self.output_dir)
         for path in reversed(checkpoints):
             problem = checkpoint_problem(path)
             if problem is None:
                 try:
-                    self.load(path, state)
+                    self._restore(path, state)  # checked just above: hash each file once
                     return state
                 except CheckpointError as exc:
                     problem = str(exc)
@@ -171,7 +171,9 @@ class Checkpointer:
     def load(self, path: str | Path, state: LoopState) -> None:
         """Restore everything :meth:`save` wrote into the run's parts and ``state`` (exact resume);
         a damaged or unreadable file is a one-line :class:`CheckpointError` naming it."""
-        path = require_checkpoint(path)
+        self._restore(require_checkpoint(path), state)
+
+    def _restore(self, path: Path, state: LoopState) -> None:
         try:
             self._load(path, state)
         except DifforgeError:
