@@ -16,15 +16,38 @@ STORED = RESULTS["rows"]
 TOLERANCE = 0.03
 
 
-def test_results_were_measured_on_the_installed_model():
+def _benchmark_module():
     import importlib.util
-    import sys
 
     spec = importlib.util.spec_from_file_location("clip_distill", Path(__file__).parents[1] / "benchmarks" /
                                                   "clip_distill.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("clip_distill", module)
     spec.loader.exec_module(module)
+    return module
+
+
+def _mean(row: str, key: str, split: str = "heldout") -> str:
+    value = STORED[row]["summary"][split][key]
+    return f"{value['mean']:.3f} ± {value['ci95']:.3f}" if len(STORED[row]["runs"]) > 1 else f"{value['mean']:.3f}"
+
+
+def test_readmes_quote_the_stored_results():
+    root = Path(__file__).resolve().parents[3]
+    plugin_readme = (root / "plugins" / "clip" / "README.md").read_text()
+    assert _benchmark_module().table(RESULTS, "heldout") in plugin_readme
+    zoo_shape = _mean("zoo CLIP", "zero_shot/shape")
+    group = "winoground/all/group"
+    quotes = [f"Winoground group {_mean('sds-clip', group)} vs {_mean('zoo CLIP', group)}",
+              f"zero-shot shape {zoo_shape} → {_mean('negclip', 'zero_shot/shape')}"]
+    readme = (root / "README.md").read_text().replace("\n  ", " ")
+    assert all(q in readme for q in quotes), quotes
+    fresh = [_mean(r, "winoground/all/group", "fresh") for r in ("zoo CLIP", "contrastive", "sds-clip", "negclip")]
+    assert all(v in plugin_readme for v in fresh)
+    assert f"{RESULTS['wall_seconds']} s in all" in plugin_readme and RESULTS["model_fingerprint"] in plugin_readme
+
+
+def test_results_were_measured_on_the_installed_model():
+    module = _benchmark_module()
     assert module.fingerprint("shapes-sd-tiny") == RESULTS["model_fingerprint"], \
         "shapes-sd-tiny changed: re-run plugins/clip/benchmarks/clip_distill.py"
     assert RESULTS["seeds"] == 3 and all(len(row["runs"]) == 3 for name, row in STORED.items()
