@@ -24,7 +24,7 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
                    help="heldout: every item holds a held-out colour-shape combination; fresh: seen combinations")
     p.add_argument("--count", type=int, default=64, help="items per kind")
     p.add_argument("--seed", type=int, default=0, help="benchmark seed")
-    p.add_argument("--noise", type=int, default=32, help="(t, noise) draws per pair for --teacher")
+    p.add_argument("--noise", type=int, default=24, help="(t, noise) draws per pair for --teacher (as the benchmark)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
     p.add_argument("--export", default=None, metavar="DIR",
                    help="write the benchmark as files (images, winoground.jsonl, aro.json) and exit")

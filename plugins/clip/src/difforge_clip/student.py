@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from difforge.plugin_api import ConfigError, resolve_model_path
+from difforge.plugin_api import ConfigError, WeightsError, require_finite, resolve_model_path
 
 #: what ``trainable`` may name: SDS-CLIP's LayerNorms, a LoRA on the attention projections,
 #: the vision tower (DIVA), or the whole CLIP (NegCLIP)
@@ -28,7 +28,13 @@ def clip_dir(reference: str | Path) -> Path:
     path = resolve_model_path(reference)
     for candidate in (path, path / "clip"):
         config = candidate / "config.json"
-        if config.exists() and json.loads(config.read_text()).get("model_type") == "clip":
+        if not config.is_file():
+            continue
+        try:
+            model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+            raise ConfigError(f"{config}: not a JSON object ({_first_line(exc)})") from None
+        if model_type == "clip":
             return candidate
     raise ConfigError(f"student {str(reference)!r}: neither {path} nor {path / 'clip'} holds a CLIPModel "
                       "(config.json with model_type 'clip')")
@@ -45,10 +51,25 @@ def tokenizer_dir(reference: str | Path) -> Path:
 
 def load_clip(reference: str | Path):
     """``(CLIPModel, CLIPTokenizer)`` from local safetensors only."""
+    from safetensors import SafetensorError
     from transformers import CLIPModel, CLIPTokenizer
 
-    model = CLIPModel.from_pretrained(clip_dir(reference), use_safetensors=True, local_files_only=True)
+    folder = clip_dir(reference)
+    pickled = sorted(p.name for p in folder.iterdir() if p.suffix in {".bin", ".pt", ".pth", ".ckpt"})
+    if pickled and not any(folder.glob("*.safetensors")):
+        raise WeightsError(f"student {folder}: {pickled[0]} is a pickled weights file and there is no .safetensors "
+                           "beside it; difforge loads safetensors only")
+    try:
+        model = CLIPModel.from_pretrained(folder, use_safetensors=True, local_files_only=True)
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError, SafetensorError) as exc:
+        raise WeightsError(f"student {folder}: cannot be loaded ({_first_line(exc)})") from None
+    require_finite(model.named_parameters(), f"student {folder / 'model.safetensors'}")
     return model.eval(), CLIPTokenizer.from_pretrained(tokenizer_dir(reference))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def layer_norms(clip: nn.Module) -> list[nn.LayerNorm]:
