@@ -15,6 +15,9 @@ trained separately with LoRA and with Orthogonal Adaptation (slots 0 and 1 of a 
 each concept's fidelity is measured with its adapter alone and with both adapters summed, over
 ``--interference-seeds`` (training seed and basis seed).
 
+Table 4: the same DreamBooth task (LoRA) with and without the prior-preservation loss over
+``--prior-seeds``: concept fidelity, class-prior accuracy and accuracy on related prompts.
+
 Table 3: an IP-Adapter trained on single shapes (2 x --steps); samples with an image prompt
 and an empty caption are read by the scorer and compared with the reference image (overall and
 for base vs held-out shapes), against the same sampling without the image; text prompts are
@@ -23,6 +26,10 @@ embeddings carry at all.
 
     python benchmarks/adapters.py                    # both tables (2 CPU cores: ~30 minutes)
     python benchmarks/adapters.py --steps 60 --samples 8 --types lora sara   # a quick look
+    python benchmarks/adapters.py --skip types --skip interference --skip ip-adapter \
+        --out benchmarks/results/dreambooth_prior.json                       # table 4 alone (~10 minutes)
+    python benchmarks/adapters.py --skip types --skip interference --skip prior \
+        --out benchmarks/results/ip_adapter.json                             # table 3 alone, 3 seeds
 """
 
 from __future__ import annotations
@@ -160,10 +167,76 @@ def interference(steps: int, samples: int, work: Path, seeds: list[int]) -> dict
     return {"seeds": seeds, "rows": rows, "summary": summary}
 
 
-def ip_adapter_table(steps: int, samples: int, work: Path) -> dict:
+#: prompts near the DreamBooth class whose accuracy a drifting model may lose too
+RELATED_PROMPTS = {"a blue circle": ("blue", "circle"), "a red square": ("red", "square"),
+                   "a green triangle": ("green", "triangle")}
+
+
+def prior_preservation(steps: int, samples: int, work: Path, seeds: list[int]) -> dict:
+    """Table 4: the quickstart's DreamBooth task (LoRA) with and without the prior-preservation
+    loss, per training seed: concept fidelity, class-prior accuracy and the accuracy on related
+    prompts (the same sampling seeds for every model, so the training seed is what varies)."""
+    import difforge
+
+    images = write_concept_images(work / "images", "heart")
+    spec = CONCEPTS["heart"]
+
+    def scores(model) -> dict:
+        return {"concept_fidelity": accuracy(model, spec["prompt"], (spec["colour"], spec["shape"]), samples, 0),
+                "class_prior": accuracy(model, spec["class_prompt"], spec["class_expect"], samples, 1),
+                "related": sum(accuracy(model, p, e, samples, 2) for p, e in RELATED_PROMPTS.items())
+                / len(RELATED_PROMPTS)}
+
+    base = scores(difforge.load("shapes-sd-tiny"))
+    rows = []
+    for seed in seeds:
+        for weight in (1.0, 0.0):
+            result = train("lora", "heart", images, work / f"prior-{weight:g}-{seed}", steps,
+                           [f"train.seed={seed}", f"objective.options.prior_loss_weight={weight}"])
+            rows.append({"seed": seed, "prior_loss_weight": weight,
+                         **scores(difforge.load("shapes-sd-tiny", adapters=[(result.adapter_path, 1.0)]))})
+            print(f"prior preservation: {rows[-1]}", flush=True)
+    keys = ("concept_fidelity", "class_prior", "related")
+    summary = [{"prior_loss_weight": w, **{k: mean_std([r[k] for r in rows if r["prior_loss_weight"] == w])
+                                           for k in keys}} for w in (1.0, 0.0)]
+    with_prior = {r["seed"]: r for r in rows if r["prior_loss_weight"] == 1.0}
+    difference = {k: mean_std([with_prior[r["seed"]][k] - r[k] for r in rows if r["prior_loss_weight"] == 0.0])
+                  for k in keys}
+    return {"seeds": seeds, "base": base, "rows": rows, "summary": summary, "with_minus_without": difference}
+
+
+def ip_adapter_seeds(steps: int, samples: int, work: Path, seeds: list[int]) -> dict:
+    """Table 3 over training seeds: each seed's :func:`ip_adapter_table` and the mean ± std of
+    its rates (overall, and per shape group)."""
+    runs = [ip_adapter_table(steps, samples, work / f"seed-{seed}", seed) for seed in seeds]
+    summary = {}
+    for key in ("image_prompted", "text_only_baseline"):
+        summary[key] = {m: mean_std([r[key][m] for r in runs]) for m in ("colour", "shape", "both")}
+        for group in runs[0][key]["by_shape_group"]:
+            summary[key][group] = {m: mean_std([r[key]["by_shape_group"][group][m] for r in runs])
+                                   for m in ("colour", "shape", "both")}
+    summary["text_prompts"] = {m: mean_std([r["text_prompts"][m] for r in runs]) for m in ("base", "with_adapter")}
+    summary["image_embedding_linear_probe"] = runs[0]["image_embedding_linear_probe"]  # the frozen encoder's
+    return {"seeds": seeds, "train_steps": runs[0]["train_steps"], "runs": runs, "summary": summary}
+
+
+def ip_table(ip: dict) -> str:
+    """The markdown table of :func:`ip_adapter_seeds` (docs/adapters.md quotes it)."""
+    s = ip["summary"]
+    lines = ["| prompt | colour | shape | colour and shape |", "|---|---|---|---|"]
+    for label, key in (("image prompt, empty caption", "image_prompted"), ("empty caption, no image",
+                                                                           "text_only_baseline")):
+        for group, name in (("", "all"), ("base_shapes", "base shapes"), ("held_out_shapes", "held-out shapes")):
+            r = s[key][group] if group else s[key]
+            lines.append(f"| {label}, {name} | " + " | ".join(f"{r[m][0]:.2f} ± {r[m][1]:.2f}"
+                                                              for m in ("colour", "shape", "both")) + " |")
+    return "\n".join(lines)
+
+
+def ip_adapter_table(steps: int, samples: int, work: Path, seed: int = 0) -> dict:
     """Table 3: image-prompted samples (empty caption) vs the text-only baseline, attributes
     read by the scorer and compared with the reference image; text prompts with the adapter
-    attached but no image prompt vs the base model."""
+    attached but no image prompt vs the base model (``seed``: the training seed)."""
     import torch
 
     import difforge
@@ -172,7 +245,8 @@ def ip_adapter_table(steps: int, samples: int, work: Path) -> dict:
     from difforge_zoo.shapes import BASE_SHAPES, generate
 
     result = difforge.train(CONFIGS / "ip-adapter.yaml", overrides=[
-        f"train.steps={steps * 2}", f"output.dir={work / 'ip-adapter'}", "output.progress=false"])
+        f"train.steps={steps * 2}", f"train.seed={seed}", f"output.dir={work / 'ip-adapter'}",
+        "output.progress=false"])
     model = difforge.load("shapes-sd-tiny", adapters=[(result.adapter_path, 1.0)])
     references = generate(samples, seed=99, split="any", num_objects=1)
     pixels = scene_pixels(references)
@@ -275,7 +349,23 @@ def print_tables(results: dict) -> None:
         for r in inter["summary"]:
             print(f"| {r['type']} | {r['concept']} | {r['alone'][0]:.2f} ± {r['alone'][1]:.2f} | "
                   f"{r['merged'][0]:.2f} ± {r['merged'][1]:.2f} | {r['loss'][0]:+.2f} ± {r['loss'][1]:.2f} |")
-    if results.get("ip_adapter"):
+        if len(inter["seeds"]) > 1:
+            print(f"\n{interference_sentence(inter)}")
+    if results.get("prior_preservation"):
+        print("\n### DreamBooth (LoRA) with and without prior preservation "
+              f"(mean ± std over seeds {results['prior_preservation']['seeds']})\n")
+        print(prior_table(results["prior_preservation"]))
+    if results.get("ip_adapter") and "summary" in results["ip_adapter"]:
+        ip = results["ip_adapter"]
+        t, probe = ip["summary"]["text_prompts"], ip["summary"]["image_embedding_linear_probe"]
+        print(f"\n### IP-Adapter ({ip['train_steps']} steps, mean ± std over seeds {ip['seeds']}): samples vs the "
+              "reference image's attributes\n")
+        print(ip_table(ip))
+        print(f"\nImage embeddings, linear probe on single-shape scenes: colour {probe['colour']:.2f}, "
+              f"shape {probe['shape']:.2f}")
+        print(f"\nText prompts (colour and shape right): base {t['base'][0]:.2f}, with the IP-Adapter attached and "
+              f"no image {t['with_adapter'][0]:.2f} ± {t['with_adapter'][1]:.2f}")
+    elif results.get("ip_adapter"):  # one seed, as the earlier results files hold
         ip = results["ip_adapter"]
         print(f"\n### IP-Adapter ({ip['train_steps']} steps): samples vs the reference image's attributes\n")
         print("| prompt | colour | shape | colour and shape |")
@@ -296,17 +386,53 @@ def print_tables(results: dict) -> None:
               f"with the IP-Adapter attached and no image {t['with_adapter']:.2f}")
 
 
+#: two-sided 95 % quantiles of Student's t by degrees of freedom (intervals over a few seeds)
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
+def interference_sentence(inter: dict) -> str:
+    """Table 2's comparison as docs/adapters.md states it: per seed, LoRA's fidelity loss minus
+    Orthogonal Adaptation's (both concepts averaged), their mean and 95 % t-interval over seeds."""
+    import statistics
+
+    def loss(kind: str, seed: int) -> float:
+        return statistics.mean(r["loss"] for r in inter["rows"] if r["type"] == kind and r["seed"] == seed)
+
+    gaps = [loss("lora", seed) - loss("orthogonal", seed) for seed in inter["seeds"]]
+    mean, half = statistics.mean(gaps), T_975[len(gaps) - 1] * statistics.stdev(gaps) / len(gaps) ** 0.5
+    return (f"LoRA loses {mean:.2f} more fidelity than Orthogonal Adaptation when summed (per seed: "
+            + ", ".join(f"{g:+.2f}" for g in gaps) + f"; 95 % t-interval over the {len(gaps)} seeds "
+            f"[{mean - half:+.2f}, {mean + half:+.2f}])")
+
+
+def prior_table(prior: dict) -> str:
+    """The markdown table of :func:`prior_preservation` (docs/adapters.md quotes it)."""
+    keys = ("concept_fidelity", "class_prior", "related")
+    b, d = prior["base"], prior["with_minus_without"]
+    lines = ["| prior loss weight | concept fidelity | class prior | related prompts |", "|---|---|---|---|",
+             "| base model | " + " | ".join(f"{b[k]:.2f}" for k in keys) + " |"]
+    lines += [f"| {r['prior_loss_weight']:g} | " + " | ".join(f"{r[k][0]:.2f} ± {r[k][1]:.2f}" for k in keys) + " |"
+              for r in prior["summary"]]
+    lines.append("| with − without (paired by seed) | " + " | ".join(f"{d[k][0]:+.2f} ± {d[k][1]:.2f}"
+                                                                       for k in keys) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     """Run the benchmark and print its tables."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--samples", type=int, default=32, help="samples per prompt for each accuracy")
     parser.add_argument("--types", nargs="*", default=None, help="adapter types for table 1 (default: all)")
-    parser.add_argument("--skip", choices=["types", "interference", "ip-adapter"], action="append", default=[])
+    parser.add_argument("--skip", choices=["types", "interference", "prior", "ip-adapter"], action="append",
+                        default=[])
     parser.add_argument("--out", default=str(HERE / "results" / "adapters.json"))
     parser.add_argument("--class-images", type=int, default=48, help="DreamBooth class images per run")
     parser.add_argument("--interference-seeds", nargs="*", type=int, default=[0, 1, 2],
                         help="seeds of table 2 (each trains both concepts with both adapter types)")
+    parser.add_argument("--prior-seeds", nargs="*", type=int, default=[0, 1, 2],
+                        help="seeds of table 4 (DreamBooth with and without prior preservation)")
+    parser.add_argument("--ip-seeds", nargs="*", type=int, default=[0, 1, 2], help="training seeds of table 3")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -328,8 +454,10 @@ def main() -> None:
                 print(f"{kind}: {results['types'][-1]}", flush=True)
         if "interference" not in args.skip:
             results["interference"] = interference(args.steps, args.samples, Path(tmp), args.interference_seeds)
+        if "prior" not in args.skip:
+            results["prior_preservation"] = prior_preservation(args.steps, args.samples, Path(tmp), args.prior_seeds)
         if "ip-adapter" not in args.skip:
-            results["ip_adapter"] = ip_adapter_table(args.steps, args.samples, Path(tmp))
+            results["ip_adapter"] = ip_adapter_seeds(args.steps, args.samples, Path(tmp), args.ip_seeds)
     write_results(results, args.out, model="shapes-sd-tiny")
     print_tables(results)
 

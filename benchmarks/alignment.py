@@ -30,6 +30,15 @@ scores 0.85 on the held-out ones, mostly by binding a colour to the wrong shape.
 | texforce-alignment | texforce (text-encoder LoRA) | shapes-alignment | alignment |
 | texforce-compressibility | texforce (text-encoder LoRA), rounds of 32 trajectories (``LARGE_ROUNDS``) | jpeg-compressibility | compressibility and alignment |
 | texforce-compressibility-wide | texforce (text-encoder LoRA), rounds of 64 trajectories (``TEXFORCE_WIDE_ROUNDS``) | jpeg-compressibility | compressibility and alignment |
+| textcraftor-colourfulness | alignprop on a LoRA of the text encoder (``textcraftor.yaml``), also measured with the LoRA at weights 0.25 / 0.5 / 0.75 (the interpolation slider) | colourfulness | colourfulness, alignment |
+| sft-dpo / sft-dpo-colourfulness | denoising (``sft-dpo.yaml``) | the supervised baseline of the DPO-family rows: plain fine-tuning on the chosen images of the same pairs (ranked by alignment / colourfulness), same LoRA, steps, learning rate | as the rows it is the baseline of |
+| sft-pso / sft-seppo | denoising (``sft-pso.yaml`` / ``sft-seppo.yaml``) | the supervised baselines of PSO and SePPO: plain fine-tuning on the same images | as PSO / SePPO |
+
+Every on-policy run (DDPO, RLCM, D3PO, TexForce, AlignProp) is compared with best-of-N sampling
+from the base model at its sampling cost: N = the samples it generated in training per evaluation
+sample, the best of N picked by the reward it trained on (``--best-of-n`` draws the pools, see
+:data:`POOLS`). The results file's ``baselines`` pairs every run with its baseline by seed, and
+records the share of its evaluation prompts that are training captions.
 
 The preference pairs are built once per benchmark (or ``--work`` folder) from the base model: 4
 samples of each of the 343 prompts of ``prompts_pairs.txt`` (two-shape scenes holding a held-out
@@ -44,6 +53,8 @@ measured once per evaluation setting and shared by every seed.
     python benchmarks/alignment.py --runs dpo dcpo --merge   # rerun some runs, keep the file's others
     python benchmarks/alignment.py --runs dcpo-captioned --merge --work outputs/bench   # reuse sampled pairs
     python benchmarks/alignment.py --seeds 0 --runs dpo alignprop-colourfulness --scale 0.3
+    python benchmarks/alignment.py --runs sft-pso sft-seppo --scale 0.5 --merge   # PSO's / SePPO's baselines
+    python benchmarks/alignment.py --best-of-n                # the on-policy runs' best-of-N pools (about 30 min)
 """  # noqa: E501 (the runs table)
 
 from __future__ import annotations
@@ -108,7 +119,8 @@ CAPTION_STRATEGIES = {"perturbed": ("medium", False), "perturbed-weak": ("weak",
 DCPO_CAPTIONS = {"dcpo-weak": "perturbed-weak", "dcpo-captioned": "captioned", "dcpo-hybrid": "hybrid"}
 
 #: DPO-family runs whose pairs are ranked by another reward than shapes-alignment
-PAIR_REWARDS = {"dpo-colourfulness": "colourfulness", "dcpo-colourfulness": "colourfulness"}
+PAIR_REWARDS = {"dpo-colourfulness": "colourfulness", "dcpo-colourfulness": "colourfulness",
+                "sft-dpo-colourfulness": "colourfulness"}
 
 #: run -> (config, overrides, rewards measured, sampling steps of the measurement)
 RUNS = {
@@ -143,7 +155,43 @@ RUNS = {
     "texforce-compressibility-wide": ("texforce",
                                       ["objective.options.reward=jpeg-compressibility", *TEXFORCE_WIDE_ROUNDS],
                                       ["jpeg-compressibility", "shapes-alignment"], 10),
+    "textcraftor-colourfulness": ("textcraftor", [], ["colourfulness", "shapes-alignment"], 10),
+    "sft-dpo": ("sft-dpo", [], ["shapes-alignment"], 25),
+    "sft-dpo-colourfulness": ("sft-dpo", [], ["colourfulness", "shapes-alignment"], 25),
+    "sft-pso": ("sft-pso", [], ["shapes-alignment"], 4),
+    "sft-seppo": ("sft-seppo", [], ["shapes-alignment"], 10),
 }
+
+#: the supervised baseline of every run that learns from images: plain denoising fine-tuning with
+#: the same adapter, images (the chosen ones of the pairs, or the winners), steps, learning rate
+#: and evaluation (run the baseline at the method's ``--scale``)
+SUPERVISED_BASELINES = {
+    **dict.fromkeys(["dpo", "dcpo", "dcpo-weak", "dcpo-captioned", "dcpo-hybrid"], "sft-dpo"),
+    **dict.fromkeys(["dpo-colourfulness", "dcpo-colourfulness"], "sft-dpo-colourfulness"),
+    "pso-heldout": "sft-pso",
+    **dict.fromkeys(["seppo-heldout", "seppo-noflip", "seppo-initial"], "sft-seppo"),
+}
+
+#: best-of-N pools, the baseline of the on-policy runs (which learn from their own samples and a
+#: reward): per seed, ``candidates`` base-model samples of every evaluation sample in a run's
+#: sampling setting, each scored by ``rewards``; candidate 0 is the base sample itself. A run's
+#: baseline keeps, per evaluation sample, the best of N candidates by the reward the run trained
+#: on, N = the samples the run generated in training / the evaluation samples (the same sampling
+#: cost, spent at test time; at least 1)
+POOLS = {
+    "ddim-10": ({"sampler": "ddim", "guidance_scale": 4.0}, 10,
+                ["shapes-alignment", "jpeg-compressibility", "colourfulness"], 27),
+    "consistency-4": ({"sampler": "consistency", "guidance_scale": 4.0}, 4,
+                      ["jpeg-compressibility", "shapes-alignment"], 40),
+}
+
+#: on-policy runs -> the pool their best-of-N baseline draws from
+ON_POLICY = {run: "consistency-4" if run.startswith("rlcm") else "ddim-10" for run in RUNS
+             if run.startswith(("ddpo", "d3po", "rlcm", "texforce", "alignprop", "textcraftor"))}
+
+#: runs also measured with their adapter scaled by each of these weights: TextCraftor's
+#: interpolation between the original (0) and the tuned (1) text encoder
+SLIDERS = {"textcraftor-colourfulness": [0.25, 0.5, 0.75]}
 
 def prompts(name: str) -> list[str]:
     """The prompts of ``examples/configs/alignment/prompts_<name>.txt``."""
@@ -169,7 +217,7 @@ def measure_base(rewards: list[str], num_steps: int, samples: int, run: str, wor
     (every seed of a run, and runs measured alike, share it)."""
     import difforge
 
-    key = "-".join([run.split("-")[0] if run.startswith("pso") else "heldout", *rewards, str(num_steps), str(samples),
+    key = "-".join(["pso" if is_pso(run) else "heldout", *rewards, str(num_steps), str(samples),
                     *map(str, sampler_for(run).values())])
     cache = work / f"base-{key}.json"
     if not cache.exists():
@@ -179,18 +227,44 @@ def measure_base(rewards: list[str], num_steps: int, samples: int, run: str, wor
 
 def evaluation_prompts(run: str) -> list[str]:
     """The held-out two-shape prompts; for PSO, which trains on single shapes, the plain prompts
-    of the held-out colour-shape combinations."""
-    if run.startswith("pso"):
+    of the held-out colour-shape combinations (for its baseline too)."""
+    if is_pso(run):
         from difforge_zoo.shapes import HELD_OUT_COMBINATIONS, article
 
         return [f"{article(c)} {c} {s}" for c, s in sorted(HELD_OUT_COMBINATIONS)]
     return prompts("heldout")
 
 
+def is_pso(run: str) -> bool:
+    """Whether ``run`` is measured as PSO is (PSO itself, or its supervised baseline)."""
+    return run.startswith(("pso", "sft-pso"))
+
+
+def training_captions(run: str) -> set[str]:
+    """The captions ``run`` trains on: the pair prompts for the runs trained on preference pairs
+    (and their baseline), else those of its config's dataset (prompts, or rendered scenes)."""
+    import difforge
+    from difforge.config import load_config
+
+    objective, overrides, _, _ = RUNS[run]
+    if objective in ("diffusion-dpo", "dcpo", "sft-dpo"):
+        return set(prompts("pairs"))
+    data = load_config(CONFIGS / f"{objective}.yaml", overrides).data
+    dataset = difforge.get_registry("datasets").get(data.dataset)(**data.options)
+    return {dataset[i]["caption"] for i in range(len(dataset))}
+
+
+def evaluation_overlap(run: str) -> float:
+    """The share of ``run``'s evaluation prompts that are also training captions (0: measured on
+    unseen prompts; 1: the task is to learn the training concepts)."""
+    seen = training_captions(run)
+    return statistics.mean(p in seen for p in evaluation_prompts(run))
+
+
 def sampler_for(run: str) -> dict:
     """RLCM and PSO are measured with the multistep consistency sampler they were trained for
-    (PSO without guidance, as it trained); the others with DDIM and guidance 4."""
-    if run.startswith("pso"):
+    (PSO and its baseline without guidance, as PSO trained); the others with DDIM and guidance 4."""
+    if is_pso(run):
         return {"sampler": "consistency", "guidance_scale": 1.0}
     return {"sampler": "consistency" if run.startswith("rlcm") else "ddim", "guidance_scale": 4.0}
 
@@ -237,6 +311,14 @@ def worker(run: str, seed: int, scale: float, samples: int, work: Path) -> dict:
     if objective in ("diffusion-dpo", "dcpo"):
         pairs_dir = build_pairs(work, DCPO_CAPTIONS.get(run, "perturbed"), PAIR_REWARDS.get(run, "shapes-alignment"))
         overrides.append(f"data.options.path={pairs_dir}")
+    if objective == "sft-dpo":
+        from difforge_align import chosen_images
+
+        pairs_dir = build_pairs(work, "perturbed", PAIR_REWARDS.get(run, "shapes-alignment"))
+        chosen = pairs_dir.with_name(f"{pairs_dir.name}-chosen")
+        if not (chosen / "metadata.jsonl").exists():
+            chosen_images(pairs_dir, chosen)
+        overrides.append(f"data.options.path={chosen}")
     curve: list[dict] = []
     started = time.perf_counter()
     trainer = difforge.Trainer(load_config(config_path, overrides))
@@ -254,9 +336,16 @@ def worker(run: str, seed: int, scale: float, samples: int, work: Path) -> dict:
     base = measure_base(rewards, num_steps, samples, run, work)
     tuned_model = difforge.load("shapes-sd-tiny", adapters=[(result.adapter_path, 1.0)])
     tuned = measure(tuned_model, rewards, num_steps, samples, run)
+    slider = {}
+    for weight in SLIDERS.get(run, []):
+        scaled = measure(difforge.load("shapes-sd-tiny", adapters=[(result.adapter_path, weight)]), rewards,
+                         num_steps, samples, run)
+        slider[str(weight)] = {r: statistics.mean(v) for r, v in scaled.items()}
     pairs = None
     if objective in ("diffusion-dpo", "dcpo"):
         pairs = len((Path(trainer.config.data.options["path"]) / "pairs.jsonl").read_text().splitlines())
+    if objective == "sft-dpo":
+        pairs = len((Path(trainer.config.data.options["path"]) / "metadata.jsonl").read_text().splitlines())
     def win_rate(reward: str) -> float:
         return statistics.mean(1.0 if t > b else 0.5 if t == b else 0.0
                                for t, b in zip(tuned[reward], base[reward], strict=True))
@@ -265,7 +354,82 @@ def worker(run: str, seed: int, scale: float, samples: int, work: Path) -> dict:
             "preference_pairs": pairs, "before": {r: statistics.mean(v) for r, v in base.items()},
             "after": {r: statistics.mean(v) for r, v in tuned.items()},
             "win_rate_alignment": win_rate(rewards[-1] if "shapes-alignment" in rewards else rewards[0]),
-            "win_rate": {reward: win_rate(reward) for reward in rewards}, "curve": curve}
+            "win_rate": {reward: win_rate(reward) for reward in rewards}, "curve": curve,
+            **({"slider": slider} if slider else {})}
+
+
+def candidate_seed(candidate: int, seed: int, start: int, candidates: int) -> int:
+    """The sampling seed of a pool's batch starting at evaluation sample ``start``: candidate 0
+    is the base sample :func:`measure` draws; the others differ between candidates and seeds."""
+    return 1000 + start + (0 if candidate == 0 else 7919 * (candidate + candidates * seed))
+
+
+def pool_worker(pool: str, seed: int, samples: int) -> dict:
+    """Draw one seed of a best-of-N pool from the base model (in its own process) and return,
+    for every reward that selects and every N up to the pool's size, the mean of each reward over
+    the evaluation samples of the best of the first N candidates (ties keep the earlier one)."""
+    import torch
+
+    import difforge
+
+    options, num_steps, rewards, candidates = POOLS[pool]
+    backbone = difforge.load("shapes-sd-tiny")
+    held = [p for p in prompts("heldout") for _ in range(samples)]
+    registry = difforge.get_registry("rewards")
+    started = time.perf_counter()
+    scores: dict[str, list] = {r: [] for r in rewards}
+    for k in range(candidates):
+        images = torch.cat([backbone.sample(held[i : i + 48], num_steps=num_steps,
+                                            generator=torch.Generator().manual_seed(
+                                                candidate_seed(k, seed, i, candidates)), **options)
+                            for i in range(0, len(held), 48)])
+        for reward in rewards:
+            scores[reward].append(torch.as_tensor(registry.get(reward)(images, held), dtype=torch.float64))
+    table = {r: torch.stack(v) for r, v in scores.items()}  # reward -> (candidates, evaluation samples)
+    columns = torch.arange(len(held))
+    best_of = {by: {r: [table[r][table[by][:n].argmax(0), columns].mean().item() for n in range(1, candidates + 1)]
+                    for r in rewards} for by in rewards}
+    return {"pool": pool, "seed": seed, "candidates": candidates, "num_steps": num_steps, **options,
+            "seconds": round(time.perf_counter() - started, 1), "best_of": best_of}
+
+
+def best_of_n(run: str, generated_samples: int, samples: int) -> int:
+    """N of ``run``'s best-of-N baseline: its generated training samples per evaluation sample."""
+    return max(1, round(generated_samples / (len(prompts("heldout")) * samples)))
+
+
+def compare_baselines(rows: list[dict], pools: list[dict], samples: int) -> dict:
+    """Each run against the simplest alternative, paired by seed: its supervised baseline
+    (:data:`SUPERVISED_BASELINES`) or best-of-N sampling from the base at the same sampling cost
+    (:data:`ON_POLICY`); per measured reward the method's and the baseline's score and their
+    difference (mean ± std over the seeds both have), with the share of evaluation prompts seen in
+    training."""
+    out: dict = {}
+    for run in [run for run in RUNS if any(r["run"] == run for r in rows)]:
+        mine = {r["seed"]: r for r in rows if r["run"] == run}
+        if run in SUPERVISED_BASELINES:
+            name = SUPERVISED_BASELINES[run]
+            theirs = {r["seed"]: r["after"] for r in rows if r["run"] == name}
+            entry = {"baseline": name}
+        elif run in ON_POLICY:
+            n = best_of_n(run, next(iter(mine.values()))["generated_samples"], samples)
+            trained = RUNS[run][2][0]
+            theirs = {p["seed"]: {r: curve[n - 1] for r, curve in p["best_of"][trained].items()}
+                      for p in pools if p["pool"] == ON_POLICY[run] and n <= p["candidates"]}
+            entry = {"baseline": f"best-of-{n} ({ON_POLICY[run]}, by {trained})", "n": n}
+        else:
+            continue
+        seeds = sorted(set(mine) & set(theirs))
+        if not seeds:
+            continue
+        entry |= {"seeds": seeds, "eval_prompts_in_training": evaluation_overlap(run), "rewards": {}}
+        for reward in mine[seeds[0]]["after"]:
+            method = [mine[s]["after"][reward] for s in seeds]
+            base = [theirs[s][reward] for s in seeds]
+            entry["rewards"][reward] = {"method": mean_std(method), "baseline": mean_std(base),
+                                        "difference": mean_std([m - b for m, b in zip(method, base, strict=True)])}
+        out[run] = entry
+    return out
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -297,7 +461,7 @@ def print_tables(results: dict) -> None:
     print("| run | reward | before | after | gain | steps | generated samples / pairs | s per run |")
     print("|---|---|---|---|---|---|---|---|")
     for run, e in summary.items():
-        used = e["preference_pairs"] and f"{e['preference_pairs']} pairs" or f"{e['generated_samples']}"
+        used = e["preference_pairs"] and f"{e['preference_pairs']} pairs" or f"{e['generated_samples'] or '–'}"
         for reward, r in e["rewards"].items():
             print(f"| {run} | {reward} | {r['before']:.3f} | {r['after'][0]:.3f} ± {r['after'][1]:.3f} | "
                   f"{r['gain'][0]:+.3f} ± {r['gain'][1]:.3f} | {e['steps']} | {used} | {e['seconds']:.0f} |")
@@ -317,6 +481,15 @@ def print_tables(results: dict) -> None:
         print("|---|---|---|")
         for (run, reward), (mean, std) in win_rates.items():
             print(f"| {run} | {reward} | {mean:.3f} ± {std:.3f} |")
+    if results.get("baselines"):
+        print("\n### Against the simplest alternative (paired by seed; supervised: denoising fine-tuning on the "
+              "same images, steps and evaluation; best-of-N: the base's samples at the run's sampling cost)\n")
+        print(baseline_table(results["baselines"]))
+    for run in SLIDERS:
+        if any(r["run"] == run and "slider" in r for r in results["rows"]):
+            print(f"\n### {run}: the adapter's weight as a slider between the original (0) and the tuned (1) "
+                  "model (mean ± std over seeds)\n")
+            print(slider_table(results["rows"], run))
     compared = ("alignprop-colourfulness", "ddpo-colourfulness")
     curves = {r["run"]: r["curve"] for r in results["rows"]
               if r["run"] in compared and r["seed"] == results["rows"][0]["seed"]}
@@ -335,6 +508,36 @@ def print_tables(results: dict) -> None:
             print(f"| {budget} | {cells[0]} | {cells[1]} |")
 
 
+def baseline_table(baselines: dict) -> str:
+    """The markdown table of :func:`compare_baselines` (docs/alignment.md quotes it)."""
+    lines = ["| run | reward | method | baseline | baseline's score | method − baseline | seeds "
+             "| evaluation prompts seen in training |", "|---|---|---|---|---|---|---|---|"]
+    for run, e in baselines.items():
+        for reward, r in e["rewards"].items():
+            lines.append(f"| {run} | {reward} | {r['method'][0]:.3f} ± {r['method'][1]:.3f} | {e['baseline']} | "
+                         f"{r['baseline'][0]:.3f} ± {r['baseline'][1]:.3f} | "
+                         f"{r['difference'][0]:+.3f} ± {r['difference'][1]:.3f} | {len(e['seeds'])} | "
+                         f"{e['eval_prompts_in_training']:.0%} |")
+    return "\n".join(lines)
+
+
+def slider_table(rows: list[dict], run: str) -> str:
+    """Each reward of ``run`` with its adapter at each weight of :data:`SLIDERS` (0: the base
+    model, 1: the tuned one), mean ± std over its seeds (docs/alignment.md quotes it)."""
+    mine = [r for r in rows if r["run"] == run and "slider" in r]
+    rewards = list(mine[0]["after"])
+    lines = ["| weight | " + " | ".join(rewards) + " |", "|---|" + "---|" * len(rewards)]
+    for weight in [0.0, *SLIDERS[run], 1.0]:
+        cells = []
+        for reward in rewards:
+            values = [r["before"][reward] if weight == 0 else r["after"][reward] if weight == 1
+                      else r["slider"][str(weight)][reward] for r in mine]
+            mean, std = mean_std(values)
+            cells.append(f"{mean:.3f} ± {std:.3f}")
+        lines.append(f"| {weight:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     """Run the benchmark and print its tables."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -347,7 +550,11 @@ def main() -> None:
                         help="keep the --out file's rows of the runs not given in --runs (same model only)")
     parser.add_argument("--tables", action="store_true",
                         help="print the tables of the --out file (summaries recomputed from its rows); run nothing")
+    parser.add_argument("--best-of-n", nargs="*", choices=list(POOLS), metavar="POOL",
+                        help="draw the best-of-N pools (all without names: " + ", ".join(POOLS) + ") for --seeds "
+                             "and store them in the --out file beside its runs; train nothing")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--pool-worker", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--work", metavar="DIR",
                         help="keep the sampled preference pairs and the base model's scores here, for later runs "
@@ -356,13 +563,29 @@ def main() -> None:
     if args.worker:
         emit(worker(args.worker, args.seed, args.scale, args.samples, Path(args.work)))
         return
+    if args.pool_worker:
+        emit(pool_worker(args.pool_worker, args.seed, args.samples))
+        return
     if args.tables:
         if not Path(args.out).is_file():
             raise SystemExit(f"--tables: {args.out} does not exist; run the benchmark first or pass --out")
         stored = json.loads(Path(args.out).read_text())
-        print_tables(stored | {"summary": summarise(stored["rows"])})
+        print_tables(collect(stored["rows"], stored.get("pools", []), stored["samples"]))
+        return
+    if args.best_of_n is not None:
+        rows, pools = kept_rows(Path(args.out), [], args.samples), kept_pools(Path(args.out))
+        for pool in args.best_of_n or list(POOLS):
+            for seed in args.seeds:
+                p = run_worker(__file__, ["--pool-worker", pool, "--seed", str(seed), "--samples", str(args.samples)],
+                               label=f"pool {pool} seed {seed}", cwd=ROOT)
+                pools = [q for q in pools if (q["pool"], q["seed"]) != (pool, seed)] + [p]
+                print(f"pool {pool} seed {seed}: {p['seconds']} s", flush=True)
+                results = collect(rows, pools, args.samples)
+                write_results(results, args.out, model="shapes-sd-tiny")
+        print_tables(results)
         return
     rows = kept_rows(Path(args.out), args.runs, args.samples) if args.merge else []
+    pools = kept_pools(Path(args.out)) if args.merge else []
     with contextlib.nullcontext(args.work) if args.work else tempfile.TemporaryDirectory() as tmp:
         Path(tmp).mkdir(parents=True, exist_ok=True)
         for run in args.runs:
@@ -372,9 +595,20 @@ def main() -> None:
                                label=f"{run} seed {seed}", cwd=ROOT)
                 rows.append(r)
                 print(f"{run} seed {seed}: before {r['before']} after {r['after']} ({r['seconds']} s)", flush=True)
-                results = {"samples": args.samples, "rows": rows, "summary": summarise(rows)}
+                results = collect(rows, pools, args.samples)
                 write_results(results, args.out, model="shapes-sd-tiny")  # after every run: nothing finished is lost
     print_tables(results)
+
+
+def collect(rows: list[dict], pools: list[dict], samples: int) -> dict:
+    """The results file's content: the rows, the best-of-N pools, their summaries."""
+    return {"samples": samples, "rows": rows, "pools": pools, "summary": summarise(rows),
+            "baselines": compare_baselines(rows, pools, samples)}
+
+
+def kept_pools(out: Path) -> list[dict]:
+    """The best-of-N pools stored in an earlier results file (:func:`kept_rows` checks its model)."""
+    return json.loads(out.read_text()).get("pools", []) if out.exists() else []
 
 
 def kept_rows(out: Path, runs: list[str], samples: int) -> list[dict]:

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from helpers import ROOT
 
 
@@ -17,7 +18,7 @@ def test_train_step_benchmark_smoke():
 def test_adapter_benchmark_smoke(tmp_path):
     out = tmp_path / "adapters.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "adapters.py"), "--steps", "2", "--samples", "2",
-                           "--class-images", "2", "--types", "difffit", "--skip", "interference",
+                           "--class-images", "2", "--types", "difffit", "--skip", "interference", "--skip", "prior",
                            "--skip", "ip-adapter", "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| difffit |" in proc.stdout and "| base model |" in proc.stdout
@@ -76,3 +77,78 @@ def test_linear_probe_reads_an_encoded_attribute_and_not_an_absent_one():
     noise = torch.randn(600, 16, generator=g)
     assert linear_probe_accuracy(encoded[:400], labels[:400], encoded[400:], labels[400:]) > 0.95
     assert linear_probe_accuracy(noise[:400], labels[:400], noise[400:], labels[400:]) < 0.5
+
+
+def _alignment_benchmark():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import alignment
+
+    return alignment
+
+
+def test_best_of_n_pool_starts_from_the_base_sample_and_never_gets_worse(monkeypatch):
+    """Candidate 0 of every pool seed is the sample the benchmark measures the base model on, so
+    best-of-1 is the base's score; picking by a reward can only raise that reward as N grows."""
+    import statistics
+
+    import difforge
+
+    alignment = _alignment_benchmark()
+    options, steps, rewards, _ = alignment.POOLS["ddim-10"]
+    monkeypatch.setitem(alignment.POOLS, "ddim-10", (options, 2, rewards, 3))
+    pool = alignment.pool_worker("ddim-10", seed=1, samples=1)
+    base = alignment.measure(difforge.load("shapes-sd-tiny"), rewards, 2, 1, "ddpo-alignment")
+    for reward in rewards:
+        assert abs(pool["best_of"][reward][reward][0] - statistics.mean(base[reward])) < 1e-6
+        curve = pool["best_of"][reward][reward]
+        assert all(later >= earlier - 1e-9 for earlier, later in zip(curve, curve[1:], strict=False))
+    assert len(pool["best_of"]["shapes-alignment"]["colourfulness"]) == 3
+
+
+def test_baselines_pair_each_run_with_its_own_by_seed():
+    """Supervised baselines pair seed with seed; an on-policy run's best-of-N has N = its
+    generated samples per evaluation sample, picked by the reward it trained on."""
+    alignment = _alignment_benchmark()
+
+    def row(run, seed, after, generated=None):
+        return {"run": run, "seed": seed, "after": after, "generated_samples": generated}
+
+    rows = [row("dpo", 0, {"shapes-alignment": 0.90}), row("dpo", 1, {"shapes-alignment": 0.88}),
+            row("sft-dpo", 0, {"shapes-alignment": 0.85}), row("sft-dpo", 1, {"shapes-alignment": 0.89}),
+            row("sft-dpo", 2, {"shapes-alignment": 0.99}),
+            row("ddpo-compressibility", 0, {"jpeg-compressibility": -1.1, "shapes-alignment": 0.2}, 1280)]
+    curve = [-1.3 + 0.01 * n for n in range(27)]
+    pools = [{"pool": "ddim-10", "seed": 0, "candidates": 27,
+              "best_of": {"jpeg-compressibility": {"jpeg-compressibility": curve, "shapes-alignment": [0.8] * 27}}}]
+    out = alignment.compare_baselines(rows, pools, samples=4)
+    dpo = out["dpo"]
+    assert dpo["baseline"] == "sft-dpo" and dpo["seeds"] == [0, 1] and dpo["eval_prompts_in_training"] == 0
+    assert abs(dpo["rewards"]["shapes-alignment"]["difference"][0] - 0.02) < 1e-9
+    ddpo = out["ddpo-compressibility"]
+    assert ddpo["n"] == 13 and ddpo["baseline"].startswith("best-of-13")  # 1280 samples / (24 prompts x 4)
+    assert abs(ddpo["rewards"]["jpeg-compressibility"]["baseline"][0] - curve[12]) < 1e-9
+    assert abs(ddpo["rewards"]["shapes-alignment"]["difference"][0] - (0.2 - 0.8)) < 1e-9
+    assert "sft-dpo" not in out  # a baseline has no baseline
+
+
+def test_chosen_images_make_an_image_folder_of_the_preferred_samples(tmp_path):
+    from PIL import Image
+
+    from difforge.training.data import ImageFolderDataset
+    from difforge_align import chosen_images
+
+    pairs = tmp_path / "pairs"
+    (pairs / "images").mkdir(parents=True)
+    for i, colour in enumerate(["red", "blue", "lime", "white"]):
+        Image.new("RGB", (8, 8), colour).save(pairs / "images" / f"{i}.png")
+    rows = [{"caption": "a red thing", "chosen": "images/0.png", "rejected": "images/1.png"},
+            {"caption": "a green thing", "chosen": "images/2.png", "rejected": "images/3.png"}]
+    (pairs / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dataset = ImageFolderDataset(str(chosen_images(pairs, tmp_path / "chosen")), resolution=8)
+    assert [dataset[i]["caption"] for i in range(len(dataset))] == ["a red thing", "a green thing"]
+    assert dataset[0]["pixel_values"][0].mean() > 0.9 and dataset[1]["pixel_values"][1].mean() > 0.9
+    (pairs / "pairs.jsonl").write_text(json.dumps(rows[0] | {"chosen": "images/missing.png"}) + "\n")
+    from difforge.errors import DataError
+
+    with pytest.raises(DataError, match="pair 1: chosen 'images/missing.png'"):
+        chosen_images(pairs, tmp_path / "other")

@@ -301,6 +301,15 @@ def write_model_card(out: Path, log: dict, metrics: dict) -> Path:
                  f"{spot['single_seen_combination']['full_accuracy']:.3f} / "
                  f"{spot['two_shapes_with_positions']['full_accuracy']:.3f}; `tests/test_zoo_model.py` re-measures "
                  "the spot check (with a tolerance) on every test run.\n") if spot else ""
+    labelled = metrics.get("scorer_on_generated")
+    labelled_line = (f"\nThe scorer on generated samples: {labelled['samples']} samples of this model and two tuned "
+                     "variants, labelled without the scorer (the nearest render of the world's drawing code; the "
+                     f"{labelled['hand_checked']} samples where it and the scorer disagree, or no render is near, "
+                     "checked by hand), stored in `packages/zoo/training/labelled_samples/` by "
+                     "`packages/zoo/training/label_samples.py`. The scorer reads "
+                     f"{labelled['scorer_accuracy']:.3f} of them right (" + ", ".join(
+                         f"{m}: {a:.3f}" for m, a in labelled["scorer_accuracy_by_model"].items())
+                     + "); `tests/test_zoo_model.py` re-reads them.\n") if labelled else ""
     trained_by = ("Each component was trained by one `difforge.train` run: objectives `clip-contrastive`, `autoencoder` "
                   "and `denoising` on the zoo's `shapes` dataset.\n" if "trained_by" in log["unet"] else "")
     text = f"""# shapes-sd-tiny
@@ -341,7 +350,7 @@ seed {metrics['seed']}) and measured by the analytic scorer of `difforge_zoo.sco
 {row("single shape, combinations seen in training (fresh samples)", "single_seen_combination")}
 {row("two shapes with positions", "two_shapes_with_positions")}
 {sweep_line}
-{spot_line}"""
+{spot_line}{labelled_line}"""
     (out / "README.md").write_text(text)
     return out / "README.md"
 

@@ -29,7 +29,8 @@ EXPORTS = {
     "DiffusionDPOObjective": "dpo", "DCPOObjective": "dpo", "PSOObjective": "pso", "SePPOObjective": "seppo",
     "D3POObjective": "d3po", "DDPOObjective": "ddpo", "RLCMObjective": "ddpo", "TexForceObjective": "texforce",
     "AlignPropObjective": "alignprop", "build_preference_pairs": "pairs", "preference_pairs": "pairs",
-    "perturb_caption": "pairs", "recaption_pairs": "pairs", "DualCaptions": "pairs", "dual_captions": "pairs",
+    "perturb_caption": "pairs", "recaption_pairs": "pairs",
+    "chosen_images": "pairs", "DualCaptions": "pairs", "dual_captions": "pairs",
 }
 
 __all__ = sorted(EXPORTS)

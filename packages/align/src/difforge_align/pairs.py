@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,14 @@ from typing import Any
 import torch
 
 from difforge import PAIRS_FILE, load_backbone, read_pairs
-from difforge.plugin_api import SAMPLE_FILE_KEY, atomic_save_safetensors, get_registry, read_pair_image, to_uint8
+from difforge.plugin_api import (
+    SAMPLE_FILE_KEY,
+    DataError,
+    atomic_save_safetensors,
+    get_registry,
+    read_pair_image,
+    to_uint8,
+)
 
 
 @torch.no_grad()
@@ -173,6 +181,27 @@ def recaption_pairs(source: str | Path, out_dir: str | Path, captions: DualCapti
     target = out / PAIRS_FILE
     target.write_text("".join(json.dumps(r) + "\n" for r in written))
     return target
+
+
+def chosen_images(source: str | Path, out_dir: str | Path) -> Path:
+    """The preferred image of every pair at ``source`` (difforge layout) copied to
+    ``out_dir/images/`` with its prompt in ``out_dir/metadata.jsonl``: an ``image-folder``
+    dataset for the baseline every preference method must beat, plain denoising fine-tuning on
+    the chosen images (``examples/configs/alignment/sft-dpo.yaml``). Pairs whose samples are not
+    images are refused. Returns ``out_dir``."""
+    root, rows = read_pairs(source)
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    meta = []
+    for i, row in enumerate(rows):
+        image = root / row["chosen"]
+        if image.suffix.lower() != ".png" or not image.is_file():
+            raise DataError(f"{root / PAIRS_FILE}: pair {i + 1}: chosen {row['chosen']!r} is not a PNG image")
+        name = f"images/{i:06d}.png"
+        shutil.copyfile(image, out / name)
+        meta.append({"file_name": name, "text": row["caption"]})
+    (out / "metadata.jsonl").write_text("".join(json.dumps(m) + "\n" for m in meta))
+    return out
 
 
 

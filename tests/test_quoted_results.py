@@ -1,0 +1,121 @@
+"""Numbers the docs and READMEs quote from benchmarks/results/*.json match those files: tables are
+compared cell by cell (or rebuilt by the benchmark's own printer and found verbatim), sentences
+are rebuilt from the file. A rerun that changes a result fails here until the docs follow."""
+
+import importlib.util
+import json
+import re
+
+import pytest
+from helpers import ROOT
+
+RESULTS = ROOT / "benchmarks" / "results"
+DOCS = ROOT / "docs"
+
+#: reward names as the docs' alignment table writes them
+REWARD_NAMES = {"alignment": "shapes-alignment", "alignment (4 steps)": "shapes-alignment",
+                "JPEG compressibility": "jpeg-compressibility", "colourfulness": "colourfulness"}
+
+
+def _benchmark(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _number(cell: str) -> list[float]:
+    """The numbers of a table cell ("**−0.066 ± 0.032**" -> [-0.066, 0.032])."""
+    text = cell.replace("−", "-").replace("*", "").replace("\u202f", "").replace(" ", "")
+    return [float(x) for x in re.findall(r"[-+]?\d+\.\d+|[-+]?\d+", text)]
+
+
+def _table(text: str, header: str) -> list[list[str]]:
+    """The body rows of the markdown table whose header line starts with ``header``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+    return rows
+
+
+def test_alignment_table_matches_the_results_file():
+    bench = _benchmark("alignment")
+    stored = json.loads((RESULTS / "alignment.json").read_text())
+    summary = bench.summarise(stored["rows"])
+    run, seen = None, set()
+    for cells in _table((DOCS / "alignment.md").read_text(), "| run | reward | before | after | gain |"):
+        label = cells[0]
+        if label:
+            if "†" in label:  # quoted from an earlier results file, and marked so
+                run = None
+                continue
+            runs = [t for t in re.findall(r"`([^`]+)`", label) if t in bench.RUNS]
+            assert len(runs) == 1, f"docs/alignment.md: row {label!r} names no single benchmark run"
+            run = runs[0]
+            seen.add(run)
+        if run is None:
+            continue
+        entry = summary[run]["rewards"][REWARD_NAMES[cells[1]]]
+        where = f"docs/alignment.md, {run}, {cells[1]}"
+        assert _number(cells[2])[0] == pytest.approx(entry["before"], abs=5e-4), where
+        assert _number(cells[3]) == pytest.approx(entry["after"], abs=5e-4), where
+        assert _number(cells[4]) == pytest.approx(entry["gain"], abs=5e-4), where
+        if label:
+            assert int(cells[5]) == summary[run]["steps"], where
+    missing = {r for r in summary if r not in bench.SUPERVISED_BASELINES.values()} - seen
+    assert not missing, f"docs/alignment.md: runs of alignment.json missing from the table: {sorted(missing)}"
+
+
+def test_alignment_baseline_and_slider_tables_are_the_printers_output():
+    bench = _benchmark("alignment")
+    stored = json.loads((RESULTS / "alignment.json").read_text())
+    docs = (DOCS / "alignment.md").read_text()
+    assert bench.baseline_table(bench.compare_baselines(stored["rows"], stored["pools"], stored["samples"])) in docs
+    for run in bench.SLIDERS:
+        assert bench.slider_table(stored["rows"], run) in docs
+
+
+def test_readme_alignment_and_freeze_guard_figures_match():
+    readme = (ROOT / "README.md").read_text().replace("\n  ", " ")
+    stored = json.loads((RESULTS / "alignment.json").read_text())
+    summary, baselines = stored["summary"], stored["baselines"]
+    seppo, pso = (summary[r]["rewards"]["shapes-alignment"] for r in ("seppo-heldout", "pso-heldout"))
+    pso_gap = baselines["pso-heldout"]["rewards"]["shapes-alignment"]["difference"]
+    sft_seppo = baselines["seppo-heldout"]["rewards"]["shapes-alignment"]["baseline"]
+    assert (f"PSO lifts 4-step samples {pso['before']:.2f} → {pso['after'][0]:.2f} ± {pso['after'][1]:.2f}, "
+            f"{pso_gap[0]:+.2f} ± {pso_gap[1]:.2f} over fine-tuning on its images") in readme
+    assert (f"SePPO lifts alignment {seppo['before']:.2f} → {seppo['after'][0]:.2f} ± {seppo['after'][1]:.2f}, "
+            f"which fine-tuning on the same images beats ({sft_seppo[0]:.2f} ± {sft_seppo[1]:.2f})") in readme
+    guard = {r["mask"]: r for r in json.loads((RESULTS / "freeze_guard.json").read_text())["rows"]}
+    protected = [guard[m]["protected"][0] for m in ("no mask", "random mask", "FreezeAsGuard mask")]
+    legal = [guard[m]["legal"][0] for m in ("no mask", "random mask", "FreezeAsGuard mask")]
+    sentence = (f"protected-domain fidelity after full fine-tuning {protected[0]:.2f} without a mask, "
+                f"{protected[1]:.2f} under a random mask of the same size, {protected[2]:.2f} under the learned "
+                f"mask; the legal domain's {legal[0]:.2f} / {legal[1]:.2f} / {legal[2]:.2f})")
+    assert sentence in readme
+
+
+def test_adapter_tables_are_the_printers_output():
+    bench = _benchmark("adapters")
+    docs = (DOCS / "adapters.md").read_text()
+    prior = json.loads((RESULTS / "dreambooth_prior.json").read_text())["prior_preservation"]
+    assert bench.prior_table(prior) in docs
+
+
+def test_adapter_interference_interval_is_quoted():
+    bench = _benchmark("adapters")
+    inter = json.loads((RESULTS / "adapters_16x16.json").read_text())["interference"]
+    assert bench.interference_sentence(inter) in (DOCS / "adapters.md").read_text().replace("\n", " ")
+
+
+def test_align_readme_quotes_the_baselines():
+    readme = (ROOT / "packages" / "align" / "README.md").read_text().replace("\n", " ")
+    baselines = json.loads((RESULTS / "alignment.json").read_text())["baselines"]
+    for run, reward in (("dpo", "shapes-alignment"), ("pso-heldout", "shapes-alignment"),
+                        ("seppo-heldout", "shapes-alignment"), ("ddpo-compressibility", "jpeg-compressibility")):
+        mean, std = baselines[run]["rewards"][reward]["difference"]
+        assert f"{mean:+.3f} ± {std:.3f}" in readme, run
