@@ -104,6 +104,8 @@ def test_adapter_tables_are_the_printers_output():
     docs = (DOCS / "adapters.md").read_text()
     prior = json.loads((RESULTS / "dreambooth_prior.json").read_text())["prior_preservation"]
     assert bench.prior_table(prior) in docs
+    ip = json.loads((RESULTS / "ip_adapter.json").read_text())["ip_adapter"]
+    assert bench.ip_table(ip) in docs
 
 
 def test_adapter_interference_interval_is_quoted():
