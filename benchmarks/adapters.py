@@ -244,11 +244,17 @@ def ip_adapter_table(steps: int, samples: int, work: Path, seed: int = 0) -> dic
     from difforge_zoo.scorer import detect
     from difforge_zoo.shapes import BASE_SHAPES, generate
 
+    references = generate(samples, seed=99, split="any", num_objects=1)
+    prompts = [f"{'an' if s.objects[0].colour[0] in 'aeiou' else 'a'} {s.objects[0].colour} {s.objects[0].shape}"
+               for s in references if s.objects[0].shape in ("circle", "square", "triangle")]
+    expects = [tuple(p.split()[1:3]) for p in prompts]
+    if not prompts:
+        raise SystemExit(f"--samples {samples}: none of the IP-Adapter's reference images is a base shape; "
+                         "use --samples 8 or more")
     result = difforge.train(CONFIGS / "ip-adapter.yaml", overrides=[
         f"train.steps={steps * 2}", f"train.seed={seed}", f"output.dir={work / 'ip-adapter'}",
         "output.progress=false"])
     model = difforge.load("shapes-sd-tiny", adapters=[(result.adapter_path, 1.0)])
-    references = generate(samples, seed=99, split="any", num_objects=1)
     pixels = scene_pixels(references)
     encoder = ImageEncoder(default_image_encoder("shapes-sd-tiny"))
     embeds = encoder(pixels)
@@ -273,9 +279,6 @@ def ip_adapter_table(steps: int, samples: int, work: Path, seed: int = 0) -> dic
                                   extra={"ip_adapter_image_embeds": embeds}))
     text_only = match(model.sample([""] * samples, num_steps=30, guidance_scale=4.0,
                                    generator=torch.Generator().manual_seed(0)))
-    prompts = [f"{'an' if s.objects[0].colour[0] in 'aeiou' else 'a'} {s.objects[0].colour} {s.objects[0].shape}"
-               for s in references if s.objects[0].shape in ("circle", "square", "triangle")]
-    expects = [tuple(p.split()[1:3]) for p in prompts]
     base = difforge.load("shapes-sd-tiny")
 
     def text_accuracy(m) -> float:
