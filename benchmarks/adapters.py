@@ -389,20 +389,18 @@ def print_tables(results: dict) -> None:
               f"with the IP-Adapter attached and no image {t['with_adapter']:.2f}")
 
 
-#: two-sided 95 % quantiles of Student's t by degrees of freedom (intervals over a few seeds)
-T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
-
-
 def interference_sentence(inter: dict) -> str:
     """Table 2's comparison as docs/adapters.md states it: per seed, LoRA's fidelity loss minus
     Orthogonal Adaptation's (both concepts averaged), their mean and 95 % t-interval over seeds."""
     import statistics
 
+    from scipy.stats import t
+
     def loss(kind: str, seed: int) -> float:
         return statistics.mean(r["loss"] for r in inter["rows"] if r["type"] == kind and r["seed"] == seed)
 
     gaps = [loss("lora", seed) - loss("orthogonal", seed) for seed in inter["seeds"]]
-    mean, half = statistics.mean(gaps), T_975[len(gaps) - 1] * statistics.stdev(gaps) / len(gaps) ** 0.5
+    mean, half = statistics.mean(gaps), t.ppf(0.975, len(gaps) - 1) * statistics.stdev(gaps) / len(gaps) ** 0.5
     return (f"LoRA loses {mean:.2f} more fidelity than Orthogonal Adaptation when summed (per seed: "
             + ", ".join(f"{g:+.2f}" for g in gaps) + f"; 95 % t-interval over the {len(gaps)} seeds "
             f"[{mean - half:+.2f}, {mean + half:+.2f}])")

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import statistics
@@ -178,11 +179,9 @@ SUPERVISED_BASELINES = {
 #: baseline keeps, per evaluation sample, the best of N candidates by the reward the run trained
 #: on, N = the samples the run generated in training / the evaluation samples (the same sampling
 #: cost, spent at test time; at least 1)
-POOLS = {
-    "ddim-10": ({"sampler": "ddim", "guidance_scale": 4.0}, 10,
-                ["shapes-alignment", "jpeg-compressibility", "colourfulness"], 27),
-    "consistency-4": ({"sampler": "consistency", "guidance_scale": 4.0}, 4,
-                      ["jpeg-compressibility", "shapes-alignment"], 40),
+POOLS = {  # pool -> (a run measured in its setting, sampling steps, rewards, candidates)
+    "ddim-10": ("ddpo-alignment", 10, ["shapes-alignment", "jpeg-compressibility", "colourfulness"], 27),
+    "consistency-4": ("rlcm-compressibility", 4, ["jpeg-compressibility", "shapes-alignment"], 40),
 }
 
 #: on-policy runs -> the pool their best-of-N baseline draws from
@@ -198,8 +197,9 @@ def prompts(name: str) -> list[str]:
     return [line for line in (CONFIGS / f"prompts_{name}.txt").read_text().splitlines() if line]
 
 
-def measure(backbone, rewards: list[str], num_steps: int, samples: int, run: str) -> dict:
-    """Per-sample scores of each reward on the run's evaluation prompts (fixed seed)."""
+def measure(backbone, rewards: list[str], num_steps: int, samples: int, run: str, seed_offset: int = 0) -> dict:
+    """Per-sample scores of each reward on the run's evaluation prompts (fixed seed; another
+    ``seed_offset`` draws other samples of the same prompts)."""
     import torch
 
     import difforge
@@ -207,7 +207,7 @@ def measure(backbone, rewards: list[str], num_steps: int, samples: int, run: str
     held = [p for p in evaluation_prompts(run) for _ in range(samples)]
     options = sampler_for(run)
     images = torch.cat([backbone.sample(held[i : i + 48], num_steps=num_steps,
-                                        generator=torch.Generator().manual_seed(1000 + i), **options)
+                                        generator=torch.Generator().manual_seed(1000 + i + seed_offset), **options)
                         for i in range(0, len(held), 48)])
     return {name: difforge.get_registry("rewards").get(name)(images, held).tolist() for name in rewards}
 
@@ -254,6 +254,7 @@ def training_captions(run: str) -> set[str]:
     return {dataset[i]["caption"] for i in range(len(dataset))}
 
 
+@functools.cache
 def evaluation_overlap(run: str) -> float:
     """The share of ``run``'s evaluation prompts that are also training captions (0: measured on
     unseen prompts; 1: the task is to learn the training concepts)."""
@@ -358,10 +359,10 @@ def worker(run: str, seed: int, scale: float, samples: int, work: Path) -> dict:
             **({"slider": slider} if slider else {})}
 
 
-def candidate_seed(candidate: int, seed: int, start: int, candidates: int) -> int:
-    """The sampling seed of a pool's batch starting at evaluation sample ``start``: candidate 0
-    is the base sample :func:`measure` draws; the others differ between candidates and seeds."""
-    return 1000 + start + (0 if candidate == 0 else 7919 * (candidate + candidates * seed))
+def candidate_offset(candidate: int, seed: int, candidates: int) -> int:
+    """The :func:`measure` seed offset of a pool's candidate: candidate 0 is the base sample
+    itself (offset 0); the others differ between candidates and seeds."""
+    return 0 if candidate == 0 else 7919 * (candidate + candidates * seed)
 
 
 def pool_worker(pool: str, seed: int, samples: int) -> dict:
@@ -372,29 +373,21 @@ def pool_worker(pool: str, seed: int, samples: int) -> dict:
 
     import difforge
 
-    options, num_steps, rewards, candidates = POOLS[pool]
+    like, num_steps, rewards, candidates = POOLS[pool]
     backbone = difforge.load("shapes-sd-tiny")
-    held = [p for p in prompts("heldout") for _ in range(samples)]
-    registry = difforge.get_registry("rewards")
     started = time.perf_counter()
-    scores: dict[str, list] = {r: [] for r in rewards}
-    for k in range(candidates):
-        images = torch.cat([backbone.sample(held[i : i + 48], num_steps=num_steps,
-                                            generator=torch.Generator().manual_seed(
-                                                candidate_seed(k, seed, i, candidates)), **options)
-                            for i in range(0, len(held), 48)])
-        for reward in rewards:
-            scores[reward].append(torch.as_tensor(registry.get(reward)(images, held), dtype=torch.float64))
-    table = {r: torch.stack(v) for r, v in scores.items()}  # reward -> (candidates, evaluation samples)
-    columns = torch.arange(len(held))
+    scores = [measure(backbone, rewards, num_steps, samples, like, candidate_offset(k, seed, candidates))
+              for k in range(candidates)]
+    table = {r: torch.tensor([c[r] for c in scores], dtype=torch.float64) for r in rewards}  # (candidates, samples)
+    columns = torch.arange(table[rewards[0]].shape[1])
     best_of = {by: {r: [table[r][table[by][:n].argmax(0), columns].mean().item() for n in range(1, candidates + 1)]
                     for r in rewards} for by in rewards}
-    return {"pool": pool, "seed": seed, "candidates": candidates, "num_steps": num_steps, **options,
+    return {"pool": pool, "seed": seed, "candidates": candidates, "num_steps": num_steps, **sampler_for(like),
             "seconds": round(time.perf_counter() - started, 1), "best_of": best_of}
 
 
-def best_of_n(run: str, generated_samples: int, samples: int) -> int:
-    """N of ``run``'s best-of-N baseline: its generated training samples per evaluation sample."""
+def best_of_n(generated_samples: int, samples: int) -> int:
+    """N of a run's best-of-N baseline: its generated training samples per evaluation sample."""
     return max(1, round(generated_samples / (len(prompts("heldout")) * samples)))
 
 
@@ -412,7 +405,7 @@ def compare_baselines(rows: list[dict], pools: list[dict], samples: int) -> dict
             theirs = {r["seed"]: r["after"] for r in rows if r["run"] == name}
             entry = {"baseline": name}
         elif run in ON_POLICY:
-            n = best_of_n(run, next(iter(mine.values()))["generated_samples"], samples)
+            n = best_of_n(next(iter(mine.values()))["generated_samples"], samples)
             trained = RUNS[run][2][0]
             theirs = {p["seed"]: {r: curve[n - 1] for r, curve in p["best_of"][trained].items()}
                       for p in pools if p["pool"] == ON_POLICY[run] and n <= p["candidates"]}

@@ -94,8 +94,8 @@ def test_best_of_n_pool_starts_from_the_base_sample_and_never_gets_worse(monkeyp
     import difforge
 
     alignment = _alignment_benchmark()
-    options, steps, rewards, _ = alignment.POOLS["ddim-10"]
-    monkeypatch.setitem(alignment.POOLS, "ddim-10", (options, 2, rewards, 3))
+    like, steps, rewards, _ = alignment.POOLS["ddim-10"]
+    monkeypatch.setitem(alignment.POOLS, "ddim-10", (like, 2, rewards, 3))
     pool = alignment.pool_worker("ddim-10", seed=1, samples=1)
     base = alignment.measure(difforge.load("shapes-sd-tiny"), rewards, 2, 1, "ddpo-alignment")
     for reward in rewards:
