@@ -104,6 +104,10 @@ def test_adapter_tables_are_the_printers_output():
     docs = (DOCS / "adapters.md").read_text()
     prior = json.loads((RESULTS / "dreambooth_prior.json").read_text())["prior_preservation"]
     assert bench.prior_table(prior) in docs
+    without, with_prior = (next(r for r in prior["summary"] if r["prior_loss_weight"] == w)["class_prior"][0]
+                           for w in (0.0, 1.0))
+    readme = (ROOT / "README.md").read_text().replace("\n  ", " ")
+    assert f'"a red circle" stays a red circle in {without:.2f} of samples, with it {with_prior:.2f}' in readme
     ip = json.loads((RESULTS / "ip_adapter.json").read_text())["ip_adapter"]
     assert bench.ip_table(ip) in docs
 
