@@ -184,16 +184,62 @@ def latent_scale(vae, count: int, seed: int, chunk: int = 512) -> float:
 
 
 def train_pipeline(out: Path, work: Path, budget: dict, log: dict, *, seed: int, clip_data: str, text_layers: int,
-                   latent_size: int, unet_seed: int | None):
-    """Stages 1-4: tokenizer, CLIP, VAE, UNet; writes the pipeline (and ``clip/``) to ``out``."""
+                   latent_size: int, unet_seed: int | None, components: Path | None = None):
+    """Stages 1-4: tokenizer, CLIP, VAE, UNet (only the UNet with ``components``); writes the
+    pipeline (and ``clip/``) to ``out``. The UNet stage's data seed is ``3 + unet_seed``."""
+    from difforge import load_backbone
+    from difforge_testkit import build_clip_tokenizer
+
+    if components is not None:
+        unet_init = reuse_components(components, out, work, log, latent_size, unet_seed)
+    else:
+        tokenizer = build_clip_tokenizer(out / "tokenizer", VOCABULARY, MAX_LENGTH)
+        unet_init = train_components(out, work, budget, log, tokenizer, seed=seed, clip_data=clip_data,
+                                     text_layers=text_layers, latent_size=latent_size, unet_seed=unet_seed)
+    scenes = {"count": budget["scenes"], "seed": seed}
+    unet = train_stage("unet", unet_init, work, log, objective={"name": "denoising"},
+                       data={"options": scenes, "caption_dropout": 0.1}, steps=budget["unet_steps"],
+                       batch=budget["unet_batch"], lr=1e-3, weight_decay=1e-2, seed=3 + (unet_seed or 0),
+                       max_grad_norm=1.0, ema={"decay": 0.999})
+    trained = load_backbone(unet)
+    log["unet"]["params"] = sum(p.numel() for p in trained.denoiser.parameters())
+    print("unet", log["unet"], flush=True)
+    trained.save_pretrained(out)
+
+
+def reuse_components(components: Path, out: Path, work: Path, log: dict, latent_size: int,
+                     unet_seed: int | None) -> Path:
+    """Tokenizer, text encoder, VAE and ``clip/`` of the trained pipeline in ``components`` with a
+    freshly initialised UNet (``unet_seed``): the UNet stage alone, for a second UNet seed of the
+    recipe. Their training log entries are copied into ``log``; returns the UNet stage's start."""
+    import shutil
+
+    from difforge import Backbone, load_backbone
+
+    done = load_backbone(components)
+    if done.denoiser.config.sample_size != latent_size:
+        raise SystemExit(f"--components {components}: its UNet runs at {done.denoiser.config.sample_size}x"
+                         f"{done.denoiser.config.sample_size}, not the --latent-size {latent_size}")
+    previous = json.loads((components / "training_log.json").read_text())
+    log.update({key: previous[key] for key in ("clip", "vae", "clip_data", "text_layers") if key in previous})
+    log["components_from"] = str(components)
+    fresh = build_pipeline(done.tokenizer, latent_size, unet_seed).denoiser
+    Backbone(fresh, done.scheduler, vae=done.vae, text_encoder=done.text_encoder,
+             tokenizer=done.tokenizer).save_pretrained(work / "unet-init")
+    shutil.copytree(components / "clip", out / "clip", dirs_exist_ok=True)
+    return work / "unet-init"
+
+
+def train_components(out: Path, work: Path, budget: dict, log: dict, tokenizer, *, seed: int, clip_data: str,
+                     text_layers: int, latent_size: int, unet_seed: int | None) -> Path:
+    """Stages 2-3 (CLIP, VAE) from a fresh pipeline; returns the UNet stage's start (the trained
+    text encoder cut to ``text_layers``, the VAE with its latent scale, the seeded UNet)."""
     import shutil
 
     from transformers import CLIPTextModel
 
     from difforge import Backbone, load_backbone
-    from difforge_testkit import build_clip_tokenizer
 
-    tokenizer = build_clip_tokenizer(out / "tokenizer", VOCABULARY, MAX_LENGTH)
     build_pipeline(tokenizer, latent_size, unet_seed).save_pretrained(work / "init")
     scenes = {"count": budget["scenes"], "seed": seed}
     clip_scenes = {**scenes, "shapes": list(BASE_SHAPES)} if clip_data == "all-combinations" else scenes
@@ -214,14 +260,8 @@ def train_pipeline(out: Path, work: Path, budget: dict, log: dict, *, seed: int,
     vae.register_to_config(scaling_factor=latent_scale(vae, budget["scenes"], seed))
     Backbone(trained.denoiser, trained.scheduler, vae=vae, text_encoder=text_encoder,
              tokenizer=tokenizer).save_pretrained(work / "unet-init")
-    unet = train_stage("unet", work / "unet-init", work, log, objective={"name": "denoising"},
-                       data={"options": scenes, "caption_dropout": 0.1}, steps=budget["unet_steps"],
-                       batch=budget["unet_batch"], lr=1e-3, weight_decay=1e-2, seed=3, max_grad_norm=1.0,
-                       ema={"decay": 0.999})
-    log["unet"]["params"] = sum(p.numel() for p in trained.denoiser.parameters())
-    print("unet", log["unet"], flush=True)
-    load_backbone(unet).save_pretrained(out)
     shutil.copytree(clip / "clip", out / "clip", dirs_exist_ok=True)
+    return work / "unet-init"
 
 
 def evaluation_prompts(per_prompt: int) -> dict[str, list[str]]:
@@ -373,7 +413,11 @@ def main() -> None:
     parser.add_argument("--latent-size", type=int, choices=[8, 16], default=16,
                         help="VAE latent resolution (16: one downsampling fewer; the UNet runs at 16x16)")
     parser.add_argument("--unet-seed", type=int, default=0,
-                        help="seed of the UNet's initialisation (-1: not reseeded)")
+                        help="seed of the UNet's initialisation and (as 3 + it) of its training data order "
+                             "(-1: not reseeded)")
+    parser.add_argument("--components", type=Path,
+                        help="a trained pipeline (e.g. the committed shapes-sd-tiny) whose tokenizer, CLIP and VAE "
+                             "are reused: only the UNet trains, from --unet-seed")
     args = parser.parse_args()
     if args.eval_only:
         out = Path(args.out)
@@ -400,7 +444,8 @@ def main() -> None:
                  "unet_seed": unet_seed}
     with tempfile.TemporaryDirectory() as work:  # the runs' checkpoints stay out of the model folder
         train_pipeline(out, Path(work), budget, log, seed=args.seed, clip_data=args.clip_data,
-                       text_layers=args.text_layers, latent_size=args.latent_size, unet_seed=unet_seed)
+                       text_layers=args.text_layers, latent_size=args.latent_size, unet_seed=unet_seed,
+                       components=args.components)
     log["train_seconds"] = round(time.time() - started, 1)
     full = not args.quick
     metrics = evaluate(out, budget["eval_per_prompt"], guidance=args.guidance, steps=budget["eval_steps"],
