@@ -86,6 +86,7 @@ EXPORTS: dict[str, tuple[str, str]] = {
     "SamplingSchedule": ("sampling.schedule", "SamplingSchedule"),
     "schedule_from_scheduler": ("sampling.schedule", "schedule_from_scheduler"),
     "classifier_free_guidance": ("sampling.guidance", "classifier_free_guidance"),
+    "guidance_scale_embedding": ("sampling.guidance", "guidance_scale_embedding"),
     "to_uint8": ("sampling.grid", "to_uint8"),
     "make_grid": ("sampling.grid", "make_grid"),
     "save_grid": ("sampling.grid", "save_grid"),

@@ -281,12 +281,15 @@ SWEEP_SCALES = (1.5, 2.0, 3.0, 4.0, 7.0)
 SPOT_CHECK_PER_PROMPT = 4
 
 
-def sample_and_score(backbone, prompts: list[str], guidance: float, steps: int, seed: int) -> dict[str, float]:
-    """DDIM samples of ``prompts`` (CFG, in chunks of 64, one seeded generator) read by the analytic scorer."""
+def sample_and_score(backbone, prompts: list[str], guidance: float, steps: int, seed: int,
+                     sampler: str = "ddim") -> dict[str, float]:
+    """Samples of ``prompts`` (DDIM unless ``sampler``; guidance ``guidance``, in chunks of 64, one
+    seeded generator) read by the analytic scorer."""
     from difforge_zoo.scorer import score
 
     g = torch.Generator().manual_seed(seed)
-    images = torch.cat([backbone.sample(prompts[i : i + 64], num_steps=steps, guidance_scale=guidance, generator=g)
+    images = torch.cat([backbone.sample(prompts[i : i + 64], num_steps=steps, sampler=sampler,
+                                        guidance_scale=guidance, generator=g)
                         for i in range(0, len(prompts), 64)])
     return {k: round(v, 4) for k, v in score(images, prompts).items() if k != "reward"}
 

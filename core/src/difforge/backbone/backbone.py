@@ -111,6 +111,25 @@ class Backbone(nn.Module):
         return self.spec.inputs | adapter_input_names(self.denoiser)
 
     @property
+    def embeds_guidance(self) -> bool:
+        """Whether the denoiser takes the guidance scale as an input instead of classifier-free
+        guidance: a guidance-distilled model such as an LCM (``time_cond_proj_dim`` in its config)."""
+        return getattr(self.denoiser.config, "time_cond_proj_dim", None) is not None
+
+    def guidance_inputs(self, guidance_scale: float, batch: int) -> dict[str, Tensor]:
+        """The extra model inputs that ask a guidance-embedding denoiser for ``guidance_scale``
+        (``timestep_cond``: :func:`~difforge.sampling.guidance.guidance_scale_embedding` of
+        ``guidance_scale - 1``, one row per sample); empty for any other denoiser."""
+        if not self.embeds_guidance:
+            return {}
+        from ..sampling.guidance import guidance_scale_embedding
+
+        w = torch.full((batch,), float(guidance_scale) - 1.0)
+        dtype = next(self.denoiser.parameters()).dtype
+        emb = guidance_scale_embedding(w, self.denoiser.config.time_cond_proj_dim)
+        return {"timestep_cond": emb.to(self.device, dtype)}
+
+    @property
     def latent_scale(self) -> float:
         return float(getattr(self.vae.config, "scaling_factor", 1.0)) if self.vae is not None else 1.0
 
@@ -198,10 +217,38 @@ class Backbone(nn.Module):
         return out
 
     def denoise_x0(self, x_t: Tensor, timestep: Tensor, cond: Any = None,
-                   extra: Mapping[str, Any] | None = None) -> Tensor:
+                   extra: Mapping[str, Any] | None = None, denoiser: nn.Module | None = None) -> Tensor:
         """The ``x0`` estimate the samplers consume, at a model-facing (scheduler) timestep."""
         t = self.parameterization.from_model_timestep(timestep)
-        return self.parameterization.to_x0(self.predict(x_t, t, cond, extra=extra), x_t, t)
+        return self.parameterization.to_x0(self.predict(x_t, t, cond, denoiser=denoiser, extra=extra), x_t, t)
+
+    def guided_denoise(self, cond: Any, guidance_scale: float, batch: int, *, guidance: str | Callable = "cfg",
+                       uncond: Any = None, extra: Mapping[str, Any] | None = None,
+                       uncond_extra: Mapping[str, Any] | None = None,
+                       denoiser: nn.Module | None = None) -> Callable[[Tensor, Tensor], Tensor]:
+        """``denoise(x, timestep) -> x0`` for ``batch`` samples of ``cond`` at ``guidance_scale``:
+        ``guidance`` (a registered name or a function with the signature of
+        :func:`~difforge.sampling.guidance.classifier_free_guidance`) between ``cond`` and
+        ``uncond`` (default: :meth:`null_condition`), or, for a denoiser that embeds the guidance
+        scale (:attr:`embeds_guidance`), one conditional call with that scale as its input, as
+        diffusers' ``LatentConsistencyModelPipeline`` samples an LCM. ``denoiser`` may be a
+        wrapped copy of :attr:`denoiser`."""
+        from ..plugins import get_registry
+
+        extra = dict(extra or {})
+        if self.embeds_guidance and "timestep_cond" not in extra:
+            extra.update(self.guidance_inputs(guidance_scale, batch))
+            guidance_scale = 1.0
+        if isinstance(guidance, str):
+            guidance = get_registry("guidance").get(guidance)
+        if guidance_scale != 1.0 and uncond is None:
+            uncond = self.null_condition(batch)
+        uncond_extra = {**adapter_null_inputs(self.denoiser, extra), **(uncond_extra or {})}
+
+        def denoise(x: Tensor, timestep: Tensor, c: Any, inputs: Mapping[str, Any]) -> Tensor:
+            return self.denoise_x0(x, timestep, c, extra=inputs, denoiser=denoiser)
+
+        return guidance(denoise, cond, uncond, guidance_scale, extra=extra, uncond_extra=uncond_extra)
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
@@ -234,7 +281,8 @@ class Backbone(nn.Module):
         ``sampler`` is a registered name (``ddpm``, ``ddim``, ``euler``, ``flow_euler``) or a
         function; ``guidance`` a registered guidance (``cfg``) or a function with its signature
         (:func:`~difforge.sampling.guidance.classifier_free_guidance`); ``callback(step, t, x, x0)``
-        runs after each step and may replace ``x``.
+        runs after each step and may replace ``x``. A denoiser that embeds the guidance scale (an
+        LCM) gets ``guidance_scale`` as its input instead (:meth:`guided_denoise`).
         """
         from ..plugins import get_registry
 
@@ -261,18 +309,8 @@ class Backbone(nn.Module):
             sampler = get_registry("samplers").get(sampler)
         dtype = next(self.denoiser.parameters()).dtype
         noise = torch.randn((batch, *shape), generator=generator, dtype=torch.float32).to(self.device, dtype)
-        extra = dict(extra or {})
-        uncond_extra = {**adapter_null_inputs(self.denoiser, extra), **(uncond_extra or {})}
-        if isinstance(guidance, str):
-            guidance = get_registry("guidance").get(guidance)
-        denoise = guidance(
-            self.denoise_x0,
-            cond,
-            self.null_condition(batch) if guidance_scale != 1.0 else None,
-            guidance_scale,
-            extra=extra,
-            uncond_extra=uncond_extra,
-        )
+        denoise = self.guided_denoise(cond, guidance_scale, batch, guidance=guidance, extra=extra,
+                                      uncond_extra=uncond_extra)
         schedule = schedule_from_scheduler(self.scheduler, num_steps)
         latents = sampler(denoise, noise, schedule, generator=generator, callback=callback, **sampler_options)
         return self.decode(latents).clamp(-1, 1) if decode else latents

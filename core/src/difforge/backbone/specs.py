@@ -80,7 +80,8 @@ def _class_if_embedded(config: Any) -> str:
     return "class" if classes else "none"
 
 
-UNET2D_CONDITION = DenoiserSpec()
+#: ``timestep_cond``: the guidance-scale embedding of a guidance-distilled UNet (``time_cond_proj_dim``)
+UNET2D_CONDITION = DenoiserSpec(inputs=frozenset({"timestep_cond"}))
 UNET2D = DenoiserSpec(condition_kwarg="class_labels", conditioning=_class_if_embedded)
 DIT = DenoiserSpec(condition_kwarg="class_labels", conditioning="class", timestep_kwarg="timestep")
 UNET1D = DenoiserSpec(condition_kwarg=None, conditioning="none", sample_shape=sequence_shape)

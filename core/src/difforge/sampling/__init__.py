@@ -1,6 +1,6 @@
 """Sampling: pure-function samplers, guidance, and the schedule they walk."""
 
-from .guidance import classifier_free_guidance
+from .guidance import classifier_free_guidance, guidance_scale_embedding
 from .samplers import (
     sample_consistency,
     sample_ddim,
@@ -13,6 +13,7 @@ from .schedule import SamplingSchedule, schedule_from_scheduler
 __all__ = [
     "SamplingSchedule",
     "classifier_free_guidance",
+    "guidance_scale_embedding",
     "sample_consistency",
     "sample_ddim",
     "sample_ddpm",

@@ -39,6 +39,16 @@ def classifier_free_guidance(
     return guided
 
 
+def guidance_scale_embedding(w: Tensor, dim: int) -> Tensor:
+    """Sinusoidal embedding of ``w = guidance_scale - 1``, shape ``(len(w), dim)``: the input of a
+    denoiser distilled with the guidance scale as a condition (LCM, Luo et al. 2023, after VDM's
+    embedding of ``1000 w``; diffusers' ``LatentConsistencyModelPipeline`` computes the same)."""
+    half = dim // 2
+    frequencies = torch.exp(torch.arange(half, dtype=torch.float32) * -(torch.log(torch.tensor(10000.0)) / (half - 1)))
+    angles = (w.float().reshape(-1) * 1000.0)[:, None] * frequencies[None, :]
+    return torch.nn.functional.pad(torch.cat([angles.sin(), angles.cos()], dim=1), (0, dim % 2))
+
+
 def _cat(a: Any, b: Any) -> Any:
     if a is None and b is None:
         return None

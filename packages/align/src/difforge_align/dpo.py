@@ -44,6 +44,10 @@ class DiffusionDPOObjective(Objective):
         """Set up the reference: the adapters switched off, or a frozen copy for full fine-tuning."""
         self.reference = context.reference_model()
 
+    def model_inputs(self, batch: int) -> dict[str, Tensor]:
+        """Extra model inputs of the denoising errors (none; PSO gives a guidance-embedding model its scale)."""
+        return {}
+
     def conditions(self, batch: dict[str, Any]) -> tuple[Any, Any]:
         """Conditioning of the chosen and the rejected images: the shared caption."""
         cond = self.backbone.encode_prompts(list(batch["caption"]))
@@ -70,8 +74,10 @@ class DiffusionDPOObjective(Objective):
         cond = torch.cat([cond_w, cond_l])
         target = param.target(x0, noise2, t2).float()
 
+        inputs = self.model_inputs(2 * n)
+
         def errors(model: nn.Module) -> Tensor:
-            out = bb.predict(x_t, t2, cond, denoiser=model)
+            out = bb.predict(x_t, t2, cond, denoiser=model, extra=inputs)
             return F.mse_loss(out.float(), target, reduction="none").flatten(1).mean(1)
 
         model_err = errors(denoiser)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from difforge.plugin_api import SamplingSchedule, classifier_free_guidance, schedule_from_scheduler
+from difforge.plugin_api import SamplingSchedule, schedule_from_scheduler
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -108,14 +108,9 @@ def round_minibatches(count: int, size: int | None, epochs: int, steps: list[int
 
 
 def guided_x0(backbone, model: nn.Module, x: Tensor, timestep: Tensor, cond: Any, null: Any, scale: float) -> Tensor:
-    """The classifier-free-guided x0 estimate of ``model`` (which may be the trained, wrapped copy)."""
-    param = backbone.parameterization
-
-    def denoise(x_: Tensor, ts: Tensor, c: Any, extra) -> Tensor:
-        t = param.from_model_timestep(ts)
-        return param.to_x0(backbone.predict(x_, t, c, denoiser=model, extra=extra), x_, t)
-
-    return classifier_free_guidance(denoise, cond, null, scale)(x, timestep)
+    """The guided x0 estimate of ``model`` (which may be the trained, wrapped copy): classifier-free
+    guidance, or the scale as input for a guidance-embedding model (an LCM)."""
+    return backbone.guided_denoise(cond, scale, len(x), uncond=null, denoiser=model)(x, timestep)
 
 
 @torch.no_grad()
@@ -128,7 +123,7 @@ def sample_trajectories(backbone, model: nn.Module, prompts: list[str], *, num_s
     if backbone.parameterization.continuous or not hasattr(backbone.scheduler, "alphas_cumprod"):
         raise ValueError("policy-gradient sampling needs a variance-preserving (DDPM/DDIM) scheduler")
     cond = backbone.encode_prompts(prompts)
-    null = backbone.null_condition(len(prompts)) if guidance_scale != 1.0 else None
+    null = backbone.null_condition(len(prompts)) if guidance_scale != 1.0 and not backbone.embeds_guidance else None
     schedule = schedule_from_scheduler(backbone.scheduler, num_steps)
     shape = (len(prompts), *backbone.sample_shape())
     if initial is not None and tuple(initial.shape) != shape:

@@ -60,6 +60,11 @@ class PSOObjective(DiffusionDPOObjective):
         """Restore the sample count of :meth:`state_dict`."""
         self.samples_used = int(state["samples_used"])
 
+    def model_inputs(self, batch: int) -> dict[str, torch.Tensor]:
+        """For a model that embeds the guidance scale (an LCM), the scale it samples with: the
+        likelihood margin is that of the few-step model as it is used."""
+        return self.backbone.guidance_inputs(self.options.guidance_scale, batch)
+
     @torch.no_grad()
     def reference_samples(self, captions: list[str], denoiser: nn.Module, generator: torch.Generator) -> torch.Tensor:
         """Latents the model samples for ``captions`` with its few-step sampler."""
