@@ -35,6 +35,7 @@ embeddings carry at all.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import sys
@@ -101,14 +102,15 @@ def train(kind: str, concept: str, images: Path, out: Path, steps: int, extra: l
     return difforge.train(CONFIGS / f"{kind}.yaml", overrides=overrides)
 
 
-def worker(kind: str, steps: int, samples: int, work: Path) -> dict:
-    """Table 1 row for ``kind`` (run in a fresh process so peak memory is its own)."""
+def worker(kind: str, steps: int, samples: int, work: Path, seed: int = 0) -> dict:
+    """Table 1 row for ``kind`` trained with ``seed`` and sampled with seeds ``2 seed`` and
+    ``2 seed + 1`` (run in a fresh process so peak memory is its own)."""
     import torch
 
     import difforge
 
     images = write_concept_images(work / "images", "heart")
-    result = train(kind, "heart", images, work / kind, steps)
+    result = train(kind, "heart", images, work / f"{kind}-{seed}", steps, extra=[f"train.seed={seed}"])
     tuned = difforge.load("shapes-sd-tiny", adapters=[(result.adapter_path, 1.0)])
     adapter = tuned.adapters.types["adapter_0"]
     trainable = adapter.num_trainable(tuned.denoiser, "adapter_0")
@@ -116,20 +118,69 @@ def worker(kind: str, steps: int, samples: int, work: Path) -> dict:
     spec = CONCEPTS["heart"]
     peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available()
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    return {"type": kind, "trainable": trainable, "trainable_pct": 100 * trainable / total,
+    return {"type": kind, "seed": seed, "trainable": trainable, "trainable_pct": 100 * trainable / total,
             "ms_per_step": 1000 * result.seconds / result.steps, "peak_memory_mib": peak / 2**20,
             "steps": result.steps,
-            "concept_fidelity": accuracy(tuned, spec["prompt"], (spec["colour"], spec["shape"]), samples, 0),
-            "class_prior": accuracy(tuned, spec["class_prompt"], spec["class_expect"], samples, 1)}
+            "concept_fidelity": accuracy(tuned, spec["prompt"], (spec["colour"], spec["shape"]), samples, 2 * seed),
+            "class_prior": accuracy(tuned, spec["class_prompt"], spec["class_expect"], samples, 2 * seed + 1)}
 
 
-def base_row(samples: int) -> dict:
-    """The base model's scores on the same prompts."""
+def base_row(samples: int, seed: int = 0) -> dict:
+    """The base model's scores on the same prompts with the sampling seeds of :func:`worker`'s ``seed``."""
     import difforge
 
     base, spec = difforge.load("shapes-sd-tiny"), CONCEPTS["heart"]
-    return {"concept_fidelity": accuracy(base, spec["prompt"], (spec["colour"], spec["shape"]), samples, 0),
-            "class_prior": accuracy(base, spec["class_prompt"], spec["class_expect"], samples, 1)}
+    return {"seed": seed,
+            "concept_fidelity": accuracy(base, spec["prompt"], (spec["colour"], spec["shape"]), samples, 2 * seed),
+            "class_prior": accuracy(base, spec["class_prompt"], spec["class_expect"], samples, 2 * seed + 1)}
+
+
+def type_rows(results: dict) -> tuple[list[dict], list[dict]]:
+    """Table 1's base rows and adapter rows, each with its seed (files written before table 1 had
+    seeds hold one base dict and rows of seed 0)."""
+    base = results.get("base") or []
+    base = [base] if isinstance(base, dict) else base
+    return ([{"seed": 0} | b for b in base], [{"seed": 0} | r for r in results.get("types", [])])
+
+
+#: the adapter every other type of table 1 is compared with: the simplest (and default) choice
+BASELINE_TYPE = "lora"
+
+
+def types_table(results: dict) -> str:
+    """Table 1 over its seeds (docs/adapters.md quotes it): per type the mean ± std of concept
+    fidelity and class prior and their difference from LoRA trained and sampled with the same
+    seed, sorted by fidelity."""
+    import statistics
+
+    base, rows = type_rows(results)
+    seeds = sorted({r["seed"] for r in rows})
+    by = {(r["type"], r["seed"]): r for r in rows}
+    kinds = sorted({r["type"] for r in rows},
+                   key=lambda k: -statistics.mean(r["concept_fidelity"] for r in rows if r["type"] == k))
+
+    def cell(values: list[float], sign: str = "") -> str:
+        mean, std = mean_std(values)
+        return f"{mean:{sign}.2f} ± {std:.2f}"
+
+    lines = [f"| type | trainable | % of UNet | ms/step | peak RSS (MiB) | concept fidelity | − {BASELINE_TYPE} "
+             f"| class prior | − {BASELINE_TYPE} |", "|---|---|---|---|---|---|---|---|---|",
+             f"| base model | – | – | – | – | {cell([b['concept_fidelity'] for b in base])} | – | "
+             f"{cell([b['class_prior'] for b in base])} | – |"]
+    for kind in kinds:
+        mine = [by[(kind, s)] for s in seeds if (kind, s) in by]
+        paired = [(by[(kind, s)], by[(BASELINE_TYPE, s)]) for s in seeds
+                  if (kind, s) in by and (BASELINE_TYPE, s) in by]
+        diffs = {key: ("(the baseline)" if kind == BASELINE_TYPE else cell([m[key] - b[key] for m, b in paired], "+"))
+                 for key in ("concept_fidelity", "class_prior")}
+        name = f"`{kind}`" + ("" if len(mine) == len(seeds) else f" ({len(mine)} seeds)")
+        trainable = f"{mine[0]['trainable']:,}".replace(",", " ")
+        lines.append(f"| {name} | {trainable} | {mine[0]['trainable_pct']:.2f} | "
+                     f"{statistics.mean(r['ms_per_step'] for r in mine):.0f} | "
+                     f"{statistics.mean(r['peak_memory_mib'] for r in mine):.0f} | "
+                     f"{cell([r['concept_fidelity'] for r in mine])} | {diffs['concept_fidelity']} | "
+                     f"{cell([r['class_prior'] for r in mine])} | {diffs['class_prior']} |")
+    return "\n".join(lines)
 
 
 def interference(steps: int, samples: int, work: Path, seeds: list[int]) -> dict:
@@ -333,16 +384,12 @@ def image_encoder_probe(encoder) -> dict:
 def print_tables(results: dict) -> None:
     """Markdown tables of a results dict."""
     base = results.get("base")
-    if results.get("types"):
+    if results.get("types") and base:
+        seeds = sorted({r["seed"] for r in type_rows(results)[1]})
         print(f"\n### Personalisation with each adapter type ({results['steps']} steps, "
-              f"{results['samples']} samples per prompt)\n")
-        print("| adapter | trainable | % of UNet | ms/step | peak memory (MiB) | concept fidelity | class prior |")
-        print("|---|---|---|---|---|---|---|")
-        if base:
-            print(f"| base model | 0 | 0 | – | – | {base['concept_fidelity']:.2f} | {base['class_prior']:.2f} |")
-        for r in results["types"]:
-            print(f"| {r['type']} | {r['trainable']:,} | {r['trainable_pct']:.2f} | {r['ms_per_step']:.0f} | "
-                  f"{r['peak_memory_mib']:.0f} | {r['concept_fidelity']:.2f} | {r['class_prior']:.2f} |")
+              f"{results['samples']} samples per prompt, mean ± std over seeds {seeds}; − {BASELINE_TYPE}: "
+              "paired by seed)\n")
+        print(types_table(results))
     if results.get("interference"):
         inter = results["interference"]
         print("\n### Interference: each concept alone vs both adapters summed "
@@ -419,12 +466,31 @@ def prior_table(prior: dict) -> str:
     return "\n".join(lines)
 
 
+def merged_results(out: Path, steps: int, samples: int) -> dict:
+    """The ``--out`` file's results for ``--merge``: refused when it was measured on another
+    model or with other ``--steps`` / ``--samples``."""
+    from worker import model_fingerprint
+
+    if not out.exists():
+        return {"steps": steps, "samples": samples}
+    old = json.loads(out.read_text())
+    if old.get("model") != model_fingerprint("shapes-sd-tiny") or (old["steps"], old["samples"]) != (steps, samples):
+        raise SystemExit(f"--merge: {out} was measured on another model or with other --steps/--samples; "
+                         "rerun without --merge")
+    return {k: v for k, v in old.items() if k != "model"}
+
+
 def main() -> None:
     """Run the benchmark and print its tables."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--samples", type=int, default=32, help="samples per prompt for each accuracy")
     parser.add_argument("--types", nargs="*", default=None, help="adapter types for table 1 (default: all)")
+    parser.add_argument("--type-seeds", nargs="*", type=int, default=[0, 1, 2],
+                        help="seeds of table 1 (training seed; sampling seeds 2 s and 2 s + 1)")
+    parser.add_argument("--merge", action="store_true",
+                        help="start from the --out file (same model): keep its tables and its table-1 rows of the "
+                             "types and seeds not rerun")
     parser.add_argument("--skip", choices=["types", "interference", "prior", "ip-adapter"], action="append",
                         default=[])
     parser.add_argument("--out", default=str(HERE / "results" / "adapters.json"))
@@ -435,24 +501,33 @@ def main() -> None:
                         help="seeds of table 4 (DreamBooth with and without prior preservation)")
     parser.add_argument("--ip-seeds", nargs="*", type=int, default=[0, 1, 2], help="training seeds of table 3")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
     CLASS_IMAGES[0] = args.class_images
     if args.worker:
-        emit(worker(args.worker, args.steps, args.samples, Path(args.work)))
+        emit(worker(args.worker, args.steps, args.samples, Path(args.work), args.seed))
         return
     from difforge.plugins import get_registry
 
     results: dict = {"steps": args.steps, "samples": args.samples}
+    if args.merge:
+        results = merged_results(Path(args.out), args.steps, args.samples)
     with tempfile.TemporaryDirectory() as tmp:
         if "types" not in args.skip:
-            results["base"] = base_row(args.samples)
-            results["types"] = []
-            for kind in args.types or sorted(set(get_registry("adapters").owned_by("difforge")) - {"ip-adapter"}):
-                results["types"].append(run_worker(__file__, [
-                    "--worker", kind, "--steps", str(args.steps), "--samples", str(args.samples),
-                    "--class-images", str(args.class_images), "--work", tmp], label=kind))
-                print(f"{kind}: {results['types'][-1]}", flush=True)
+            kinds = args.types or sorted(set(get_registry("adapters").owned_by("difforge")) - {"ip-adapter"})
+            base, rows = type_rows(results)
+            for seed in args.type_seeds:
+                base = [b for b in base if b["seed"] != seed] + [base_row(args.samples, seed)]
+                for kind in kinds:
+                    row = run_worker(__file__, [
+                        "--worker", kind, "--seed", str(seed), "--steps", str(args.steps), "--samples",
+                        str(args.samples), "--class-images", str(args.class_images), "--work", tmp],
+                        label=f"{kind} seed {seed}")
+                    rows = [r for r in rows if (r["type"], r["seed"]) != (kind, seed)] + [row]
+                    print(f"{kind} seed {seed}: {row}", flush=True)
+                    results |= {"base": base, "types": rows}
+                    write_results(results, args.out, model="shapes-sd-tiny")  # nothing finished is lost
         if "interference" not in args.skip:
             results["interference"] = interference(args.steps, args.samples, Path(tmp), args.interference_seeds)
         if "prior" not in args.skip:

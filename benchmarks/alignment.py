@@ -33,6 +33,7 @@ scores 0.85 on the held-out ones, mostly by binding a colour to the wrong shape.
 | textcraftor-colourfulness | alignprop on a LoRA of the text encoder (``textcraftor.yaml``), also measured with the LoRA at weights 0.25 / 0.5 / 0.75 (the interpolation slider) | colourfulness | colourfulness, alignment |
 | sft-dpo / sft-dpo-colourfulness | denoising (``sft-dpo.yaml``) | the supervised baseline of the DPO-family rows: plain fine-tuning on the chosen images of the same pairs (ranked by alignment / colourfulness), same LoRA, steps, learning rate | as the rows it is the baseline of |
 | sft-pso / sft-seppo | denoising (``sft-pso.yaml`` / ``sft-seppo.yaml``) | the supervised baselines of PSO and SePPO: plain fine-tuning on the same images | as PSO / SePPO |
+| rlcm-compressibility-lcm / pso-heldout-lcm / sft-pso-lcm | rlcm (``LARGE_ROUNDS``) / pso (guidance 4 as input) / denoising | as rlcm-compressibility / pso-heldout / sft-pso, but on shapes-lcm-tiny, the consistency-distilled model RLCM and PSO are meant for | as those rows, sampled at guidance 4 |
 
 Every on-policy run (DDPO, RLCM, D3PO, TexForce, AlignProp) is compared with best-of-N sampling
 from the base model at its sampling cost: N = the samples it generated in training per evaluation
@@ -55,6 +56,8 @@ measured once per evaluation setting and shared by every seed.
     python benchmarks/alignment.py --seeds 0 --runs dpo alignprop-colourfulness --scale 0.3
     python benchmarks/alignment.py --runs sft-pso sft-seppo --scale 0.5 --merge   # PSO's / SePPO's baselines
     python benchmarks/alignment.py --best-of-n                # the on-policy runs' best-of-N pools (about 30 min)
+    python benchmarks/alignment.py --runs rlcm-compressibility-lcm pso-heldout-lcm sft-pso-lcm --merge
+    python benchmarks/alignment.py --best-of-n lcm-consistency-4   # RLCM-on-LCM's pool
 """  # noqa: E501 (the runs table)
 
 from __future__ import annotations
@@ -123,6 +126,10 @@ DCPO_CAPTIONS = {"dcpo-weak": "perturbed-weak", "dcpo-captioned": "captioned", "
 PAIR_REWARDS = {"dpo-colourfulness": "colourfulness", "dcpo-colourfulness": "colourfulness",
                 "sft-dpo-colourfulness": "colourfulness"}
 
+#: the runs whose names end in "-lcm" start from the consistency-distilled shapes-lcm-tiny, the base
+#: RLCM and PSO are meant for (the others from shapes-sd-tiny, an ordinary epsilon UNet)
+LCM_MODEL = "model.pretrained=shapes-lcm-tiny"
+
 #: run -> (config, overrides, rewards measured, sampling steps of the measurement)
 RUNS = {
     "dpo": ("diffusion-dpo", [], ["shapes-alignment"], 25),
@@ -161,6 +168,9 @@ RUNS = {
     "sft-dpo-colourfulness": ("sft-dpo", [], ["colourfulness", "shapes-alignment"], 25),
     "sft-pso": ("sft-pso", [], ["shapes-alignment"], 4),
     "sft-seppo": ("sft-seppo", [], ["shapes-alignment"], 10),
+    "rlcm-compressibility-lcm": ("rlcm", [LCM_MODEL, *LARGE_ROUNDS], ["jpeg-compressibility", "shapes-alignment"], 4),
+    "pso-heldout-lcm": ("pso", [LCM_MODEL, "objective.options.guidance_scale=4.0"], ["shapes-alignment"], 4),
+    "sft-pso-lcm": ("sft-pso", [LCM_MODEL], ["shapes-alignment"], 4),
 }
 
 #: the supervised baseline of every run that learns from images: plain denoising fine-tuning with
@@ -170,8 +180,19 @@ SUPERVISED_BASELINES = {
     **dict.fromkeys(["dpo", "dcpo", "dcpo-weak", "dcpo-captioned", "dcpo-hybrid"], "sft-dpo"),
     **dict.fromkeys(["dpo-colourfulness", "dcpo-colourfulness"], "sft-dpo-colourfulness"),
     "pso-heldout": "sft-pso",
+    "pso-heldout-lcm": "sft-pso-lcm",
     **dict.fromkeys(["seppo-heldout", "seppo-noflip", "seppo-initial"], "sft-seppo"),
 }
+
+def is_lcm(run: str) -> bool:
+    """Whether ``run`` starts from shapes-lcm-tiny (see :data:`LCM_MODEL`)."""
+    return run.endswith("-lcm")
+
+
+def base_model(run: str) -> str:
+    """The zoo model ``run`` fine-tunes and is measured against."""
+    return "shapes-lcm-tiny" if is_lcm(run) else "shapes-sd-tiny"
+
 
 #: best-of-N pools, the baseline of the on-policy runs (which learn from their own samples and a
 #: reward): per seed, ``candidates`` base-model samples of every evaluation sample in a run's
@@ -182,11 +203,12 @@ SUPERVISED_BASELINES = {
 POOLS = {  # pool -> (a run measured in its setting, sampling steps, rewards, candidates)
     "ddim-10": ("ddpo-alignment", 10, ["shapes-alignment", "jpeg-compressibility", "colourfulness"], 27),
     "consistency-4": ("rlcm-compressibility", 4, ["jpeg-compressibility", "shapes-alignment"], 40),
+    "lcm-consistency-4": ("rlcm-compressibility-lcm", 4, ["jpeg-compressibility", "shapes-alignment"], 14),
 }
 
 #: on-policy runs -> the pool their best-of-N baseline draws from
-ON_POLICY = {run: "consistency-4" if run.startswith("rlcm") else "ddim-10" for run in RUNS
-             if run.startswith(("ddpo", "d3po", "rlcm", "texforce", "alignprop", "textcraftor"))}
+ON_POLICY = {run: ("lcm-consistency-4" if is_lcm(run) else "consistency-4") if run.startswith("rlcm") else "ddim-10"
+             for run in RUNS if run.startswith(("ddpo", "d3po", "rlcm", "texforce", "alignprop", "textcraftor"))}
 
 #: runs also measured with their adapter scaled by each of these weights: TextCraftor's
 #: interpolation between the original (0) and the tuned (1) text encoder
@@ -217,11 +239,11 @@ def measure_base(rewards: list[str], num_steps: int, samples: int, run: str, wor
     (every seed of a run, and runs measured alike, share it)."""
     import difforge
 
-    key = "-".join(["pso" if is_pso(run) else "heldout", *rewards, str(num_steps), str(samples),
+    key = "-".join([base_model(run), "pso" if is_pso(run) else "heldout", *rewards, str(num_steps), str(samples),
                     *map(str, sampler_for(run).values())])
     cache = work / f"base-{key}.json"
     if not cache.exists():
-        cache.write_text(json.dumps(measure(difforge.load("shapes-sd-tiny"), rewards, num_steps, samples, run)))
+        cache.write_text(json.dumps(measure(difforge.load(base_model(run)), rewards, num_steps, samples, run)))
     return json.loads(cache.read_text())
 
 
@@ -264,10 +286,11 @@ def evaluation_overlap(run: str) -> float:
 
 def sampler_for(run: str) -> dict:
     """RLCM and PSO are measured with the multistep consistency sampler they were trained for
-    (PSO and its baseline without guidance, as PSO trained); the others with DDIM and guidance 4."""
-    if is_pso(run):
+    (PSO and its baseline on shapes-sd-tiny without guidance, as PSO trained there; on
+    shapes-lcm-tiny at the guidance scale 4 it takes as input); the others with DDIM and guidance 4."""
+    if is_pso(run) and not is_lcm(run):
         return {"sampler": "consistency", "guidance_scale": 1.0}
-    return {"sampler": "consistency" if run.startswith("rlcm") else "ddim", "guidance_scale": 4.0}
+    return {"sampler": "consistency" if run.startswith("rlcm") or is_pso(run) else "ddim", "guidance_scale": 4.0}
 
 
 #: samples of each pair prompt the preference pairs are chosen from (best against worst)
@@ -335,11 +358,11 @@ def worker(run: str, seed: int, scale: float, samples: int, work: Path) -> dict:
     result = trainer.fit()
     seconds = time.perf_counter() - started
     base = measure_base(rewards, num_steps, samples, run, work)
-    tuned_model = difforge.load("shapes-sd-tiny", adapters=[(result.adapter_path, 1.0)])
+    tuned_model = difforge.load(base_model(run), adapters=[(result.adapter_path, 1.0)])
     tuned = measure(tuned_model, rewards, num_steps, samples, run)
     slider = {}
     for weight in SLIDERS.get(run, []):
-        scaled = measure(difforge.load("shapes-sd-tiny", adapters=[(result.adapter_path, weight)]), rewards,
+        scaled = measure(difforge.load(base_model(run), adapters=[(result.adapter_path, weight)]), rewards,
                          num_steps, samples, run)
         slider[str(weight)] = {r: statistics.mean(v) for r, v in scaled.items()}
     pairs = None
@@ -350,7 +373,8 @@ def worker(run: str, seed: int, scale: float, samples: int, work: Path) -> dict:
     def win_rate(reward: str) -> float:
         return statistics.mean(1.0 if t > b else 0.5 if t == b else 0.0
                                for t, b in zip(tuned[reward], base[reward], strict=True))
-    return {"run": run, "objective": objective, "seed": seed, "scale": scale, "steps": result.steps,
+    return {"run": run, "model": base_model(run), "objective": objective, "seed": seed, "scale": scale,
+            "steps": result.steps,
             "seconds": round(seconds, 1), "generated_samples": getattr(trainer.objective, "samples_used", None),
             "preference_pairs": pairs, "before": {r: statistics.mean(v) for r, v in base.items()},
             "after": {r: statistics.mean(v) for r, v in tuned.items()},
@@ -374,7 +398,7 @@ def pool_worker(pool: str, seed: int, samples: int) -> dict:
     import difforge
 
     like, num_steps, rewards, candidates = POOLS[pool]
-    backbone = difforge.load("shapes-sd-tiny")
+    backbone = difforge.load(base_model(like))
     started = time.perf_counter()
     scores = [measure(backbone, rewards, num_steps, samples, like, candidate_offset(k, seed, candidates))
               for k in range(candidates)]

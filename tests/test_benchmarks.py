@@ -18,10 +18,11 @@ def test_train_step_benchmark_smoke():
 def test_adapter_benchmark_smoke(tmp_path):
     out = tmp_path / "adapters.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "adapters.py"), "--steps", "2", "--samples", "2",
-                           "--class-images", "2", "--types", "difffit", "--skip", "interference", "--skip", "prior",
+                           "--class-images", "2", "--types", "difffit", "--type-seeds", "0", "--skip", "interference",
+                           "--skip", "prior",
                            "--skip", "ip-adapter", "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "| difffit |" in proc.stdout and "| base model |" in proc.stdout
+    assert "| `difffit` |" in proc.stdout and "| base model |" in proc.stdout
     row = json.loads(out.read_text())["types"][0]
     assert row["trainable"] > 0 and row["steps"] == 2 and 0 <= row["concept_fidelity"] <= 1
 
