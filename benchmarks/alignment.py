@@ -449,6 +449,13 @@ def compare_baselines(rows: list[dict], pools: list[dict], samples: int) -> dict
     return out
 
 
+def seed_differences(rows: list[dict], run: str, reward: str) -> list[float]:
+    """``run``'s score on ``reward`` minus its supervised baseline's, per seed both have (in seed order)."""
+    baseline = {r["seed"]: r["after"][reward] for r in rows if r["run"] == SUPERVISED_BASELINES[run]}
+    return [r["after"][reward] - baseline[r["seed"]] for r in sorted(rows, key=lambda r: r["seed"])
+            if r["run"] == run and r["seed"] in baseline]
+
+
 def summarise(rows: list[dict]) -> dict:
     """Mean ± std over seeds per run and reward."""
     out: dict = {}

@@ -125,3 +125,13 @@ def test_align_readme_quotes_the_baselines():
                         ("seppo-heldout", "shapes-alignment"), ("ddpo-compressibility", "jpeg-compressibility")):
         mean, std = baselines[run]["rewards"][reward]["difference"]
         assert f"{mean:+.3f} ± {std:.3f}" in readme, run
+
+
+@pytest.mark.parametrize("run,decimals", [("dpo", 3), ("pso-heldout", 3), ("seppo-heldout", 3)])
+def test_alignment_prose_quotes_the_per_seed_differences(run, decimals):
+    """The "every seed: a / b / c" figures of docs/alignment.md's baseline notes."""
+    bench = _benchmark("alignment")
+    rows = json.loads((RESULTS / "alignment.json").read_text())["rows"]
+    quoted = " / ".join(f"{d:+.{decimals}f}" for d in bench.seed_differences(rows, run, "shapes-alignment"))
+    docs = (DOCS / "alignment.md").read_text().replace("−", "-").replace("\n  ", " ")
+    assert quoted in docs, (run, quoted)

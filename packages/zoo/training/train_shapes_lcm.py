@@ -58,26 +58,44 @@ def distill_config(teacher: Path, work: Path, budget: dict, seed: int, lr: float
     }
 
 
+#: samples per prompt of the card's spot check, which the test suite re-measures
+SPOT_CHECK_PER_PROMPT = 2
+
+
+def measure(backbone, steps: int, sampler: str, per_prompt: int, seed: int = 0) -> dict:
+    """Scorer accuracies of ``backbone``'s samples of the card's prompt sets (guidance 4)."""
+    started = time.perf_counter()
+    scores = {name: sample_and_score(backbone, p, GUIDANCE, steps, seed, sampler=sampler) | {"n": len(p)}
+              for name, p in evaluation_prompts(per_prompt).items()}
+    return {"sampler": sampler, "steps": steps, "seconds": round(time.perf_counter() - started, 1), **scores}
+
+
+def spot_check(student_dir: Path, teacher_dir: Path, per_prompt: int = SPOT_CHECK_PER_PROMPT, seed: int = 0) -> dict:
+    """The student at 4 consistency steps and the teacher at 4 DDIM steps, at fewer samples per prompt."""
+    import difforge
+
+    return {"per_prompt": per_prompt,
+            "student_4": measure(difforge.load_backbone(student_dir), 4, "consistency", per_prompt, seed),
+            "teacher_ddim_4": measure(difforge.load_backbone(teacher_dir), 4, "ddim", per_prompt, seed)}
+
+
 def evaluate(student_dir: Path, teacher_dir: Path, per_prompt: int, seed: int = 0) -> dict:
     """Scorer quality of the student at :data:`STEP_COUNTS` consistency steps, of the teacher at
     :data:`TEACHER_STEPS` DDIM steps and of the teacher at the student's step counts (DDIM and
-    consistency sampling), per prompt set of the teacher's card, all at guidance 4."""
+    consistency sampling), per prompt set of the teacher's card, all at guidance 4; and the
+    :func:`spot_check`."""
     import difforge
 
     student, teacher = difforge.load_backbone(student_dir), difforge.load_backbone(teacher_dir)
-    prompts = evaluation_prompts(per_prompt)
 
-    def measure(backbone, steps: int, sampler: str) -> dict:
-        started = time.perf_counter()
-        scores = {name: sample_and_score(backbone, p, GUIDANCE, steps, seed, sampler=sampler) | {"n": len(p)}
-                  for name, p in prompts.items()}
-        return {"sampler": sampler, "steps": steps, "seconds": round(time.perf_counter() - started, 1), **scores}
+    def measure_at(backbone, steps: int, sampler: str) -> dict:
+        return measure(backbone, steps, sampler, per_prompt, seed)
 
-    return {"guidance_scale": GUIDANCE, "seed": seed,
-            "teacher": measure(teacher, TEACHER_STEPS, "ddim"),
-            "student": {str(k): measure(student, k, "consistency") for k in STEP_COUNTS},
-            "teacher_ddim": {str(k): measure(teacher, k, "ddim") for k in STEP_COUNTS},
-            "teacher_consistency": {str(k): measure(teacher, k, "consistency") for k in STEP_COUNTS}}
+    return {"guidance_scale": GUIDANCE, "seed": seed, "spot_check": spot_check(student_dir, teacher_dir, seed=seed),
+            "teacher": measure_at(teacher, TEACHER_STEPS, "ddim"),
+            "student": {str(k): measure_at(student, k, "consistency") for k in STEP_COUNTS},
+            "teacher_ddim": {str(k): measure_at(teacher, k, "ddim") for k in STEP_COUNTS},
+            "teacher_consistency": {str(k): measure_at(teacher, k, "consistency") for k in STEP_COUNTS}}
 
 
 #: the prompt sets of the card, by the name its table gives them
@@ -103,7 +121,13 @@ def quality_table(metrics: dict) -> str:
 
 
 def write_model_card(out: Path, log: dict, metrics: dict) -> Path:
-    """README.md of the model directory: the distillation and the measured quality."""
+    """README.md of the model directory (:func:`card_text`)."""
+    (out / "README.md").write_text(card_text(log, metrics))
+    return out / "README.md"
+
+
+def card_text(log: dict, metrics: dict) -> str:
+    """The model card: the distillation and the measured quality."""
     o = log["options"]
     text = f"""# shapes-lcm-tiny
 
@@ -138,8 +162,7 @@ teacher rows at few steps are the simplest alternative: the teacher sampled with
 
 {quality_table(metrics)}
 """
-    (out / "README.md").write_text(text)
-    return out / "README.md"
+    return text
 
 
 def main() -> None:

@@ -275,6 +275,37 @@ def evaluation_prompts(per_prompt: int) -> dict[str, list[str]]:
             "two_shapes_with_positions": two * max(1, per_prompt // 4)}
 
 
+#: the recipe's UNet seeds measured side by side (``--record-seed``): the card quotes them
+UNET_SEEDS_FILE = Path(__file__).resolve().parents[3] / "benchmarks" / "results" / "zoo_unet_seeds.json"
+
+
+def record_unet_seed(model: Path, results: Path = UNET_SEEDS_FILE) -> dict:
+    """Add a trained model's UNet seed, its held-out sweep and card accuracies (from its stored
+    ``metrics.json`` and ``training_log.json``, nothing re-measured) to ``results``."""
+    metrics = json.loads((model / "metrics.json").read_text())
+    log = json.loads((model / "training_log.json").read_text())
+    seeds = json.loads(results.read_text()) if results.exists() else {"seeds": {}}
+    seeds["seeds"][str(log["unet_seed"])] = {
+        "heldout_shape_accuracy_by_guidance": metrics["heldout_shape_accuracy_by_guidance"],
+        "full_accuracy": {name: metrics[name]["full_accuracy"] for name in evaluation_prompts(1)},
+        "unet_seconds": log["unet"]["seconds"], "unet_loss_last": log["unet"]["loss_last"],
+        "components_from": log.get("components_from", "trained in the same run")}
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(seeds, indent=2))
+    return seeds
+
+
+def unet_seeds_line(results: Path = UNET_SEEDS_FILE) -> str:
+    """The card's sentence on the recipe's UNet seeds (empty with fewer than two recorded)."""
+    if not results.exists() or len(seeds := json.loads(results.read_text())["seeds"]) < 2:
+        return ""
+    parts = [f"seed {seed}: " + ", ".join(f"{k}: {v:.3f}" for k, v in s["heldout_shape_accuracy_by_guidance"].items())
+             for seed, s in sorted(seeds.items())]
+    return ("\nThe recipe with another UNet initialisation and data order (`--unet-seed`, the same CLIP and VAE "
+            "through `--components`), held-out combination shape accuracy by guidance scale: " + "; ".join(parts)
+            + " (`benchmarks/results/zoo_unet_seeds.json`).\n")
+
+
 #: guidance scales of the model card's held-out sweep
 SWEEP_SCALES = (1.5, 2.0, 3.0, 4.0, 7.0)
 #: samples per prompt of the card's spot check: the smaller evaluation the test suite reproduces
@@ -392,7 +423,7 @@ seed {metrics['seed']}) and measured by the analytic scorer of `difforge_zoo.sco
 {row("single shape, held-out colour–shape combinations", "single_heldout_combination")}
 {row("single shape, combinations seen in training (fresh samples)", "single_seen_combination")}
 {row("two shapes with positions", "two_shapes_with_positions")}
-{sweep_line}
+{sweep_line}{unet_seeds_line()}
 {spot_line}{labelled_line}"""
     (out / "README.md").write_text(text)
     return out / "README.md"
@@ -405,6 +436,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run (not a usable model)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-only", action="store_true", help="re-measure an existing --out and rewrite its card")
+    parser.add_argument("--card-only", action="store_true",
+                        help="rewrite the card of an existing --out from its stored metrics (nothing measured)")
+    parser.add_argument("--record-seed", action="store_true",
+                        help=f"add an existing --out's UNet seed and stored metrics to {UNET_SEEDS_FILE.name}")
     parser.add_argument("--guidance", type=float, default=4.0, help="guidance scale used for the measurements")
     parser.add_argument("--clip-data", choices=["train", "all-combinations"], default="all-combinations",
                         help="scenes the CLIP trains on: all 18 base colour-shape combinations (the committed "
@@ -422,6 +457,14 @@ def main() -> None:
                         help="a trained pipeline (e.g. the committed shapes-sd-tiny) whose tokenizer, CLIP and VAE "
                              "are reused: only the UNet trains, from --unet-seed")
     args = parser.parse_args()
+    if args.record_seed or args.card_only:
+        out = Path(args.out)
+        if args.record_seed:
+            print(json.dumps(record_unet_seed(out), indent=2))
+        if args.card_only:
+            write_model_card(out, json.loads((out / "training_log.json").read_text()),
+                             json.loads((out / "metrics.json").read_text()))
+        return
     if args.eval_only:
         out = Path(args.out)
         log = json.loads((out / "training_log.json").read_text())
