@@ -61,3 +61,10 @@ def plugin_module(name: str, **hooks) -> ModuleType:
     for hook_name, fn in hooks.items():
         setattr(module, hook_name, hookimpl(fn))
     return module
+
+
+def assert_small_safetensors_model(model: Path, limit_mib: int = 25) -> None:
+    """An embedded model holds no pickle-format weights and stays under ``limit_mib`` MiB."""
+    files = [p for p in model.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.suffix in (".bin", ".pt", ".pkl", ".ckpt")]
+    assert sum(p.stat().st_size for p in files) <= limit_mib * 2**20

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 from diffusers import StableDiffusionPipeline
-from helpers import ROOT
+from helpers import ROOT, assert_small_safetensors_model
 
 import difforge
 import difforge_zoo
@@ -34,9 +34,7 @@ def test_difforge_resolves_the_zoo_name():
 
 
 def test_weights_are_small_and_safetensors_only():
-    files = [p for p in MODEL.rglob("*") if p.is_file()]
-    assert not [p for p in files if p.suffix in (".bin", ".pt", ".pkl", ".ckpt")]
-    assert sum(p.stat().st_size for p in files) <= 25 * 2**20
+    assert_small_safetensors_model(MODEL)
 
 
 @pytest.fixture(scope="module")
