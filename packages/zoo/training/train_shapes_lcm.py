@@ -32,7 +32,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_shapes_sd import evaluation_prompts, sample_and_score  # noqa: E402
 
-FULL = {"steps": 800, "batch": 32, "scenes": 40000, "eval_per_prompt": 8}
+FULL = {"steps": 600, "batch": 32, "scenes": 40000, "eval_per_prompt": 8}
 QUICK = {"steps": 4, "batch": 4, "scenes": 64, "eval_per_prompt": 1}
 #: sampling steps of the student's (and the teacher's few-step) measurements
 STEP_COUNTS = (1, 2, 4, 8)
