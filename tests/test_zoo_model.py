@@ -93,3 +93,13 @@ def test_scorer_accuracy_on_the_labelled_generated_samples():
         assert labels.render_match(image)["label"] == row["render_match"]["label"], row["file"]
     card = (labels.MODEL_DIR / "README.md").read_text()
     assert f"The scorer reads {summary['scorer_accuracy']:.3f} of them right" in card
+
+
+def test_the_recipe_holds_on_a_second_unet_seed():
+    """Both recorded UNet seeds meet the model-zoo bar on held-out combinations (shape accuracy
+    >= 0.80 at the card's guidance), and the card quotes them."""
+    seeds = json.loads(train_shapes_sd.UNET_SEEDS_FILE.read_text())["seeds"]
+    assert len(seeds) >= 2
+    for seed, s in seeds.items():
+        assert s["heldout_shape_accuracy_by_guidance"][str(CARD["guidance_scale"])] >= 0.80, seed
+    assert train_shapes_sd.unet_seeds_line().strip() in (MODEL / "README.md").read_text()

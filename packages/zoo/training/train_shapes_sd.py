@@ -301,8 +301,9 @@ def unet_seeds_line(results: Path = UNET_SEEDS_FILE) -> str:
         return ""
     parts = [f"seed {seed}: " + ", ".join(f"{k}: {v:.3f}" for k, v in s["heldout_shape_accuracy_by_guidance"].items())
              for seed, s in sorted(seeds.items())]
-    return ("\nThe recipe with another UNet initialisation and data order (`--unet-seed`, the same CLIP and VAE "
-            "through `--components`), held-out combination shape accuracy by guidance scale: " + "; ".join(parts)
+    return ("\nThe recipe with another UNet initialisation and data order (`--unet-seed 1 --components`: the same "
+            "CLIP and VAE; trained through `difforge.train`, where seed 0 came from the script's earlier loops), "
+            "held-out combination shape accuracy by guidance scale: " + "; ".join(parts)
             + " (`benchmarks/results/zoo_unet_seeds.json`).\n")
 
 

@@ -18,6 +18,7 @@ as its input (one model call per step).
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import Any, Literal
 
 import torch
@@ -103,8 +104,10 @@ class LCMObjective(Objective):
         self.teacher = copy.deepcopy(backbone.denoiser).requires_grad_(False).eval()
         if o.guidance_embedding_dim:
             backbone.replace_denoiser(with_guidance_embedding(backbone.denoiser, o.guidance_embedding_dim))
-        backbone.scheduler = LCMScheduler.from_config(scheduler.config, original_inference_steps=o.num_ddim_timesteps,
-                                                      timestep_scaling=o.timestep_scaling)
+        accepted = inspect.signature(LCMScheduler.__init__).parameters  # the teacher's DDPM keys LCM has too
+        backbone.scheduler = LCMScheduler.from_config(
+            {k: v for k, v in scheduler.config.items() if k in accepted},
+            original_inference_steps=o.num_ddim_timesteps, timestep_scaling=o.timestep_scaling)
         self.target: nn.Module | None = None
         self.target_step = 0
 
