@@ -103,3 +103,6 @@ def test_the_recipe_holds_on_a_second_unet_seed():
     for seed, s in seeds.items():
         assert s["heldout_shape_accuracy_by_guidance"][str(CARD["guidance_scale"])] >= 0.80, seed
     assert train_shapes_sd.unet_seeds_line().strip() in (MODEL / "README.md").read_text()
+    readme = (ROOT / "packages" / "zoo" / "README.md").read_text().replace("\n  ", " ")
+    at = {seed: s["heldout_shape_accuracy_by_guidance"][str(CARD["guidance_scale"])] for seed, s in seeds.items()}
+    assert f"shape accuracy {at['1']:.3f} at guidance 4 against the committed model's {at['0']:.3f}" in readme
