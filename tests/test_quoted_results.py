@@ -122,12 +122,15 @@ def test_align_readme_quotes_the_baselines():
     readme = (ROOT / "packages" / "align" / "README.md").read_text().replace("\n", " ")
     baselines = json.loads((RESULTS / "alignment.json").read_text())["baselines"]
     for run, reward in (("dpo", "shapes-alignment"), ("pso-heldout", "shapes-alignment"),
-                        ("seppo-heldout", "shapes-alignment"), ("ddpo-compressibility", "jpeg-compressibility")):
+                        ("seppo-heldout", "shapes-alignment"), ("ddpo-compressibility", "jpeg-compressibility"),
+                        ("pso-heldout-lcm", "shapes-alignment"),
+                        ("rlcm-compressibility-lcm", "jpeg-compressibility")):
         mean, std = baselines[run]["rewards"][reward]["difference"]
         assert f"{mean:+.3f} ± {std:.3f}" in readme, run
 
 
-@pytest.mark.parametrize("run,decimals", [("dpo", 3), ("pso-heldout", 3), ("seppo-heldout", 3)])
+@pytest.mark.parametrize("run,decimals", [("dpo", 3), ("pso-heldout", 3), ("seppo-heldout", 3),
+                                          ("pso-heldout-lcm", 3)])
 def test_alignment_prose_quotes_the_per_seed_differences(run, decimals):
     """The "every seed: a / b / c" figures of docs/alignment.md's baseline notes."""
     bench = _benchmark("alignment")
