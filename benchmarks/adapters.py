@@ -157,7 +157,7 @@ def types_table(results: dict) -> str:
     seeds = sorted({r["seed"] for r in rows})
     by = {(r["type"], r["seed"]): r for r in rows}
     kinds = sorted({r["type"] for r in rows},
-                   key=lambda k: -statistics.mean(r["concept_fidelity"] for r in rows if r["type"] == k))
+                   key=lambda k: (-statistics.mean(r["concept_fidelity"] for r in rows if r["type"] == k), k))
 
     def cell(values: list[float], sign: str = "") -> str:
         mean, std = mean_std(values)

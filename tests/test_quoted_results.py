@@ -110,6 +110,7 @@ def test_adapter_tables_are_the_printers_output():
     assert f'"a red circle" stays a red circle in {without:.2f} of samples, with it {with_prior:.2f}' in readme
     ip = json.loads((RESULTS / "ip_adapter.json").read_text())["ip_adapter"]
     assert bench.ip_table(ip) in docs
+    assert bench.types_table(json.loads((RESULTS / "adapters_16x16.json").read_text())) in docs
 
 
 def test_adapter_interference_interval_is_quoted():
