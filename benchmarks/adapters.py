@@ -7,7 +7,9 @@ never seen in pretraining, as "a red sks circle"; class prior "a red circle") fr
 trainable parameters (count, % of the UNet), ms per step, peak memory (CUDA: max allocated;
 CPU: the process's peak RSS), concept fidelity (share of samples of the instance prompt that
 the scorer reads as one red heart) and class-prior accuracy (share of "a red circle" samples
-read as one red circle), each against the base model.
+read as one red circle), each against the base model, over ``--type-seeds`` (training seed s,
+sampling seeds 2s and 2s + 1), with each type's difference from LoRA trained and sampled with
+the same seed (:func:`types_table`; ``--merge`` keeps the stored seeds and tables).
 
 Table 2: two concepts (red heart as "a red sks circle", yellow square, a colour-shape pair held
 out of pretraining, as "a yellow zwx circle") are
