@@ -173,7 +173,8 @@ def types_table(results: dict) -> str:
         mine = [by[(kind, s)] for s in seeds if (kind, s) in by]
         paired = [(by[(kind, s)], by[(BASELINE_TYPE, s)]) for s in seeds
                   if (kind, s) in by and (BASELINE_TYPE, s) in by]
-        diffs = {key: ("(the baseline)" if kind == BASELINE_TYPE else cell([m[key] - b[key] for m, b in paired], "+"))
+        diffs = {key: "(the baseline)" if kind == BASELINE_TYPE
+                 else cell([m[key] - b[key] for m, b in paired], "+") if paired else "–"  # LoRA not run
                  for key in ("concept_fidelity", "class_prior")}
         name = f"`{kind}`" + ("" if len(mine) == len(seeds) else f" ({len(mine)} seeds)")
         trainable = f"{mine[0]['trainable']:,}".replace(",", " ")
