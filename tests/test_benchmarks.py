@@ -153,3 +153,21 @@ def test_chosen_images_make_an_image_folder_of_the_preferred_samples(tmp_path):
 
     with pytest.raises(DataError, match="pair 1: chosen 'images/missing.png'"):
         chosen_images(pairs, tmp_path / "other")
+
+
+def test_steering_benchmark_smoke_and_merge(tmp_path):
+    out = tmp_path / "steering.json"
+
+    def bench(*args: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "steering.py"), "--seeds", "0",
+                               "--outputs", "2", "--particles", "2", "--out", str(out), *args],
+                              capture_output=True, text=True, timeout=600, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc
+
+    bench("--settings", "shapes-alignment", "--methods", "base", "fk")
+    proc = bench("--settings", "shapes-compressibility", "--methods", "svdd", "--merge")
+    assert "| fk | 2 | 50 |" in proc.stdout and "| svdd | 2 | 49 |" in proc.stdout  # no best-of-n: "–"
+    results = json.loads(out.read_text())
+    assert set(results["summary"]) == {"shapes-alignment", "shapes-compressibility"}
+    assert results["model"]["unet_sha256"] and results["fine_tuned"]["dpo"][0] > 0

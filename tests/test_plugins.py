@@ -21,6 +21,7 @@ REGISTRATION_HOOKS = [
     "difforge_register_captioners",
     "difforge_register_samplers",
     "difforge_register_guidance",
+    "difforge_register_steering",
     "difforge_register_metrics",
     "difforge_register_commands",
 ]

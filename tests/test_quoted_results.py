@@ -139,3 +139,16 @@ def test_alignment_prose_quotes_the_per_seed_differences(run, decimals):
     quoted = " / ".join(f"{d:+.{decimals}f}" for d in bench.seed_differences(rows, run, "shapes-alignment"))
     docs = (DOCS / "alignment.md").read_text().replace("−", "-").replace("\n  ", " ")
     assert quoted in docs, (run, quoted)
+
+
+def test_steering_tables_are_quoted():
+    bench = _benchmark("steering")
+    results = json.loads((RESULTS / "steering.json").read_text())
+    docs = (DOCS / "steering.md").read_text()
+    assert bench.tables(results) in docs
+    summary = results["summary"]
+    fk, dpo = summary["shapes-alignment"]["fk 2"]["rewards"]["shapes-alignment"], results["fine_tuned"]["dpo"]
+    assert f"2 particles (50 NFE) reaches alignment {fk[0]:.3f} ± {fk[1]:.3f}" in docs.replace("\n  ", " ")
+    assert f"({dpo[0]:.3f} ± {dpo[1]:.3f} at 25 NFE" in docs.replace("\n  ", " ")
+    readme = (ROOT / "packages" / "steer" / "README.md").read_text()
+    assert bench.summary_table(results) in readme

@@ -62,3 +62,11 @@ def test_trains_the_quickstart_lora_and_samples_with_it(tmp_path):
     adapted = sample(difforge.load(MODEL, adapters=[(result.adapter_path, 1.0)]))
     assert adapted.shape == (1, 3, 32, 32) and torch.isfinite(adapted).all()
     assert not torch.equal(adapted, sample(difforge.load(MODEL)))  # the LoRA changes the model
+
+
+def test_steering_without_a_steering_package_is_one_line(capsys):
+    from difforge.cli import main
+
+    code = main(["sample", "--model", "unused", "--prompt", "x", "--steer", "fk", "--reward", "jpeg-compressibility"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "pip install difforge-steer" in err

@@ -35,6 +35,7 @@ def __getattr__(name: str):
         "AdapterSet": ("adapters", "AdapterSet"),
         "train": ("api", "train"),
         "sample": ("api", "sample"),
+        "steer": ("api", "steer"),
         "load": ("api", "load"),
         "plugin_report": ("plugins", "plugin_report"),
         "lazy": ("registry", "lazy"),
@@ -70,5 +71,6 @@ __all__ = [
     "read_pairs",
     "register_plugin",
     "sample",
+    "steer",
     "train",
 ]

@@ -6,9 +6,10 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from . import __version__
-from .errors import DifforgeError
+from .errors import DifforgeError, UsageError
 
 MODEL_HELP = "local diffusers directory, .safetensors file, or a plugin-resolved name"
 
@@ -82,7 +83,9 @@ def _configure_sample(p: argparse.ArgumentParser) -> None:
                    help="LoRA directory or file to apply, optionally with a weight (repeatable)")
     p.add_argument("--num-samples", type=_positive_int, default=4, help="samples to draw for unconditional models")
     p.add_argument("--steps", type=_positive_int, default=25, help="sampling steps")
-    p.add_argument("--sampler", default="ddim", help="registered sampler: ddpm, ddim, euler, flow_euler, ...")
+    p.add_argument("--sampler", default=None,
+                   help="registered sampler: ddpm, ddim, euler, flow_euler, ... (default: ddim; with --steer, the "
+                        "steering method's proposal sampler)")
     p.add_argument("--guidance", type=_finite_float, default=1.0, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", default="samples.png", help="output PNG grid")
@@ -90,6 +93,15 @@ def _configure_sample(p: argparse.ArgumentParser) -> None:
                    help="registered metric of the samples to print as JSON (repeatable), e.g. pixel-statistics")
     p.add_argument("--renderer", default="auto",
                    help="how the grid draws samples: auto (images, video frames) or a plugin's renderer")
+    steering = p.add_argument_group("inference-time steering (needs a steering plugin, e.g. difforge-steer)")
+    steering.add_argument("--steer", default=None, metavar="METHOD",
+                          help="registered steering method, e.g. fk (Feynman-Kac particles), svdd, best-of-n")
+    steering.add_argument("--reward", default=None, metavar="NAME",
+                          help="registered reward to steer toward, e.g. shapes-alignment, jpeg-compressibility")
+    steering.add_argument("--particles", type=_positive_int, default=4,
+                          help="candidates per output sample (FK particles, SVDD candidates, best-of-N's N)")
+    steering.add_argument("--steer-option", action="append", default=[], metavar="KEY=VALUE",
+                          help="a steering method option, e.g. potential=max, lmbda=10, resample_every=5 (repeatable)")
 
 
 def _run_sample(args: argparse.Namespace) -> int:
@@ -108,6 +120,10 @@ def _run_sample(args: argparse.Namespace) -> int:
         out=args.out,
         metrics=args.metric,
         renderer=args.renderer,
+        steering=args.steer,
+        reward=args.reward,
+        particles=args.particles,
+        steer_options=dict(_option_argument(item) for item in args.steer_option),
     )
     print(f"wrote {path}")
     return 0
@@ -122,6 +138,16 @@ def _run_report(args: argparse.Namespace) -> int:
 
     print(f"wrote {write_report(args.run_dir)}")
     return 0
+
+
+def _option_argument(item: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> (key, value), the value read as YAML (``10`` an int, ``max`` a string)."""
+    import yaml
+
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise UsageError(f"--steer-option {item!r}: expected KEY=VALUE")
+    return key.strip(), yaml.safe_load(value)
 
 
 def _adapter_argument(item: str) -> tuple[str, float]:

@@ -113,6 +113,19 @@ def difforge_register_guidance() -> dict[str, Any]:
 
 
 @hookspec(historic=True)
+def difforge_register_steering() -> dict[str, Any]:
+    """Inference-time steering: ``name -> callable(backbone, prompts, *, reward, particles,
+    num_samples, num_steps, sampler, guidance_scale, generator, **options) -> difforge.sampling.Steered``.
+
+    A steering method draws ``particles`` candidates per output sample (one output per prompt,
+    or ``num_samples`` of an unconditional model) and uses ``reward`` (a
+    :class:`difforge.rewards.Reward`) to pick, reweight or resample them while or after
+    sampling; it returns the chosen samples with their rewards and the denoiser evaluations it
+    spent per sample. ``difforge sample --steer NAME --reward NAME --particles K`` runs it.
+    """
+
+
+@hookspec(historic=True)
 def difforge_register_metrics() -> dict[str, Any]:
     """Metrics: ``name -> callable(samples, **context) -> dict[str, float]``."""
 

@@ -87,6 +87,8 @@ EXPORTS: dict[str, tuple[str, str]] = {
     "schedule_from_scheduler": ("sampling.schedule", "schedule_from_scheduler"),
     "classifier_free_guidance": ("sampling.guidance", "classifier_free_guidance"),
     "guidance_scale_embedding": ("sampling.guidance", "guidance_scale_embedding"),
+    "ddpm_posterior": ("sampling.samplers", "ddpm_posterior"),
+    "Steered": ("sampling.steering", "Steered"),
     "to_uint8": ("sampling.grid", "to_uint8"),
     "make_grid": ("sampling.grid", "make_grid"),
     "save_grid": ("sampling.grid", "save_grid"),

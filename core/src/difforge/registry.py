@@ -32,6 +32,7 @@ KINDS: tuple[str, ...] = (
     "captioners",
     "samplers",
     "guidance",
+    "steering",
     "metrics",
     "renderers",
     "commands",

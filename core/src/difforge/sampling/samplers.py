@@ -61,16 +61,21 @@ def sample_ddpm(
         x0 = denoise(x, _timestep(t, x))
         if clip_x0 is not None:
             x0 = x0.clamp(-clip_x0, clip_x0)
-        step_alpha = a / a_prev
-        step_beta = 1 - step_alpha
-        mean = (a_prev.sqrt() * step_beta / (1 - a)) * x0 + (
-            step_alpha.sqrt() * (1 - a_prev) / (1 - a)
-        ) * x
+        mean, std = ddpm_posterior(x, x0, a, a_prev)
         if i < len(schedule) - 1:
-            variance = ((1 - a_prev) / (1 - a) * step_beta).clamp_min(1e-20)
-            mean = mean + variance.sqrt() * _randn(x, generator)
+            mean = mean + std * _randn(x, generator)
         x = _after_step(callback, i, t, mean, x0)
     return x
+
+
+def ddpm_posterior(x: Tensor, x0: Tensor, alpha: Tensor, alpha_prev: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and standard deviation of ``q(x_{t-1} | x_t, x0)`` between the cumulative alphas
+    ``alpha`` (at t) and ``alpha_prev`` (Ho et al. 2020, Eq. 6-7): one ancestral step."""
+    step_alpha = alpha / alpha_prev
+    step_beta = 1 - step_alpha
+    mean = (alpha_prev.sqrt() * step_beta / (1 - alpha)) * x0 + (step_alpha.sqrt() * (1 - alpha_prev) / (1 - alpha)) * x
+    variance = ((1 - alpha_prev) / (1 - alpha) * step_beta).clamp_min(1e-20)
+    return mean, variance.sqrt()
 
 
 def sample_ddim(

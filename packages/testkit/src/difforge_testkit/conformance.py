@@ -7,6 +7,9 @@ from typing import Any
 
 import torch
 
+#: the keywords ``difforge.steer`` passes to a steering method (``difforge_register_steering``)
+STEERING_KEYWORDS = ("reward", "particles", "num_samples", "num_steps", "guidance_scale", "generator")
+
 
 def _check_component(kind: str, name: str, obj: Any) -> None:
     from difforge.plugin_api import AdapterType, Command, DenoiserSpec, Objective, Parameterization, Reward
@@ -32,6 +35,13 @@ def _check_component(kind: str, name: str, obj: Any) -> None:
         assert isinstance(obj, Command), f"{where}: must be a difforge.plugin_api.Command"
         for which in ("configure", "run"):
             assert callable(obj.resolve(which)), f"{where}: {which} must be a function or 'module:function'"
+    elif kind == "steering":
+        assert callable(obj), f"{where}: must be callable"
+        parameters = inspect.signature(obj).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        missing = [name for name in STEERING_KEYWORDS if name not in parameters and not takes_any]
+        assert len(parameters) >= 2 and not missing, \
+            f"{where}: must take (backbone, prompts, *, {', '.join(STEERING_KEYWORDS)}); missing {missing}"
     elif kind == "denoisers":
         assert isinstance(obj, DenoiserSpec), f"{where}: must be a difforge.plugin_api.DenoiserSpec"
     else:

@@ -1,0 +1,44 @@
+"""The steering methods' effects on the shapes world, and a cheap spot of the stored steering
+benchmark re-measured (sampling is deterministic given the seed, so the spot must match)."""
+
+import json
+import sys
+
+import pytest
+import torch
+from helpers import ROOT
+
+import difforge
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from steering import RESULTS, run_method  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return difforge.load("shapes-sd-tiny").eval()
+
+
+def _stored(setting, method, k, seed):
+    rows = json.loads(RESULTS.read_text())["rows"]
+    return next(r for r in rows if (r["setting"], r["method"], r["particles"], r["seed"]) == (setting, method, k, seed))
+
+
+@pytest.mark.parametrize("method", ["fk", "best-of-n"])
+def test_a_spot_of_the_stored_steering_table_is_re_measured(shapes, method):
+    stored = _stored("shapes-alignment", method, 4, 0)
+    again = run_method(shapes, "shapes-alignment", method, 4, 0, json.loads(RESULTS.read_text())["outputs"])
+    assert again["nfe"] == stored["nfe"] == 100
+    for reward, value in stored["rewards"].items():
+        assert again["rewards"][reward] == pytest.approx(value, abs=1e-6), reward
+
+
+def test_fk_and_svdd_raise_prompt_alignment_over_plain_sampling(shapes):
+    prompts = [p for p in (ROOT / "examples/configs/alignment/prompts_heldout.txt").read_text().splitlines() if p][:12]
+    reward = difforge.get_registry("rewards").get("shapes-alignment")
+    plain = shapes.sample(prompts, num_steps=25, guidance_scale=4.0, generator=torch.Generator().manual_seed(0))
+    base = reward(plain, prompts).mean().item()
+    for method in ("fk", "svdd"):
+        steered = difforge.steer(shapes, prompts, method=method, reward="shapes-alignment", particles=4,
+                                 guidance_scale=4.0, seed=0)
+        assert steered.rewards.mean().item() > base + 0.05, method
