@@ -75,7 +75,6 @@ class FKResampler:
         self.log_potentials = torch.zeros(shape, dtype=torch.float64)  # Π G along each lineage
         self.history: Tensor | None = None  # running max / sum / previous reward, per potential
         self.resampled_steps: list[int] = []
-        self.reward_evaluations = 0
 
     def _potential(self, reward: Tensor) -> Tensor:
         kind, lmbda = self.options.potential, self.options.lmbda
@@ -95,7 +94,6 @@ class FKResampler:
         if step not in self.steps:
             return None
         reward = self.particles.grouped(self.value(x0).double().cpu())
-        self.reward_evaluations += 1
         log_g = self._potential(reward)
         self.log_weights += log_g
         self.log_potentials += log_g
