@@ -88,6 +88,8 @@ EXPORTS: dict[str, tuple[str, str]] = {
     "classifier_free_guidance": ("sampling.guidance", "classifier_free_guidance"),
     "guidance_scale_embedding": ("sampling.guidance", "guidance_scale_embedding"),
     "ddpm_posterior": ("sampling.samplers", "ddpm_posterior"),
+    "ddpm_step": ("sampling.samplers", "ddpm_step"),
+    "timestep_batch": ("sampling.samplers", "timestep_batch"),
     "Steered": ("sampling.steering", "Steered"),
     "to_uint8": ("sampling.grid", "to_uint8"),
     "make_grid": ("sampling.grid", "make_grid"),

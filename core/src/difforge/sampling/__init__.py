@@ -3,11 +3,13 @@
 from .guidance import classifier_free_guidance, guidance_scale_embedding
 from .samplers import (
     ddpm_posterior,
+    ddpm_step,
     sample_consistency,
     sample_ddim,
     sample_ddpm,
     sample_euler,
     sample_flow_euler,
+    timestep_batch,
 )
 from .schedule import SamplingSchedule, schedule_from_scheduler
 from .steering import Steered
@@ -17,6 +19,7 @@ __all__ = [
     "Steered",
     "classifier_free_guidance",
     "ddpm_posterior",
+    "ddpm_step",
     "guidance_scale_embedding",
     "sample_consistency",
     "sample_ddim",
@@ -24,4 +27,5 @@ __all__ = [
     "sample_euler",
     "sample_flow_euler",
     "schedule_from_scheduler",
+    "timestep_batch",
 ]

@@ -61,11 +61,22 @@ def sample_ddpm(
         x0 = denoise(x, _timestep(t, x))
         if clip_x0 is not None:
             x0 = x0.clamp(-clip_x0, clip_x0)
-        mean, std = ddpm_posterior(x, x0, a, a_prev)
-        if i < len(schedule) - 1:
-            mean = mean + std * _randn(x, generator)
-        x = _after_step(callback, i, t, mean, x0)
+        x = _after_step(callback, i, t, ddpm_step(x, x0, a, a_prev, generator, noise=i < len(schedule) - 1), x0)
     return x
+
+
+def ddpm_step(x: Tensor, x0: Tensor, alpha: Tensor, alpha_prev: Tensor, generator: torch.Generator | None,
+              *, noise: bool = True) -> Tensor:
+    """One ancestral step ``x_{t-1} ~ q(x_{t-1} | x_t, x0)`` (Ho et al. 2020, Alg. 2), drawing its
+    noise from ``generator`` as :func:`sample_ddpm` does; ``noise=False`` returns the mean (the
+    last step)."""
+    mean, std = ddpm_posterior(x, x0, alpha, alpha_prev)
+    return mean + std * _randn(x, generator) if noise else mean
+
+
+def timestep_batch(t: Tensor, x: Tensor) -> Tensor:
+    """The scalar timestep ``t`` as one value per row of ``x``, as the samplers call ``denoise``."""
+    return _timestep(t, x)
 
 
 def ddpm_posterior(x: Tensor, x0: Tensor, alpha: Tensor, alpha_prev: Tensor) -> tuple[Tensor, Tensor]:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from difforge.plugin_api import Steered, UsageError, ddpm_posterior, schedule_from_scheduler
+from difforge.plugin_api import Steered, UsageError, ddpm_step, schedule_from_scheduler, timestep_batch
 
 from .particles import Particles, parse_options, steering_generator, x0_reward
 
@@ -30,14 +30,6 @@ class SVDDOptions(BaseModel):
     alpha: float = Field(0.0, ge=0, description="temperature of the candidate choice ∝ exp(v/α); 0 keeps the "
                                                 "highest-value candidate")
     sampler: str = Field("ddpm", description="the proposal; SVDD draws its candidates from the ancestral (DDPM) step")
-
-
-def _timestep(t, x):
-    return t.reshape(1).to(x.device).expand(x.shape[0])
-
-
-def _randn(shape, like, generator):
-    return torch.randn(shape, generator=generator, dtype=like.dtype, device="cpu").to(like.device)
 
 
 @torch.no_grad()
@@ -63,15 +55,15 @@ def svdd(backbone, prompts: Sequence[str] | None, *, reward, particles: int = 4,
     dtype = next(backbone.denoiser.parameters()).dtype
     shape = backbone.sample_shape()
     x = torch.randn((group.groups, *shape), generator=generator, dtype=torch.float32).to(backbone.device, dtype)
-    x0 = denoise_groups(x, _timestep(schedule.timesteps[0], x))
+    x0 = denoise_groups(x, timestep_batch(schedule.timesteps[0], x))
     for i in range(len(schedule)):
-        mean, std = ddpm_posterior(x, x0, schedule.alphas[i].to(x), schedule.alphas_prev[i].to(x))
+        alpha, alpha_prev = schedule.alphas[i].to(x), schedule.alphas_prev[i].to(x)
         if i == len(schedule) - 1:
-            x = mean
+            x = ddpm_step(x, x0, alpha, alpha_prev, generator, noise=False)
             break
-        candidates = mean.repeat_interleave(particles, 0)
-        candidates = candidates + std * _randn(candidates.shape, candidates, generator)
-        candidate_x0 = denoise_rows(candidates, _timestep(schedule.timesteps[i + 1], candidates))
+        candidates = ddpm_step(x.repeat_interleave(particles, 0), x0.repeat_interleave(particles, 0), alpha,
+                               alpha_prev, generator)
+        candidate_x0 = denoise_rows(candidates, timestep_batch(schedule.timesteps[i + 1], candidates))
         values = group.grouped(value(candidate_x0))
         if opts.alpha == 0:
             kept = values.argmax(1, keepdim=True)
