@@ -91,6 +91,22 @@ def steer(
                     generator=torch.Generator().manual_seed(seed), **options)
 
 
+def _check_sampler_options(sampler: str, options: dict[str, Any]) -> None:
+    """One line naming an option the registered ``sampler`` does not take."""
+    import inspect
+
+    from .errors import UsageError
+    from .plugins import get_registry
+
+    fixed = {"denoise", "noise", "schedule", "generator", "callback"}
+    accepted = [name for name in inspect.signature(get_registry("samplers").get(sampler)).parameters
+                if name not in fixed]
+    for key in options:
+        if key not in accepted:
+            raise UsageError(f"sampler {sampler!r} has no option {key!r} (its options: "
+                             f"{', '.join(accepted) or 'none'})")
+
+
 def _steering_method(method: str):
     """The registered steering method ``method``; one line when none is installed."""
     from .errors import UsageError
@@ -120,6 +136,7 @@ def sample(
     reward: str | None = None,
     particles: int = 4,
     steer_options: dict[str, Any] | None = None,
+    sampler_options: dict[str, Any] | None = None,
 ) -> torch.Tensor | Path:
     """Sample a model; returns images in [-1, 1], or the path of a labelled PNG grid (one row
     per prompt, drawn by ``renderer``) when ``out`` is given. ``metrics`` names registered
@@ -127,12 +144,20 @@ def sample(
     (``<out>.json``). ``sampler`` defaults to DDIM. With ``steering`` (a registered steering
     method) the samples are steered toward ``reward`` with ``particles`` candidates each
     (:func:`steer`; ``sampler`` is then the method's proposal sampler); the rewards and the cost
-    go into that JSON under ``"steering"``."""
+    go into that JSON under ``"steering"``. ``sampler_options`` are keyword arguments of the
+    sampler (e.g. DDIM's ``eta``, DC-Solver's ``dc_ratios``), for plain sampling only."""
     from .plugins import get_registry
     from .sampling.grid import save_grid
 
     if steering:
         _steering_method(steering)  # an unknown method fails before any weights load
+        if sampler_options:
+            from .errors import UsageError
+
+            raise UsageError("sampler options apply to plain sampling; a steering method takes its own "
+                             "(--steer-option)")
+    elif sampler_options:
+        _check_sampler_options(sampler or "ddim", sampler_options)
     backbone = model if isinstance(model, Backbone) else load(model, adapters)
     if backbone.conditioning == "text" and not prompts:
         from .errors import UsageError
@@ -155,6 +180,7 @@ def sample(
             sampler=sampler or "ddim",
             guidance_scale=guidance_scale,
             generator=torch.Generator().manual_seed(seed),
+            **(sampler_options or {}),
         )
     if not torch.isfinite(images).all():
         from .errors import SamplingError

@@ -86,6 +86,9 @@ def _configure_sample(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", default=None,
                    help="registered sampler: ddpm, ddim, euler, flow_euler, ... (default: ddim; with --steer, the "
                         "steering method's proposal sampler)")
+    p.add_argument("--sampler-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a sampler keyword argument, e.g. eta=0.5 for ddim or dc_ratios=FILE for dc_solver "
+                        "(repeatable)")
     p.add_argument("--guidance", type=_finite_float, default=1.0, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", default="samples.png", help="output PNG grid")
@@ -123,7 +126,8 @@ def _run_sample(args: argparse.Namespace) -> int:
         steering=args.steer,
         reward=args.reward,
         particles=args.particles,
-        steer_options=dict(_option_argument(item) for item in args.steer_option),
+        steer_options=dict(_option_argument(item, "--steer-option") for item in args.steer_option),
+        sampler_options=dict(_option_argument(item, "--sampler-option") for item in args.sampler_option),
     )
     print(f"wrote {path}")
     return 0
@@ -140,13 +144,13 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _option_argument(item: str) -> tuple[str, Any]:
+def _option_argument(item: str, flag: str) -> tuple[str, Any]:
     """``KEY=VALUE`` -> (key, value), the value read as YAML (``10`` an int, ``max`` a string)."""
     import yaml
 
     key, sep, value = item.partition("=")
     if not sep or not key:
-        raise UsageError(f"--steer-option {item!r}: expected KEY=VALUE")
+        raise UsageError(f"{flag} {item!r}: expected KEY=VALUE")
     return key.strip(), yaml.safe_load(value)
 
 
