@@ -76,20 +76,20 @@ def diffusers_sampler(scheduler_class):
     return torch.no_grad()(sample)
 
 
-def fit_ratios(backbone, nfes: list[int], fine_steps: int) -> tuple[dict, float]:
+def fit_ratios(backbone, nfes: list[int], fine_steps: int, calibration_size: int) -> tuple[dict, float]:
     """DC-Solver's ratios per NFE on the calibration prompts, and the seconds the fit took."""
     from difforge_solvers import search_dc_ratios
 
     start = time.perf_counter()
-    calibration = prompts(CALIBRATION_PROMPTS, CALIBRATION_SIZE)
+    calibration = prompts(CALIBRATION_PROMPTS, calibration_size)
     ratios = {str(n): search_dc_ratios(backbone, calibration, n, guidance_scale=GUIDANCE, seed=CALIBRATION_SEED,
                                        fine_steps=fine_steps) for n in nfes}
     return ratios, time.perf_counter() - start
 
 
 def measure_seed(backbone, seed: int, samplers: list[str], nfes: list[int], ratios: dict,
-                 fine_steps: int) -> list[dict]:
-    """Every sampler at every NFE on the held-out prompts with the noise of ``seed``."""
+                 fine_steps: int, outputs: int) -> list[dict]:
+    """Every sampler at every NFE on the first ``outputs`` held-out prompts with the noise of ``seed``."""
     import torch
     from diffusers import DPMSolverMultistepScheduler, UniPCMultistepScheduler
 
@@ -97,7 +97,7 @@ def measure_seed(backbone, seed: int, samplers: list[str], nfes: list[int], rati
     from difforge.plugin_api import schedule_from_scheduler
     from difforge_solvers.dc_solver import reference_trajectory
 
-    heldout = prompts(HELDOUT_PROMPTS)
+    heldout = prompts(HELDOUT_PROMPTS, outputs)
     reward = difforge.get_registry("rewards").get("shapes-alignment")
     registry = difforge.get_registry("samplers")
     noise = torch.randn((len(heldout), *backbone.sample_shape()), generator=torch.Generator().manual_seed(seed))
@@ -175,6 +175,9 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--fine-steps", type=int, default=100,
                         help="evenly spaced points of the ground-truth grid over the training timesteps")
+    parser.add_argument("--outputs", type=int, default=24, help="held-out prompts sampled per seed (default: all 24)")
+    parser.add_argument("--calibration", type=int, default=CALIBRATION_SIZE,
+                        help="calibration prompts DC-Solver's ratios are fitted on")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--tables", action="store_true", help="print the tables of --out and exit")
     args = parser.parse_args()
@@ -187,12 +190,14 @@ def main() -> None:
     import difforge
 
     backbone = difforge.load("shapes-sd-tiny").eval()
-    ratios, fit_seconds = fit_ratios(backbone, args.nfe, args.fine_steps) if "dc-solver" in args.samplers else ({}, 0.0)
+    ratios, fit_seconds = ((fit_ratios(backbone, args.nfe, args.fine_steps, args.calibration))
+                           if "dc-solver" in args.samplers else ({}, 0.0))
     print(json.dumps({"dc_ratios": ratios, "fit_seconds": round(fit_seconds, 1)}), flush=True)
     rows = [row for seed in args.seeds for row in measure_seed(backbone, seed, args.samplers, args.nfe, ratios,
-                                                               args.fine_steps)]
-    results = {"outputs": len(prompts(HELDOUT_PROMPTS)), "guidance": GUIDANCE, "fine_steps": args.fine_steps,
-               "calibration": {"prompts": CALIBRATION_SIZE, "seed": CALIBRATION_SEED, "seconds": round(fit_seconds, 1)},
+                                                               args.fine_steps, args.outputs)]
+    results = {"outputs": len(prompts(HELDOUT_PROMPTS, args.outputs)), "guidance": GUIDANCE,
+               "fine_steps": args.fine_steps,
+               "calibration": {"prompts": args.calibration, "seed": CALIBRATION_SEED, "seconds": round(fit_seconds, 1)},
                "dc_ratios": ratios, "rows": rows, "summary": summarise(rows)}
     write_results(results, out, model="shapes-sd-tiny")
     print(tables(results))

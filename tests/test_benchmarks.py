@@ -171,3 +171,15 @@ def test_steering_benchmark_smoke_and_merge(tmp_path):
     results = json.loads(out.read_text())
     assert set(results["summary"]) == {"shapes-alignment", "shapes-compressibility"}
     assert results["model"]["unet_sha256"] and results["fine_tuned"]["dpo"][0] > 0
+
+
+def test_samplers_benchmark_smoke(tmp_path):
+    out = tmp_path / "samplers.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "samplers.py"), "--seeds", "0", "--outputs", "2",
+                           "--calibration", "2", "--nfe", "4", "--fine-steps", "10", "--samplers", "ddim",
+                           "dc-solver", "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert set(results["summary"]["samplers"]) == {"ddim", "dc-solver"} and len(results["dc_ratios"]["4"]) == 4
+    assert "| dc-solver | " in proc.stdout and "| ground truth (10-step grid) |" in proc.stdout
+    assert results["model"]["unet_sha256"] and all(row["rmse"] > 0 for row in results["rows"])
