@@ -24,9 +24,13 @@ are fitted per NFE on 10 calibration prompts of the alignment benchmark's traini
 - ``alignment``: the shapes-alignment reward of the decoded image (the ground truth scores
   ``reference_alignment``).
 
+How far the ground truth itself is from the ODE's solution is bounded by ``reference_error``,
+the RMSE between it and the same solver on a grid half as fine (second order: the error of
+the fine grid is about a quarter of that).
+
 Each seed draws other noise for the same 24 prompts; the tables give mean ± std over 3 seeds.
 
-    python benchmarks/samplers.py            # all samplers, NFE 4-20, 3 seeds (~40 min on 2 CPU cores)
+    python benchmarks/samplers.py            # all samplers, NFE 4-20, 3 seeds (~20 min on 2 CPU cores)
     python benchmarks/samplers.py --tables   # print the tables of the results file
 """  # noqa: E501 (the samplers table)
 
@@ -108,6 +112,8 @@ def measure_seed(backbone, seed: int, samplers: list[str], nfes: list[int], rati
     for n in nfes:
         schedule = schedule_from_scheduler(backbone.scheduler, n)
         truth = reference_trajectory(denoise, noise, schedule, backbone.scheduler.alphas_cumprod, fine_steps)[-1]
+        coarser = reference_trajectory(denoise, noise, schedule, backbone.scheduler.alphas_cumprod, fine_steps // 2)[-1]
+        reference_error = (coarser - truth).pow(2).mean().sqrt().item()
         truth_alignment = reward(backbone.decode(truth).clamp(-1, 1).float(), heldout).mean().item()
         for name in samplers:
             start = time.perf_counter()
@@ -123,7 +129,8 @@ def measure_seed(backbone, seed: int, samplers: list[str], nfes: list[int], rati
             seconds = time.perf_counter() - start
             row = {"sampler": name, "nfe": n, "seed": seed, "outputs": len(heldout), "seconds": round(seconds, 1),
                    "rmse": (latents - truth).pow(2).mean().sqrt().item(),
-                   "alignment": reward(images, heldout).mean().item(), "reference_alignment": truth_alignment}
+                   "alignment": reward(images, heldout).mean().item(), "reference_alignment": truth_alignment,
+                   "reference_error": reference_error}
             print(json.dumps(row), flush=True)
             rows.append(row)
     return rows
@@ -131,17 +138,18 @@ def measure_seed(backbone, seed: int, samplers: list[str], nfes: list[int], rati
 
 def summarise(rows: list[dict]) -> dict:
     """``{sampler: {nfe: {"rmse": [mean, std], "alignment": [mean, std], "seeds": k}}}`` over seeds,
-    and ``reference_alignment`` per NFE."""
-    summary: dict = {"samplers": {}, "reference_alignment": {}}
+    and ``reference_alignment`` and ``reference_error`` per NFE."""
+    summary: dict = {"samplers": {}, "reference_alignment": {}, "reference_error": {}}
     for row in rows:
         summary["samplers"].setdefault(row["sampler"], {}).setdefault(str(row["nfe"]), []).append(row)
-        summary["reference_alignment"].setdefault(str(row["nfe"]), {})[row["seed"]] = row["reference_alignment"]
+        for key in ("reference_alignment", "reference_error"):
+            summary[key].setdefault(str(row["nfe"]), {})[row["seed"]] = row[key]
     for sampler, by_nfe in summary["samplers"].items():
         summary["samplers"][sampler] = {
             nfe: {"rmse": mean_std([r["rmse"] for r in group]), "alignment": mean_std([r["alignment"] for r in group]),
                   "seeds": len(group)} for nfe, group in by_nfe.items()}
-    summary["reference_alignment"] = {nfe: mean_std(list(by_seed.values()))
-                                      for nfe, by_seed in summary["reference_alignment"].items()}
+    for key in ("reference_alignment", "reference_error"):
+        summary[key] = {nfe: mean_std(list(by_seed.values())) for nfe, by_seed in summary[key].items()}
     return summary
 
 
@@ -160,10 +168,11 @@ def tables(results: dict) -> str:
             cells = [by_nfe.get(str(n)) for n in nfes]
             out.append(f"| {sampler} | " + " | ".join("–" if c is None else f"{c[metric][0]:.3f} ± {c[metric][1]:.3f}"
                                                       for c in cells) + " |")
-        if metric == "alignment":
-            reference = summary["reference_alignment"]
-            out.append(f"| ground truth ({results['fine_steps']}-step grid) | "
-                       + " | ".join(f"{reference[str(n)][0]:.3f} ± {reference[str(n)][1]:.3f}" for n in nfes) + " |")
+        reference = summary[f"reference_{'error' if metric == 'rmse' else 'alignment'}"]
+        label = (f"ground truth: its distance from a {results['fine_steps'] // 2}-step grid" if metric == "rmse"
+                 else f"ground truth ({results['fine_steps']}-step grid)")
+        out.append(f"| {label} | " + " | ".join(f"{reference[str(n)][0]:.3f} ± {reference[str(n)][1]:.3f}"
+                                                 for n in nfes) + " |")
         out.append("")
     return "\n".join(out).rstrip()
 
@@ -173,7 +182,7 @@ def main() -> None:
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=list(SAMPLERS))
     parser.add_argument("--nfe", nargs="+", type=int, default=list(NFES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--fine-steps", type=int, default=100,
+    parser.add_argument("--fine-steps", type=int, default=200,
                         help="evenly spaced points of the ground-truth grid over the training timesteps")
     parser.add_argument("--outputs", type=int, default=24, help="held-out prompts sampled per seed (default: all 24)")
     parser.add_argument("--calibration", type=int, default=CALIBRATION_SIZE,

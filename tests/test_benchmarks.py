@@ -182,4 +182,5 @@ def test_samplers_benchmark_smoke(tmp_path):
     results = json.loads(out.read_text())
     assert set(results["summary"]["samplers"]) == {"ddim", "dc-solver"} and len(results["dc_ratios"]["4"]) == 4
     assert "| dc-solver | " in proc.stdout and "| ground truth (10-step grid) |" in proc.stdout
+    assert "| ground truth: its distance from a 5-step grid |" in proc.stdout
     assert results["model"]["unet_sha256"] and all(row["rmse"] > 0 for row in results["rows"])

@@ -137,7 +137,7 @@ def test_reference_trajectory_passes_through_every_step():
 
 def test_fitted_ratios_pull_unseen_noises_toward_the_reference():
     """The ratios fitted on 10 noises bring UniPC's 5-step samples of 10 other noises closer to
-    the finely solved trajectory (RMSE 0.450 against 0.482 when written); steps before three
+    the finely solved trajectory (RMSE 0.023 against 0.027 when written); steps before three
     predictions exist keep ratio 1."""
     scheduler = UniPCMultistepScheduler(**SCHEDULE)
     schedule = schedule_from_scheduler(scheduler, 5)
@@ -153,7 +153,7 @@ def test_fitted_ratios_pull_unseen_noises_toward_the_reference():
         return (x - truth).pow(2).mean().sqrt().item()
 
     assert error(sample_dc_solver(denoise, test_noise, schedule, dc_ratios=ratios)) < \
-        0.97 * error(sample_unipc(denoise, test_noise, schedule))
+        0.95 * error(sample_unipc(denoise, test_noise, schedule))
 
 
 def test_dc_ratio_errors_name_the_source(tmp_path):

@@ -128,13 +128,17 @@ def save_dc_ratios(path: str | Path, ratios: Mapping[int, Sequence[float]], **ab
 
 
 def refined_schedule(schedule: SamplingSchedule, alphas_cumprod: Tensor, fine_steps: int = 200) -> SamplingSchedule:
-    """A fine schedule from the same start through every point of ``schedule``: the evenly
-    spaced training timesteps below its first one (``fine_steps`` over the training range) and
-    its own timesteps, ending where it ends."""
-    start = int(schedule.timesteps[0])
+    """A fine schedule through every point of ``schedule``: each of its steps split into equal
+    sub-steps of about ``len(alphas_cumprod) / fine_steps`` training timesteps (no sub-step
+    much shorter than the others, which would make a multistep solver's difference quotients
+    noisy), ending where it ends."""
     stride = max(1, len(alphas_cumprod) // fine_steps)
-    points = set(range(0, start, stride)) | {int(t) for t in schedule.timesteps}
-    timesteps = torch.tensor(sorted(points, reverse=True), dtype=torch.long)
+    coarse = [int(t) for t in schedule.timesteps]
+    points = [coarse[0]]
+    for start, end in zip(coarse[:-1], coarse[1:], strict=True):
+        parts = max(1, round((start - end) / stride))
+        points += [round(start + (end - start) * k / parts) for k in range(1, parts + 1)]
+    timesteps = torch.tensor(points, dtype=torch.long)
     alphas = alphas_cumprod.float()[timesteps]
     return SamplingSchedule(timesteps=timesteps, alphas=alphas,
                             alphas_prev=torch.cat([alphas[1:], schedule.alphas_prev[-1:].float()]))
