@@ -152,3 +152,20 @@ def test_steering_tables_are_quoted():
     assert f"({dpo[0]:.3f} ± {dpo[1]:.3f} at 25 NFE" in docs.replace("\n  ", " ")
     readme = (ROOT / "packages" / "steer" / "README.md").read_text()
     assert bench.summary_table(results) in readme
+
+
+def test_sampler_tables_are_quoted():
+    bench = _benchmark("samplers")
+    results = json.loads((RESULTS / "samplers.json").read_text())
+    docs = (DOCS / "samplers.md").read_text()
+    assert bench.tables(results) in docs
+    by_sampler = results["summary"]["samplers"]
+
+    def rmse(sampler, nfe):
+        mean, std = by_sampler[sampler][str(nfe)]["rmse"]
+        return f"{mean:.3f} ± {std:.3f}"
+
+    text = docs.replace("\n  ", " ")
+    assert f"({rmse('dc-solver', 20)} against {rmse('unipc', 20)})" in text
+    dc, unipc = by_sampler["dc-solver"]["4"]["rmse"][0], by_sampler["unipc"]["4"]["rmse"][0]
+    assert f"(4 NFE: {dc:.3f} against {unipc:.3f})" in text
