@@ -169,3 +169,12 @@ def test_sampler_tables_are_quoted():
     assert f"({rmse('dc-solver', 20)} against {rmse('unipc', 20)})" in text
     dc, unipc = by_sampler["dc-solver"]["4"]["rmse"][0], by_sampler["unipc"]["4"]["rmse"][0]
     assert f"(4 NFE: {dc:.3f} against {unipc:.3f})" in text
+
+
+def test_solvers_readme_quotes_the_sampler_results():
+    by_sampler = json.loads((RESULTS / "samplers.json").read_text())["summary"]["samplers"]
+    readme = (ROOT / "packages" / "solvers" / "README.md").read_text()
+    for nfe in (4, 10, 20):
+        cells = " | ".join(f"{by_sampler[s][str(nfe)]['rmse'][0]:.3f}" for s in ("ddim", "dpm-solver++", "unipc",
+                                                                                   "dc-solver"))
+        assert f"| {nfe} | {cells} |" in readme
