@@ -29,9 +29,10 @@ def test_a_spot_of_the_stored_steering_table_is_re_measured(shapes, method):
     stored = _stored("shapes-alignment", method, 4, 0)
     again = run_method(shapes, "shapes-alignment", method, 4, 0, json.loads(RESULTS.read_text())["outputs"])
     assert again["nfe"] == stored["nfe"] == 100
-    # JPEG size turns a last-ulp change of a pixel into a different file: since 63c8513 (or another
-    # floating-point-order change) FK's compressibility moved by 1.25e-4 while alignment stayed
-    # within 1e-6; the cause is not found yet (stop 48 note)
+    # JPEG size turns a last-ulp change of a pixel into a different file: on stop 48's fresh
+    # environment FK's compressibility moved by 1.25e-4 while alignment stayed within 1e-6; the
+    # sampler arithmetic is unchanged, so the cause (Pillow/libjpeg is unpinned) is not found yet
+    # (stop 48 note)
     tolerance = {"jpeg-compressibility": 5e-4}
     for reward, value in stored["rewards"].items():
         assert again["rewards"][reward] == pytest.approx(value, abs=tolerance.get(reward, 1e-6)), reward
