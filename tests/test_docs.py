@@ -37,7 +37,7 @@ def test_every_hookspec_has_a_test_and_a_docs_entry(hook):
 def _first_party_packages():
     yield difforge
     for name in ("difforge_zoo", "difforge_audio", "difforge_align", "difforge_distill", "difforge_guard",
-                 "difforge_steer", "difforge_solvers", "difforge_clip"):
+                 "difforge_steer", "difforge_solvers", "difforge_canvas", "difforge_clip"):
         try:
             yield importlib.import_module(name)
         except ImportError:

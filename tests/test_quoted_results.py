@@ -178,3 +178,31 @@ def test_solvers_readme_quotes_the_sampler_results():
         cells = " | ".join(f"{by_sampler[s][str(nfe)]['rmse'][0]:.3f}" for s in ("ddim", "dpm-solver++", "unipc",
                                                                                    "dc-solver"))
         assert f"| {nfe} | {cells} |" in readme
+
+
+def test_canvas_docs_and_readme_quote_the_canvas_results():
+    bench = _benchmark("canvas")
+    results = json.loads((RESULTS / "canvas.json").read_text())
+    docs = (DOCS / "canvas.md").read_text()
+    assert bench.tables(results) in docs
+    panorama, composite = results["summary"]["panorama"], results["summary"]["composite"]
+    text = docs.replace("\n  ", " ")
+    assert (f"wrap seam is {panorama['multidiffusion']['seam_ratio'][0]:.1f} column steps" in text
+            and f"({panorama['direct']['seam_ratio'][0]:.1f})" in text)
+    assert (f"StitchDiffusion brings it to {panorama['stitchdiffusion']['seam_ratio'][0]:.1f} "
+            f"({panorama['stitchdiffusion']['wrap_seam_error'][0]:.3f} against "
+            f"{panorama['multidiffusion']['wrap_seam_error'][0]:.3f})") in text
+    assert f"alignment {composite['single-prompt']['segment_alignment'][0]:.3f})" in text
+    assert f"reaches {composite['harmonise-only']['segment_alignment'][0]:.3f}" in text
+    assert (f"({composite['composite']['segment_alignment'][0]:.3f}, both halves right in "
+            f"{composite['composite']['both_right'][0]:.0%} of the images against "
+            f"{composite['harmonise-only']['both_right'][0]:.0%})").replace("%", " %") in text
+    readme = (ROOT / "packages" / "canvas" / "README.md").read_text()
+    assert (f"MultiDiffusion {panorama['multidiffusion']['seam_ratio'][0]:.3f}, the UNet on the whole canvas "
+            f"{panorama['direct']['seam_ratio'][0]:.3f} | StitchDiffusion "
+            f"{panorama['stitchdiffusion']['seam_ratio'][0]:.3f} |") in readme
+    assert (f"one prompt for the layout {composite['single-prompt']['segment_alignment'][0]:.3f}, harmonising only "
+            f"{composite['harmonise-only']['segment_alignment'][0]:.3f} | Composite Diffusion "
+            f"{composite['composite']['segment_alignment'][0]:.3f} |") in readme
+    assert (f"(boundary step {composite['composite']['boundary_step'][0]:.3f} against "
+            f"{composite['single-prompt']['boundary_step'][0]:.3f})") in readme.replace("\n", " ")

@@ -110,7 +110,7 @@ def _configure_sample(p: argparse.ArgumentParser) -> None:
 def _run_sample(args: argparse.Namespace) -> int:
     from .api import sample
 
-    adapters = [_adapter_argument(item) for item in args.adapter]
+    adapters = [adapter_argument(item) for item in args.adapter]
     path = sample(
         args.model,
         prompts=args.prompt or None,
@@ -126,8 +126,8 @@ def _run_sample(args: argparse.Namespace) -> int:
         steering=args.steer,
         reward=args.reward,
         particles=args.particles,
-        steer_options=dict(_option_argument(item, "--steer-option") for item in args.steer_option),
-        sampler_options=dict(_option_argument(item, "--sampler-option") for item in args.sampler_option),
+        steer_options=dict(option_argument(item, "--steer-option") for item in args.steer_option),
+        sampler_options=dict(option_argument(item, "--sampler-option") for item in args.sampler_option),
     )
     print(f"wrote {path}")
     return 0
@@ -144,8 +144,9 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _option_argument(item: str, flag: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` -> (key, value), the value read as YAML (``10`` an int, ``max`` a string)."""
+def option_argument(item: str, flag: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> (key, value), the value read as YAML (``10`` an int, ``max`` a string); ``flag``
+    names the option in the error of a malformed item."""
     import yaml
 
     key, sep, value = item.partition("=")
@@ -154,8 +155,9 @@ def _option_argument(item: str, flag: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(value)
 
 
-def _adapter_argument(item: str) -> tuple[str, float]:
-    """``PATH`` or ``PATH:WEIGHT`` -> (path, weight)."""
+def adapter_argument(item: str) -> tuple[str, float]:
+    """``PATH`` or ``PATH:WEIGHT`` -> (path, weight): an ``--adapter`` argument (of ``difforge sample`` and
+    of plugin commands that load a model)."""
     path, sep, weight = item.rpartition(":")
     if sep:
         try:

@@ -29,6 +29,8 @@ EXPORTS: dict[str, tuple[str, str]] = {
     "reset_plugin_manager": ("plugins", "reset_plugin_manager"),
     "Command": ("cli", "Command"),
     "cli_main": ("cli", "main"),
+    "adapter_argument": ("cli", "adapter_argument"),
+    "option_argument": ("cli", "option_argument"),
     # errors
     "DifforgeError": ("errors", "DifforgeError"),
     "RegistryError": ("errors", "RegistryError"),

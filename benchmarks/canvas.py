@@ -1,0 +1,235 @@
+"""Canvas methods against their naive baselines on the shapes world (difforge-canvas).
+
+Rows of table 3 of the steering issue, shapes-sd-tiny, DDIM 25 steps, guidance 4, 3 seeds:
+
+**Panoramas** (32 x 128 pixels: four of the model's 32-pixel windows around a 360° loop), one
+per object prompt (12 prompts, every colour with a base shape, drawn by a fixed seed):
+
+| method | what it does |
+|---|---|
+| direct | the UNet run once on the whole 16 x 64 latent canvas (it is convolutional) |
+| multidiffusion | native 16 x 16 windows every 4 positions, their x0 estimates fused (Bar-Tal et al. 2023) |
+| stitchdiffusion | the same windows plus the stitch block (the two ends side by side), pre-denoised twice |
+
+measured by the wrap-around seam error (mean |last column - first column| of the image, what a
+360° viewer shows where the loop closes) against the image's own column-to-column step. All are
+decoded as a cylinder (the VAE sees the opposite edge beside each end), so the rows differ only
+in the denoising.
+
+**Segment layouts** (32 x 64: a prompt for the left half, another for the right; 12 layouts of
+two objects differing in colour and shape, drawn by a fixed seed, none of them a layout tried
+while building the method), 2 images per layout and seed:
+
+| method | what it does |
+|---|---|
+| single-prompt | one prompt, "A on the left and B on the right", on the whole canvas (what a user does without a layout tool) |
+| harmonise-only | Composite Diffusion without its scaffolding phase: every step each segment's prompt denoises the whole canvas, composited by the masks |
+| composite | Composite Diffusion: the first 30 % of the steps scaffolded (each segment on a plain noised background), then harmonised |
+
+measured by each half's shapes-alignment against its own prompt (the analytic scorer on the
+32 x 32 crop), the fraction of images with both halves right, and the boundary step (mean
+|difference| of neighbouring pixels across the segment border) against the column step.
+
+    python benchmarks/canvas.py            # both parts, 3 seeds (~20 min on 2 CPU cores)
+    python benchmarks/canvas.py --tables   # print the tables of the results file
+"""  # noqa: E501 (the method tables)
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from worker import mean_std, write_results  # noqa: E402
+
+RESULTS = HERE / "results" / "canvas.json"
+STEPS = 25
+GUIDANCE = 4.0
+PANORAMA_WIDTH = 128
+SCAFFOLD_FRACTION = 0.3
+PROMPT_SEED = 2026
+#: the layouts tried while the method was built; the benchmark's layouts exclude them
+TRIED = {("red circle", "blue square"), ("green triangle", "yellow circle"), ("purple square", "red triangle"),
+         ("blue circle", "green square")}
+
+
+def objects(count: int, seed: int = PROMPT_SEED) -> list[str]:
+    """``count`` distinct "colour shape" objects of the base shapes, drawn by ``seed``."""
+    from difforge_zoo.shapes import BASE_SHAPES, COLOURS
+
+    pool = [f"{colour} {shape}" for colour in COLOURS for shape in BASE_SHAPES]
+    return random.Random(seed).sample(pool, count)
+
+
+def layouts(count: int, seed: int = PROMPT_SEED) -> list[tuple[str, str]]:
+    """``count`` left/right object pairs differing in colour and shape, none of them in TRIED."""
+    from difforge_zoo.shapes import BASE_SHAPES, COLOURS
+
+    pool = [(f"{ca} {sa}", f"{cb} {sb}") for ca in COLOURS for sa in BASE_SHAPES for cb in COLOURS
+            for sb in BASE_SHAPES if ca != cb and sa != sb and (f"{ca} {sa}", f"{cb} {sb}") not in TRIED]
+    return random.Random(seed).sample(pool, count)
+
+
+def panorama_rows(backbone, seed: int, prompts: list[str], steps: int = STEPS) -> list[dict]:
+    """The three panorama methods on ``prompts`` with the noise of ``seed``."""
+    import torch
+
+    from difforge_canvas.canvas import decode
+    from difforge_canvas.panorama import column_step, sample_panorama, wrap_seam_error
+
+    rows = []
+    for method in ("direct", "multidiffusion", "stitchdiffusion"):
+        start = time.perf_counter()
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            if method == "direct":
+                channels, height, width = backbone.sample_shape()
+                latents = backbone.sample(prompts, shape=(channels, height, width * PANORAMA_WIDTH // 32),
+                                          num_steps=steps, guidance_scale=GUIDANCE, generator=generator, decode=False)
+                images, nfe = decode(backbone, latents, wrap=width // 4), steps
+            else:
+                result = sample_panorama(backbone, prompts, width=PANORAMA_WIDTH, stitch=method == "stitchdiffusion",
+                                         num_steps=steps, guidance_scale=GUIDANCE, generator=generator)
+                images, nfe = result.images, result.nfe
+        seam, step = wrap_seam_error(images), column_step(images)
+        row = {"part": "panorama", "method": method, "seed": seed, "outputs": len(prompts), "nfe": nfe,
+               "seconds": round(time.perf_counter() - start, 1), "wrap_seam_error": seam.mean().item(),
+               "column_step": step.mean().item(), "seam_ratio": (seam / step).mean().item(),
+               "per_output": {"wrap_seam_error": seam.tolist(), "column_step": step.tolist()}}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+def composite_rows(backbone, seed: int, pairs: list[tuple[str, str]], per_layout: int,
+                   steps: int = STEPS) -> list[dict]:
+    """The three layout methods on ``pairs`` (``per_layout`` images each) with the noise of ``seed``."""
+    import torch
+
+    import difforge
+    from difforge_canvas.composite import boundary_step, sample_composite, segment_scores
+    from difforge_canvas.layout import Layout
+    from difforge_canvas.panorama import column_step
+
+    reward = difforge.get_registry("rewards").get("shapes-alignment")
+    rows = []
+    for method in ("single-prompt", "harmonise-only", "composite"):
+        start = time.perf_counter()
+        scores, boundaries, column_steps = [], [], []
+        for index, (left, right) in enumerate(pairs):
+            layout = Layout(size=(32, 64), segments=[{"prompt": f"a {left}", "box": (0, 0, 32, 32)},
+                                                     {"prompt": f"a {right}", "box": (32, 0, 64, 32)}])
+            generator = torch.Generator().manual_seed(seed * 1000 + index)
+            with torch.no_grad():
+                if method == "single-prompt":
+                    channels, height, width = backbone.sample_shape()
+                    images = backbone.sample([f"a {left} on the left and a {right} on the right"] * per_layout,
+                                             shape=(channels, height, 2 * width), num_steps=steps,
+                                             guidance_scale=GUIDANCE, generator=generator)
+                    nfe = steps
+                else:
+                    fraction = SCAFFOLD_FRACTION if method == "composite" else 0.0
+                    result = sample_composite(backbone, layout, num_samples=per_layout, scaffold_fraction=fraction,
+                                              num_steps=steps, guidance_scale=GUIDANCE, generator=generator)
+                    images, nfe = result.images, result.nfe
+            scores.append(segment_scores(images, layout, reward))
+            boundaries.append(boundary_step(images, layout))
+            column_steps.append(column_step(images))
+        scores = torch.cat(scores)
+        row = {"part": "composite", "method": method, "seed": seed, "outputs": len(scores), "nfe": nfe,
+               "seconds": round(time.perf_counter() - start, 1), "segment_alignment": scores.mean().item(),
+               "both_right": (scores == 1).all(1).float().mean().item(),
+               "boundary_step": torch.cat(boundaries).mean().item(),
+               "column_step": torch.cat(column_steps).mean().item(),
+               "per_output": {"segment_alignment": scores.tolist(), "boundary_step": torch.cat(boundaries).tolist()}}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+METRICS = {"panorama": ("wrap_seam_error", "column_step", "seam_ratio"),
+           "composite": ("segment_alignment", "both_right", "boundary_step", "column_step")}
+
+
+def summarise(rows: list[dict]) -> dict:
+    """``{part: {method: {metric: [mean, std], "nfe": n, "seeds": k}}}`` over seeds."""
+    grouped: dict = {}
+    for row in rows:
+        grouped.setdefault(row["part"], {}).setdefault(row["method"], []).append(row)
+    return {part: {method: {**{m: mean_std([r[m] for r in group]) for m in METRICS[part]},
+                            "nfe": group[0]["nfe"], "seeds": len(group)}
+                   for method, group in by_method.items()}
+            for part, by_method in grouped.items()}
+
+
+def tables(results: dict) -> str:
+    """The panorama and composite rows, mean ± std over seeds."""
+    summary = results["summary"]
+    titles = {"wrap_seam_error": "wrap seam error", "column_step": "column step", "seam_ratio": "seam / column step",
+              "segment_alignment": "segment alignment", "both_right": "both segments right",
+              "boundary_step": "boundary step"}
+    out = []
+    for part, heading in (("panorama", f"**Panoramas** ({results['panorama_prompts']} prompts × {{seeds}} seeds, "
+                                       f"32 × {PANORAMA_WIDTH} px), lower seam is better:"),
+                          ("composite", f"**Segment layouts** ({results['layouts']} layouts × "
+                                        f"{results['per_layout']} images × {{seeds}} seeds, 32 × 64 px):")):
+        if part not in summary:
+            continue
+        heading = heading.format(seeds=max(entry["seeds"] for entry in summary[part].values()))
+        metrics = METRICS[part]
+        out += [heading, "", "| method | NFE | " + " | ".join(titles[m] for m in metrics) + " |",
+                "|---|---|" + "---|" * len(metrics)]
+        for method, entry in summary[part].items():
+            out.append(f"| {method} | {entry['nfe']} | "
+                       + " | ".join(f"{entry[m][0]:.3f} ± {entry[m][1]:.3f}" for m in metrics) + " |")
+        out.append("")
+    return "\n".join(out).rstrip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", nargs="+", default=["panorama", "composite"], choices=["panorama", "composite"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--prompts", type=int, default=12, help="panorama prompts")
+    parser.add_argument("--layouts", type=int, default=12, help="segment layouts")
+    parser.add_argument("--per-layout", type=int, default=2, help="images per layout and seed")
+    parser.add_argument("--steps", type=int, default=STEPS, help="DDIM steps")
+    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--tables", action="store_true", help="print the tables of --out and exit")
+    args = parser.parse_args()
+    out = Path(args.out)
+    if args.tables:
+        if not out.exists():
+            raise SystemExit(f"--tables: {out} does not exist; run the benchmark first")
+        print(tables(json.loads(out.read_text())))
+        return
+    import difforge
+
+    backbone = difforge.load("shapes-sd-tiny").eval()
+    prompts = [f"a {name}" for name in objects(args.prompts)]
+    pairs = layouts(args.layouts)
+    rows = []
+    for seed in args.seeds:
+        if "panorama" in args.parts:
+            rows += panorama_rows(backbone, seed, prompts, args.steps)
+        if "composite" in args.parts:
+            rows += composite_rows(backbone, seed, pairs, args.per_layout, args.steps)
+    results = {"steps": args.steps, "guidance": GUIDANCE, "panorama_width": PANORAMA_WIDTH,
+               "scaffold_fraction": SCAFFOLD_FRACTION, "panorama_prompts": len(prompts), "layouts": len(pairs),
+               "per_layout": args.per_layout, "prompts": prompts, "pairs": pairs, "rows": rows,
+               "summary": summarise(rows)}
+    write_results(results, out, model="shapes-sd-tiny")
+    print(tables(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+"""Registers the canvas commands with difforge (their modules are imported only when chosen)."""
+
+from __future__ import annotations
+
+from difforge.plugin_api import Command, hookimpl
+
+
+@hookimpl
+def difforge_register_commands():
+    return {
+        "panorama": Command("sample 360-degree panoramas (MultiDiffusion windows, StitchDiffusion stitch block)",
+                            "difforge_canvas.cli:configure_panorama", "difforge_canvas.cli:run_panorama"),
+        "compose": Command("sample an image from a segment layout, a prompt per segment (Composite Diffusion)",
+                           "difforge_canvas.cli:configure_compose", "difforge_canvas.cli:run_compose"),
+    }

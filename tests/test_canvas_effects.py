@@ -1,0 +1,64 @@
+"""difforge-canvas's effects on the shapes world: a spot of the stored canvas benchmark
+(benchmarks/results/canvas.json) re-measured, and the effects the stored table shows."""
+
+import json
+import sys
+
+import pytest
+import torch
+from helpers import ROOT
+
+import difforge
+from difforge_canvas.composite import sample_composite, segment_scores
+from difforge_canvas.layout import Layout
+from difforge_canvas.panorama import sample_panorama, wrap_seam_error
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from canvas import GUIDANCE, PANORAMA_WIDTH, RESULTS, SCAFFOLD_FRACTION  # noqa: E402
+
+STORED = json.loads(RESULTS.read_text())
+
+
+def _stored(part: str, method: str, seed: int = 0) -> dict:
+    return next(r for r in STORED["rows"] if (r["part"], r["method"], r["seed"]) == (part, method, seed))
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return difforge.load("shapes-sd-tiny").eval()
+
+
+def test_the_stored_table_shows_the_stitch_block_closing_the_loop():
+    summary = STORED["summary"]["panorama"]
+    assert summary["stitchdiffusion"]["seam_ratio"][0] < 0.6 * summary["multidiffusion"]["seam_ratio"][0]
+    assert summary["stitchdiffusion"]["seam_ratio"][0] < 0.6 * summary["direct"]["seam_ratio"][0]
+
+
+def test_the_stored_table_shows_composite_diffusion_following_each_segments_prompt():
+    summary = STORED["summary"]["composite"]
+    assert summary["composite"]["segment_alignment"][0] > summary["single-prompt"]["segment_alignment"][0] + 0.1
+    assert summary["composite"]["segment_alignment"][0] > summary["harmonise-only"]["segment_alignment"][0]
+
+
+def test_a_spot_of_the_stored_panorama_rows_is_re_measured(shapes):
+    """The first prompt with seed 0's noise: the benchmark sampled all prompts in one batch; the
+    first panorama's noise is the same draw (DDIM adds none), so its seam error is re-measured."""
+    prompt = STORED["prompts"][0]
+    for method in ("multidiffusion", "stitchdiffusion"):
+        result = sample_panorama(shapes, [prompt], width=PANORAMA_WIDTH, stitch=method == "stitchdiffusion",
+                                 num_steps=STORED["steps"], guidance_scale=GUIDANCE,
+                                 generator=torch.Generator().manual_seed(0))
+        stored = _stored("panorama", method)["per_output"]["wrap_seam_error"][0]
+        assert wrap_seam_error(result.images).item() == pytest.approx(stored, abs=2e-3)
+
+
+def test_a_spot_of_the_stored_layout_rows_is_re_measured(shapes):
+    reward = difforge.get_registry("rewards").get("shapes-alignment")
+    left, right = STORED["pairs"][0]
+    layout = Layout(size=(32, 64), segments=[{"prompt": f"a {left}", "box": (0, 0, 32, 32)},
+                                             {"prompt": f"a {right}", "box": (32, 0, 64, 32)}])
+    result = sample_composite(shapes, layout, num_samples=STORED["per_layout"], scaffold_fraction=SCAFFOLD_FRACTION,
+                              num_steps=STORED["steps"], guidance_scale=GUIDANCE,
+                              generator=torch.Generator().manual_seed(0))
+    stored = torch.tensor(_stored("composite", "composite")["per_output"]["segment_alignment"][:STORED["per_layout"]])
+    assert torch.allclose(segment_scores(result.images, layout, reward), stored, atol=1e-6)
