@@ -189,10 +189,13 @@ def test_samplers_benchmark_smoke(tmp_path):
 def test_canvas_benchmark_smoke(tmp_path):
     out = tmp_path / "canvas.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "canvas.py"), "--seeds", "0", "--prompts", "1",
-                           "--layouts", "1", "--per-layout", "1", "--steps", "2", "--out", str(out)],
+                           "--layouts", "1", "--per-layout", "1", "--highres-prompts", "1", "--steps", "2",
+                           "--out", str(out)],
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads(out.read_text())
-    assert set(results["summary"]) == {"panorama", "composite"} and results["steps"] == 2
+    assert set(results["summary"]) == {"panorama", "composite", "highres"} and results["steps"] == 2
     assert "| stitchdiffusion | 28 |" in proc.stdout and "| composite | 4 |" in proc.stdout
-    assert results["model"]["unet_sha256"] and all(row["seconds"] > 0 for row in results["rows"])
+    assert "| diffusehigh | 4 |" in proc.stdout and "| naive+attention | 2 |" in proc.stdout
+    timed = [row for row in results["rows"] if row["method"] not in ("native", "upsample")]  # DiffuseHigh's stage 1
+    assert results["model"]["unet_sha256"] and all(row["seconds"] > 0 for row in timed)

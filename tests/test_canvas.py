@@ -1,6 +1,9 @@
 """difforge-canvas mechanisms on synthetic denoisers and tiny inputs: MultiDiffusion's fusion,
 StitchDiffusion's stitch block, Composite Diffusion's layouts, masks and scaffolding, the CLI."""
 
+import json
+import math
+
 import pytest
 import torch
 from helpers import run_cli
@@ -210,7 +213,56 @@ def test_panorama_and_compose_commands(tmp_path):
                    "--out", str(tmp_path / "p.png"))
     assert done.returncode == 0, done.stderr
     assert "wrap_seam_error" in (tmp_path / "p.json").read_text()
+    done = run_cli("highres", "--model", "shapes-sd-tiny", "--prompt", "a red circle", "--steps", "3",
+                   "--out", str(tmp_path / "h.png"))
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "h.json").read_text())
+    assert report == {"method": "diffusehigh", "attention_scaling": True, "nfe": 5}
     layout.write_text("size: [32, 64]\nsegments: []\n")
     done = run_cli("compose", str(layout), "--model", "no-such-model", "--out", str(tmp_path / "x.png"))
     assert done.returncode != 0
     assert f"layout {layout}: segments: List should have at least 1 item" in done.stderr
+
+
+def test_haar_structure_guidance_takes_the_low_band_of_the_reference_and_keeps_the_rest():
+    from difforge_canvas.highres import haar_low_pass, structure_guidance
+
+    x0, reference = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    guided = structure_guidance(x0, reference)
+    assert torch.allclose(haar_low_pass(guided), haar_low_pass(reference), atol=1e-6)
+    assert torch.allclose(guided - haar_low_pass(guided), x0 - haar_low_pass(x0), atol=1e-6)
+    assert torch.allclose(haar_low_pass(haar_low_pass(x0)), haar_low_pass(x0), atol=1e-6)
+
+
+def test_entropy_scaled_attention_scales_self_attention_queries_inside_the_block_only(shapes):
+    from difforge_canvas.highres import entropy_scaled_attention
+
+    attention = shapes.denoiser.down_blocks[0].attentions[0].transformer_blocks[0].attn1
+    tokens = torch.randn(1, 1024, attention.to_q.in_features)
+    plain = attention.to_q(tokens)
+    with entropy_scaled_attention(shapes.denoiser, area_ratio=4) as layers:
+        scaled = attention.to_q(tokens)
+        cross = shapes.denoiser.down_blocks[0].attentions[0].transformer_blocks[0].attn2.to_q(tokens)
+    assert layers == 7  # shapes-sd-tiny's self-attention layers
+    assert torch.allclose(scaled, plain * (math.log(1024) / math.log(256)) ** 0.5, atol=1e-6)
+    assert torch.equal(cross, shapes.denoiser.down_blocks[0].attentions[0].transformer_blocks[0].attn2.to_q(tokens))
+    assert torch.equal(attention.to_q(tokens), plain)
+
+
+def test_diffusehigh_keeps_the_native_samples_structure_and_counts_its_evaluations(shapes):
+    from difforge_canvas.highres import sample_high_resolution
+
+    prompts = ["a red circle on the left and a blue square on the right", "a green triangle"]
+    result = sample_high_resolution(shapes, prompts, num_steps=8, guidance_scale=4,
+                                    generator=torch.Generator().manual_seed(0))
+    naive = sample_high_resolution(shapes, prompts, structure=False, num_steps=8, guidance_scale=4,
+                                   generator=torch.Generator().manual_seed(0))
+    assert result.images.shape == naive.images.shape == (2, 3, 64, 64) and result.base.shape == (2, 3, 32, 32)
+    assert result.nfe == 8 + 5 and naive.nfe == 8  # 5 of the 8 steps lie at or below 0.6 T
+
+    def distance_from_base(images):
+        return (torch.nn.functional.interpolate(images, size=(32, 32), mode="area") - result.base).abs().mean()
+
+    assert distance_from_base(result.images) < 0.5 * distance_from_base(naive.images)
+    with pytest.raises(UsageError, match="scale must be a power of 2"):
+        sample_high_resolution(shapes, prompts, scale=3)

@@ -62,3 +62,30 @@ def test_a_spot_of_the_stored_layout_rows_is_re_measured(shapes):
                               generator=torch.Generator().manual_seed(0))
     stored = torch.tensor(_stored("composite", "composite")["per_output"]["segment_alignment"][:STORED["per_layout"]])
     assert torch.allclose(segment_scores(result.images, layout, reward), stored, atol=1e-6)
+
+
+def test_the_stored_table_shows_diffusehigh_ending_repetition_at_twice_the_size():
+    summary = STORED["summary"]["highres"]
+    assert summary["naive"]["repetition"][0] > 0.8  # the UNet on a 4x larger latent repeats objects
+    assert summary["diffusehigh"]["repetition"][0] < 0.5 * summary["naive"]["repetition"][0]
+    assert summary["diffusehigh"]["count_error"][0] < 0.25 * summary["naive"]["count_error"][0]
+    assert summary["diffusehigh"]["alignment"][0] > summary["naive"]["alignment"][0] + 0.15
+
+
+def test_a_spot_of_the_stored_high_resolution_rows_is_re_measured(shapes):
+    """The first held-out prompt sampled naively at 64 x 64 with seed 0's noise (the benchmark's
+    batch draws it first, and DDIM adds none): its alignment and extra objects, re-measured."""
+    import torch.nn.functional as F
+
+    from difforge_canvas.highres import sample_high_resolution
+    from difforge_zoo.scorer import detect, parse_prompt
+
+    prompt = (ROOT / "examples" / "configs" / "alignment" / "prompts_heldout.txt").read_text().splitlines()[0].strip()
+    result = sample_high_resolution(shapes, [prompt], structure=False, attention_scaling=False,
+                                    num_steps=STORED["steps"], guidance_scale=GUIDANCE,
+                                    generator=torch.Generator().manual_seed(0))
+    small = F.interpolate(result.images.float(), size=(32, 32), mode="area")
+    stored = _stored("highres", "naive")["per_output"]
+    reward = difforge.get_registry("rewards").get("shapes-alignment")
+    assert reward(small, [prompt]).item() == pytest.approx(stored["alignment"][0], abs=1e-6)
+    assert len(detect(small[0])) - len(parse_prompt(prompt)) == stored["extra_objects"][0]

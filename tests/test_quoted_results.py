@@ -206,3 +206,29 @@ def test_canvas_docs_and_readme_quote_the_canvas_results():
             f"{composite['composite']['segment_alignment'][0]:.3f} |") in readme
     assert (f"(boundary step {composite['composite']['boundary_step'][0]:.3f} against "
             f"{composite['single-prompt']['boundary_step'][0]:.3f})") in readme.replace("\n", " ")
+
+
+def test_canvas_docs_and_readme_quote_the_high_resolution_results():
+    highres = json.loads((RESULTS / "canvas.json").read_text())["summary"]["highres"]
+    text = (DOCS / "canvas.md").read_text().replace("\n  ", " ")
+
+    def value(method, metric):
+        return highres[method][metric][0]
+
+    assert (f"repeats objects in {value('naive', 'repetition'):.0%} of the images "
+            f"({value('naive', 'count_error'):.3f} objects off the prompt's count, alignment "
+            f"{value('naive', 'alignment'):.3f})").replace("%", " %") in text
+    assert (f"(extra objects in {value('diffusehigh', 'repetition'):.0%}, count error "
+            f"{value('diffusehigh', 'count_error'):.3f}, alignment {value('diffusehigh', 'alignment'):.3f})"
+            ).replace("%", " %") in text
+    assert (f"({value('upsample', 'alignment'):.3f}, extra objects in {value('upsample', 'repetition'):.0%})"
+            ).replace("%", " %") in text
+    assert (f"(count error {value('naive+attention', 'count_error'):.3f} against "
+            f"{value('naive', 'count_error'):.3f})") in text
+    moved = value("diffusehigh+attention", "alignment") - value("diffusehigh", "alignment")
+    assert (f"moves alignment by {moved:.3f} ({value('diffusehigh+attention', 'alignment'):.3f} against "
+            f"{value('diffusehigh', 'alignment'):.3f})") in text
+    readme = (ROOT / "packages" / "canvas" / "README.md").read_text()
+    assert (f"| naive {value('naive', 'repetition'):.3f}, naive + attention scaling "
+            f"{value('naive+attention', 'repetition'):.3f} | DiffuseHigh {value('diffusehigh', 'repetition'):.3f} "
+            f"(upsampling the native image: {value('upsample', 'repetition'):.3f}) |") in readme

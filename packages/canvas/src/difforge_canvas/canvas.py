@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from difforge.plugin_api import UsageError, get_registry, schedule_from_scheduler
+from difforge.plugin_api import SamplingSchedule, UsageError, get_registry, schedule_from_scheduler
 
 from .views import Prepare, View, fused_denoise, view_conditions
 
@@ -74,3 +74,17 @@ def decode(backbone, latents: Tensor, *, wrap: int = 0) -> Tensor:
     padded = torch.cat([latents[..., -wrap:], latents, latents[..., :wrap]], dim=-1)
     margin = wrap * pixels_per_latent(backbone)
     return backbone.decode(padded)[..., margin:-margin].clamp(-1, 1)
+
+
+def schedule_part(schedule: SamplingSchedule, start: int, stop: int | None = None) -> SamplingSchedule:
+    """Steps ``start .. stop - 1`` of a variance-preserving schedule (to the end by default)."""
+    stop = len(schedule) if stop is None else stop
+    return SamplingSchedule(timesteps=schedule.timesteps[start:stop], alphas=schedule.alphas[start:stop],
+                            alphas_prev=schedule.alphas_prev[start:stop])
+
+
+def step_at_level(schedule: SamplingSchedule, level: float, num_train_timesteps: int) -> int:
+    """The first step whose timestep is at most ``level * num_train_timesteps`` (``len(schedule)``
+    if none is)."""
+    below = (schedule.timesteps.float() <= level * num_train_timesteps).nonzero()
+    return int(below[0]) if len(below) else len(schedule)

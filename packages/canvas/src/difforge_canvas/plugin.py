@@ -12,4 +12,6 @@ def difforge_register_commands():
                             "difforge_canvas.cli:configure_panorama", "difforge_canvas.cli:run_panorama"),
         "compose": Command("sample an image from a segment layout, a prompt per segment (Composite Diffusion)",
                            "difforge_canvas.cli:configure_compose", "difforge_canvas.cli:run_compose"),
+        "highres": Command("sample above the model's native size (DiffuseHigh structure guidance, entropy-scaled "
+                           "attention)", "difforge_canvas.cli:configure_highres", "difforge_canvas.cli:run_highres"),
     }
