@@ -78,7 +78,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from worker import emit, mean_std, model_fingerprint, run_worker, write_results  # noqa: E402
+from worker import emit, mean_std, model_fingerprint, run_worker, stored_results, write_results  # noqa: E402
 
 CONFIGS = ROOT / "examples" / "configs" / "alignment"
 WORD_GROUPS = [["red", "green", "blue", "yellow", "purple", "orange"], ["circle", "square", "triangle"],
@@ -591,9 +591,7 @@ def main() -> None:
         emit(pool_worker(args.pool_worker, args.seed, args.samples))
         return
     if args.tables:
-        if not Path(args.out).is_file():
-            raise SystemExit(f"--tables: {args.out} does not exist; run the benchmark first or pass --out")
-        stored = json.loads(Path(args.out).read_text())
+        stored = stored_results(args.out)
         print_tables(collect(stored["rows"], stored.get("pools", []), stored["samples"]))
         return
     if args.best_of_n is not None:

@@ -63,7 +63,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from worker import mean_std, write_results  # noqa: E402
+from worker import mean_std, stored_results, write_results  # noqa: E402
 
 RESULTS = HERE / "results" / "canvas.json"
 HELDOUT_PROMPTS = HERE.parent / "examples" / "configs" / "alignment" / "prompts_heldout.txt"
@@ -269,9 +269,7 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     if args.tables:
-        if not out.exists():
-            raise SystemExit(f"--tables: {out} does not exist; run the benchmark first")
-        print(tables(json.loads(out.read_text())))
+        print(tables(stored_results(out)))
         return
     import difforge
 

@@ -49,7 +49,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from worker import mean_std, write_results  # noqa: E402
+from worker import mean_std, stored_results, write_results  # noqa: E402
 
 RESULTS = HERE / "results" / "samplers.json"
 HELDOUT_PROMPTS = ROOT / "examples" / "configs" / "alignment" / "prompts_heldout.txt"
@@ -192,9 +192,7 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     if args.tables:
-        if not out.exists():
-            raise SystemExit(f"--tables: {out} does not exist; run the benchmark first")
-        print(tables(json.loads(out.read_text())))
+        print(tables(stored_results(out)))
         return
     import difforge
 

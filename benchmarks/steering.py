@@ -52,7 +52,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from worker import mean_std, model_fingerprint, write_results  # noqa: E402
+from worker import mean_std, model_fingerprint, stored_results, write_results  # noqa: E402
 
 RESULTS = HERE / "results" / "steering.json"
 SHAPES_PROMPTS = ROOT / "examples" / "configs" / "alignment" / "prompts_heldout.txt"
@@ -229,10 +229,9 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     if args.tables:
-        if not out.exists():
-            raise SystemExit(f"--tables: {out} does not exist; run the benchmark first")
-        print(tables(json.loads(out.read_text())))
-        print(summary_table(json.loads(out.read_text())))
+        stored = stored_results(out)
+        print(tables(stored))
+        print(summary_table(stored))
         return
     rows = measure(args.settings, args.seeds, args.outputs, args.particles, args.methods)
     if args.merge and out.exists():

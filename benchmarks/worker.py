@@ -54,3 +54,11 @@ def mean_std(values: list[float]) -> list[float]:
     import statistics
 
     return [statistics.mean(values), statistics.pstdev(values) if len(values) > 1 else 0.0]
+
+
+def stored_results(out: str | Path) -> dict:
+    """The results file a benchmark's ``--tables`` prints from; one line naming it if it is missing."""
+    out = Path(out)
+    if not out.is_file():
+        raise SystemExit(f"--tables: {out} does not exist; run the benchmark first or pass --out")
+    return json.loads(out.read_text())

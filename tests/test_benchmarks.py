@@ -199,3 +199,12 @@ def test_canvas_benchmark_smoke(tmp_path):
     assert "| diffusehigh | 4 |" in proc.stdout and "| naive+attention | 2 |" in proc.stdout
     timed = [row for row in results["rows"] if row["method"] not in ("native", "upsample")]  # DiffuseHigh's stage 1
     assert results["model"]["unet_sha256"] and all(row["seconds"] > 0 for row in timed)
+
+
+@pytest.mark.parametrize("benchmark", ["alignment", "steering", "samplers", "canvas"])
+def test_tables_of_a_missing_results_file_fail_in_one_line(tmp_path, benchmark):
+    missing = tmp_path / "missing.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{benchmark}.py"), "--tables", "--out",
+                           str(missing)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode != 0
+    assert proc.stderr.strip() == f"--tables: {missing} does not exist; run the benchmark first or pass --out"
