@@ -39,12 +39,13 @@ def model_fingerprint(name: str = "shapes-sd-tiny") -> dict:
 
 def write_results(results: dict, out: str | Path, model: str | None = None) -> Path:
     """Write a benchmark's results as JSON to ``out`` (creating its folder; atomically, so an
-    interrupted benchmark leaves the last complete file); with ``model``, first the fingerprint
-    of the zoo model they were measured on."""
+    interrupted benchmark leaves the last complete file), stamped with the :func:`environment`
+    and, with ``model``, the fingerprint of the zoo model they were measured on."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
-    partial.write_text(json.dumps(({"model": model_fingerprint(model)} if model else {}) | results, indent=2))
+    stamp = {"environment": environment()} | ({"model": model_fingerprint(model)} if model else {})
+    partial.write_text(json.dumps(stamp | results, indent=2))
     partial.replace(out)
     return out
 
@@ -62,3 +63,25 @@ def stored_results(out: str | Path) -> dict:
     if not out.is_file():
         raise SystemExit(f"--tables: {out} does not exist; run the benchmark first or pass --out")
     return json.loads(out.read_text())
+
+
+def environment() -> dict:
+    """Where results were measured, for when a re-measured spot drifts in its last digits: the CPU
+    model, torch's thread count and the versions of the libraries that set the numerics (a stored
+    FK row once moved by 3 JPEG bytes between machines with the same code)."""
+    import importlib.metadata
+    import platform
+
+    import torch
+
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+              if line.startswith("model name")]
+    versions = {}
+    for name in ("torch", "diffusers", "numpy", "pillow"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return {"cpu": models[0] if models else platform.processor(), "threads": torch.get_num_threads(),
+            "python": platform.python_version(), **versions}

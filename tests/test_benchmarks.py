@@ -197,6 +197,7 @@ def test_canvas_benchmark_smoke(tmp_path):
     assert set(results["summary"]) == {"panorama", "composite", "highres"} and results["steps"] == 2
     assert "| stitchdiffusion | 28 |" in proc.stdout and "| composite | 4 |" in proc.stdout
     assert "| diffusehigh | 4 |" in proc.stdout and "| naive+attention | 2 |" in proc.stdout
+    assert results["environment"]["threads"] >= 1 and results["environment"]["torch"]
     timed = [row for row in results["rows"] if row["method"] not in ("native", "upsample")]  # DiffuseHigh's stage 1
     assert results["model"]["unet_sha256"] and all(row["seconds"] > 0 for row in timed)
 
