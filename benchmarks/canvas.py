@@ -63,7 +63,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from worker import mean_std, stored_results, write_results  # noqa: E402
+from worker import mean_std, results_arguments, stored_results, write_results  # noqa: E402
 
 RESULTS = HERE / "results" / "canvas.json"
 HELDOUT_PROMPTS = HERE.parent / "examples" / "configs" / "alignment" / "prompts_heldout.txt"
@@ -264,8 +264,7 @@ def main() -> None:
                         help="keep the stored rows of the parts not run (the results file's other parts)")
     parser.add_argument("--per-layout", type=int, default=2, help="images per layout and seed")
     parser.add_argument("--steps", type=int, default=STEPS, help="DDIM steps")
-    parser.add_argument("--out", default=str(RESULTS))
-    parser.add_argument("--tables", action="store_true", help="print the tables of --out and exit")
+    results_arguments(parser, RESULTS)
     args = parser.parse_args()
     out = Path(args.out)
     if args.tables:

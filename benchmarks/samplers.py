@@ -49,7 +49,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from worker import mean_std, stored_results, write_results  # noqa: E402
+from worker import mean_std, results_arguments, stored_results, write_results  # noqa: E402
 
 RESULTS = HERE / "results" / "samplers.json"
 HELDOUT_PROMPTS = ROOT / "examples" / "configs" / "alignment" / "prompts_heldout.txt"
@@ -187,8 +187,7 @@ def main() -> None:
     parser.add_argument("--outputs", type=int, default=24, help="held-out prompts sampled per seed (default: all 24)")
     parser.add_argument("--calibration", type=int, default=CALIBRATION_SIZE,
                         help="calibration prompts DC-Solver's ratios are fitted on")
-    parser.add_argument("--out", default=str(RESULTS))
-    parser.add_argument("--tables", action="store_true", help="print the tables of --out and exit")
+    results_arguments(parser, RESULTS)
     args = parser.parse_args()
     out = Path(args.out)
     if args.tables:

@@ -52,7 +52,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from worker import mean_std, model_fingerprint, stored_results, write_results  # noqa: E402
+from worker import mean_std, model_fingerprint, results_arguments, stored_results, write_results  # noqa: E402
 
 RESULTS = HERE / "results" / "steering.json"
 SHAPES_PROMPTS = ROOT / "examples" / "configs" / "alignment" / "prompts_heldout.txt"
@@ -223,9 +223,8 @@ def main() -> None:
     parser.add_argument("--particles", nargs="+", type=int, default=list(PARTICLES))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--outputs", type=int, default=24, help="outputs per seed (the prompts repeated evenly)")
-    parser.add_argument("--out", default=str(RESULTS))
+    results_arguments(parser, RESULTS)
     parser.add_argument("--merge", action="store_true", help="keep the file's rows that this run does not remeasure")
-    parser.add_argument("--tables", action="store_true", help="print the tables of --out and exit")
     args = parser.parse_args()
     out = Path(args.out)
     if args.tables:

@@ -57,6 +57,13 @@ def mean_std(values: list[float]) -> list[float]:
     return [statistics.mean(values), statistics.pstdev(values) if len(values) > 1 else 0.0]
 
 
+def results_arguments(parser, default: str | Path) -> None:
+    """A benchmark's ``--out`` (its results file, ``default`` unless given) and ``--tables``
+    (print the tables of that file, measure nothing)."""
+    parser.add_argument("--out", default=str(default), help="the results file (default: the stored one)")
+    parser.add_argument("--tables", action="store_true", help="print the tables of --out and exit")
+
+
 def stored_results(out: str | Path) -> dict:
     """The results file a benchmark's ``--tables`` prints from; one line naming it if it is missing."""
     out = Path(out)

@@ -46,7 +46,7 @@ def latent_masks(masks: Tensor, scale: int) -> Tensor:
     return F.avg_pool2d(masks[:, None], scale)[:, 0] if scale > 1 else masks
 
 
-def _scaffold_latents(backbone, color: str, shape: tuple[int, ...]) -> Tensor:
+def _scaffold_latents(backbone, color: str, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
     try:
         rgb = ImageColor.getrgb(color)[:3]
     except ValueError:
@@ -55,7 +55,7 @@ def _scaffold_latents(backbone, color: str, shape: tuple[int, ...]) -> Tensor:
     scale = pixels_per_latent(backbone)
     pixels = (torch.tensor(rgb, dtype=torch.float32) / 127.5 - 1).reshape(1, 3, 1, 1)
     pixels = pixels.expand(1, 3, height * scale, width * scale).to(backbone.device)
-    return backbone.encode_images(pixels).to(next(backbone.denoiser.parameters()).dtype)
+    return backbone.encode_images(pixels, generator=generator).to(next(backbone.denoiser.parameters()).dtype)
 
 
 @torch.no_grad()
@@ -77,12 +77,12 @@ def sample_composite(backbone, layout: Layout | str | Path, *, num_samples: int 
     views = [View(rows, columns, weight=mask, condition=i) for i, mask in enumerate(masks)]
     conditions = encode_conditions(backbone, "composite", layout.prompts)
 
-    scaffold = _scaffold_latents(backbone, scaffold_color, (channels, height, width))
+    seed = generator.initial_seed() if generator is not None else 0
+    scaffold_noise = torch.Generator().manual_seed(seed + 7919)  # apart from the sampler's noise stream
+    scaffold = _scaffold_latents(backbone, scaffold_color, (channels, height, width), scaffold_noise)
     schedule = schedule_from_scheduler(backbone.scheduler, num_steps)
     scaffold_steps = round(scaffold_fraction * num_steps)
     last_scaffold_t = schedule.timesteps[scaffold_steps - 1] if scaffold_steps else None
-    seed = generator.initial_seed() if generator is not None else 0
-    scaffold_noise = torch.Generator().manual_seed(seed + 7919)
     noised: dict[float, Tensor] = {}
     parameterization = backbone.parameterization
 
