@@ -56,22 +56,42 @@ def sliding_views(height: int, width: int, window: tuple[int, int], stride: int)
             for top in starts(height, h) for left in starts(width, w)]
 
 
+class FusionPlan:
+    """Where each view's pixels land on a ``height x width`` canvas and the weight they carry, with
+    the per-pixel weight sums: what :func:`fuse` needs that does not depend on the estimates, so a
+    sampler computes it once, not at every step. Refuses views that leave pixels uncovered."""
+
+    def __init__(self, views: Sequence[View], height: int, width: int, device=None,
+                 dtype: torch.dtype = torch.float32) -> None:
+        self.height, self.width = height, width
+        self.indices = [(view.rows[:, None] * width + view.columns[None, :]).reshape(-1).to(device) for view in views]
+        self.weights = [torch.as_tensor(view.weight, dtype=dtype, device=device).expand(view.size).reshape(-1)
+                        for view in views]
+        self.count = torch.zeros(height * width, dtype=dtype, device=device)
+        for index, weight in zip(self.indices, self.weights, strict=True):
+            self.count.index_add_(0, index, weight)
+        if bool((self.count == 0).any()):
+            raise ValueError("the views leave canvas pixels uncovered")
+
+    def fuse(self, estimates: Tensor) -> Tensor:
+        """``(V * B, C, h, w)`` view by view -> the canvas ``(B, C, H, W)``."""
+        value = None
+        for index, weight, estimate in zip(self.indices, self.weights, estimates.chunk(len(self.indices)),
+                                           strict=True):
+            flat = weight.to(estimate.dtype) * estimate.reshape(*estimate.shape[:-2], -1)
+            if value is None:
+                value = estimate.new_zeros((*flat.shape[:-1], self.height * self.width))
+            value.index_add_(-1, index, flat)
+        return (value / self.count.to(value.dtype)).reshape(*value.shape[:-1], self.height, self.width)
+
+
 def fuse(estimates: Tensor, views: Sequence[View], canvas_shape: Sequence[int]) -> Tensor:
     """The per-pixel weighted mean of the views' estimates on the canvas (MultiDiffusion, Eq. 5).
 
     ``estimates`` ``(len(views) * B, C, h, w)`` holds the views' crops view by view; returns
     ``(B, C, H, W)``. Every canvas pixel must be covered by a view."""
-    *lead, height, width = canvas_shape
-    value = estimates.new_zeros((*lead, height * width))
-    count = estimates.new_zeros(height * width)
-    for view, estimate in zip(views, estimates.chunk(len(views)), strict=True):
-        flat = (view.rows[:, None] * width + view.columns[None, :]).reshape(-1).to(estimates.device)
-        weight = torch.as_tensor(view.weight, dtype=count.dtype, device=count.device).expand(view.size).reshape(-1)
-        value.index_add_(-1, flat, weight * estimate.reshape(*estimate.shape[:-2], -1))
-        count.index_add_(0, flat, weight)
-    if bool((count == 0).any()):
-        raise ValueError("the views leave canvas pixels uncovered")
-    return (value / count).reshape(*lead, height, width)
+    *_, height, width = canvas_shape
+    return FusionPlan(views, height, width, estimates.device, estimates.dtype).fuse(estimates)
 
 
 def view_conditions(conditions: Tensor | None, views: Sequence[View], batch: int) -> Tensor | None:
@@ -95,12 +115,15 @@ def fused_denoise(denoise: Callable[[Tensor, Tensor], Tensor], views: Sequence[V
     rows of :func:`view_conditions` bound), the estimates fused (:func:`fuse`)."""
     if len({view.size for view in views}) != 1:
         raise ValueError("the views of one canvas must have one size")
+    plans: dict[tuple, FusionPlan] = {}
 
     def denoise_canvas(x: Tensor, timestep: Tensor) -> Tensor:
+        key = (*x.shape[-2:], x.device, x.dtype)
+        if key not in plans:
+            plans[key] = FusionPlan(views, *x.shape[-2:], x.device, x.dtype)
         crops = [view.crop(x) for view in views]
         if prepare is not None:
             crops = [prepare(view, crop, timestep) for view, crop in zip(views, crops, strict=True)]
-        crops = torch.cat(crops)
-        return fuse(denoise(crops, timestep.repeat(len(views))), views, x.shape)
+        return plans[key].fuse(denoise(torch.cat(crops), timestep.repeat(len(views))))
 
     return denoise_canvas
