@@ -202,7 +202,22 @@ def test_canvas_benchmark_smoke(tmp_path):
     assert results["model"]["unet_sha256"] and all(row["seconds"] > 0 for row in timed)
 
 
-@pytest.mark.parametrize("benchmark", ["alignment", "steering", "samplers", "canvas"])
+def test_ppap_benchmark_smoke(tmp_path):
+    out = tmp_path / "ppap.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ppap.py"), "--seeds", "0", "--scales", "2",
+                           "--per-colour", "1", "--classifier-scenes", "64", "--classifier-steps", "2",
+                           "--transfer-samples", "8",
+                           "--check-samples", "8", "--expert-steps", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert [(row["method"], row["scale"]) for row in results["summary"]] == [
+        ("base", 0.0), ("clean", 2.0), ("single", 2.0), ("ppap", 2.0)]
+    assert len(results["rows"][0]["per_target"]) == 6 and results["agreement"]["ranges"][0] == [0, 200]
+    assert "| ppap | 2 |" in proc.stdout and results["model"]["unet_sha256"]
+
+
+@pytest.mark.parametrize("benchmark", ["alignment", "steering", "samplers", "canvas", "ppap"])
 def test_tables_of_a_missing_results_file_fail_in_one_line(tmp_path, benchmark):
     missing = tmp_path / "missing.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{benchmark}.py"), "--tables", "--out",

@@ -232,3 +232,23 @@ def test_canvas_docs_and_readme_quote_the_high_resolution_results():
     assert (f"| naive {value('naive', 'repetition'):.3f}, naive + attention scaling "
             f"{value('naive+attention', 'repetition'):.3f} | DiffuseHigh {value('diffusehigh', 'repetition'):.3f} "
             f"(upsampling the native image: {value('upsample', 'repetition'):.3f}) |") in readme
+
+
+def test_steering_docs_and_the_steer_readme_quote_the_ppap_results():
+    bench = _benchmark("ppap")
+    results = json.loads((RESULTS / "ppap.json").read_text())
+    summary = {(row["method"], row["scale"]): row for row in results["summary"]}
+
+    def value(method, scale, metric="target_rate"):
+        return f"{summary[(method, scale)][metric][0]:.3f}"
+
+    docs = (DOCS / "steering.md").read_text()
+    assert bench.tables(results) in docs
+    text = docs.replace("\n  ", " ")
+    assert f"moves the target rate from {value('base', 0.0)} to {value('clean', 16.0)} at scale 16" in text
+    assert f"data-free experts reach {value('ppap', 16.0)}, with objects kept" in text
+    assert (f"reaches {value('single', 16.0)} at scale 16 and {value('single', 4.0)} at scale 4 (PPAP "
+            f"{value('ppap', 16.0)}, {value('ppap', 4.0)})") in text
+    readme = (ROOT / "packages" / "steer" / "README.md").read_text().replace("\n", " ")
+    assert (f"base {value('base', 0.0)}, clean classifier {value('clean', 16.0)}, single noise-aware guider "
+            f"{value('single', 16.0)}, PPAP's five experts {value('ppap', 16.0)} (scale 16)") in readme

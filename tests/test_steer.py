@@ -189,4 +189,5 @@ def test_steering_stacks_on_an_adapter(lora_config, tiny_sd_dir, tmp_path):
 def test_the_steer_package_passes_the_plugin_conformance_check():
     from difforge_testkit import check_plugin
 
-    assert check_plugin("difforge-steer") == {"steering": ["best-of-n", "fk", "svdd"]}
+    assert check_plugin("difforge-steer") == {"steering": ["best-of-n", "fk", "svdd"],
+                                              "commands": ["guide", "train-guiders"]}

@@ -1,6 +1,7 @@
 """difforge-steer: inference-time steering of any difforge model toward a reward, without
 training. Registered as steering methods ``fk``, ``svdd`` and ``best-of-n``
-(``difforge sample --steer NAME --reward NAME --particles K``)."""
+(``difforge sample --steer NAME --reward NAME --particles K``); and PPAP classifier guidance
+(:mod:`difforge_steer.ppap`, ``difforge train-guiders`` / ``difforge guide``)."""
 
 from __future__ import annotations
 
