@@ -113,6 +113,12 @@ def test_guider_round_trips_through_safetensors(clean_classifier, tmp_path):
         torch.testing.assert_close(loaded.logits(x, t), guider.logits(x, t))
     with pytest.raises(WeightsError, match="not a PPAP guider folder"):
         ExpertGuider.from_pretrained(tmp_path)
+    from safetensors.torch import save_file
+
+    save_file({"base_model.model.other.lora_A.weight": torch.zeros(2, 2)},
+              tmp_path / "guider" / "experts" / "expert_1" / "adapter_model.safetensors")
+    with pytest.raises(WeightsError, match="expert_1.*1 tensors fit no layer"):
+        ExpertGuider.from_pretrained(tmp_path / "guider")
     with pytest.raises(ValueError, match="no class 'purple'; its classes: smooth, checked"):
         loaded.clean.class_index("purple")
 
@@ -141,3 +147,8 @@ def test_train_guiders_and_guide_from_the_cli(tiny_sd_dir, tmp_path):
     unknown = run_cli("guide", "--model", str(tiny_sd_dir), "--guider", str(guiders), "--target", "purple",
                       "--out", str(tmp_path / "bad.png"))
     assert unknown.returncode == 1 and "no class 'purple'" in unknown.stderr
+    LatentClassifier(in_channels=channels + 1, labels=LABELS, channels=(8,)).save_pretrained(tmp_path / "pixels")
+    wrong = run_cli("guide", "--model", str(tiny_sd_dir), "--classifier", str(tmp_path / "pixels"), "--target",
+                    "checked", "--out", str(tmp_path / "bad.png"))
+    assert wrong.returncode == 1 and f"reads {channels + 1} channels, the model denoises {channels}" in wrong.stderr
+    assert not (tmp_path / "bad.png").exists() and not list(tmp_path.glob(".guiders.partial-*"))

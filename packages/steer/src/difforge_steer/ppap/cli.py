@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 MODEL_HELP = "local diffusers directory, .safetensors file, or a plugin-resolved name (e.g. shapes-sd-tiny)"
@@ -14,6 +15,27 @@ def _load_backbone(reference: str, adapters: list[str] = ()):
     from difforge.plugin_api import adapter_argument
 
     return difforge.load(reference, [adapter_argument(item) for item in adapters]).eval()
+
+
+def _alphas_cumprod(backbone):
+    """ᾱ_t of the model's noise schedule; one line for a model without one (flow matching)."""
+    from difforge.plugin_api import UsageError
+
+    alphas = getattr(backbone.scheduler, "alphas_cumprod", None)
+    if alphas is None:
+        raise UsageError(f"PPAP guides variance-preserving (DDPM-family) models; {type(backbone.scheduler).__name__} "
+                         "has no alphas_cumprod")
+    return alphas
+
+
+def _check_channels(classifier, backbone, flag: str, path: str) -> None:
+    """One line when the classifier does not read the model's denoiser space."""
+    from difforge.plugin_api import UsageError
+
+    channels = backbone.sample_shape()[0]
+    if classifier.config.in_channels != channels:
+        raise UsageError(f"{flag} {path}: the classifier reads {classifier.config.in_channels} channels, the model "
+                         f"denoises {channels}")
 
 
 def _load_classifier(path: str):
@@ -57,17 +79,21 @@ def run_train(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {out}: already exists; guiders are never overwritten")
     classifier = _load_classifier(args.classifier)
     backbone = _load_backbone(args.model)
+    alphas = _alphas_cumprod(backbone)
+    _check_channels(classifier, backbone, "--classifier", args.classifier)
     generator = torch.Generator().manual_seed(args.seed)
     clean = generate_clean_samples(backbone, args.samples, num_steps=args.sample_steps, generator=generator)
     config = PPAPConfig(num_experts=args.experts, rank=args.rank, steps=args.steps)
-    alphas = backbone.scheduler.alphas_cumprod
     guider = distill_experts(classifier, clean, alphas, config, generator=generator)
     held_out = generate_clean_samples(backbone, min(256, args.samples), num_steps=args.sample_steps,
                                       generator=generator)
     report = {"config": config.model_dump(), "samples": args.samples,
               "agreement": expert_agreement(guider, held_out, alphas, generator=generator)}
-    guider.save_pretrained(out)
-    atomic_save_json(report, out / "report.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    guider.save_pretrained(partial)
+    atomic_save_json(report, partial / "report.json")
+    partial.rename(out)  # the guider appears whole or not at all
     print(json.dumps(report, indent=2))
     print(f"wrote {out}")
     return 0
@@ -106,7 +132,8 @@ def run_guide(args: argparse.Namespace) -> int:
     classifier = guider.clean if args.guider else guider
     targets = classifier.class_index([args.target] * args.num_samples)
     backbone = _load_backbone(args.model, args.adapter)
-    guidance = classifier_guidance(guider, targets, args.scale, backbone.scheduler.alphas_cumprod)
+    _check_channels(classifier, backbone, "--guider" if args.guider else "--classifier", args.guider or args.classifier)
+    guidance = classifier_guidance(guider, targets, args.scale, _alphas_cumprod(backbone))
     prompts = [args.prompt] * args.num_samples if backbone.conditioning == "text" else None
     images = backbone.sample(prompts, num_samples=args.num_samples, num_steps=args.steps, sampler=args.sampler,
                              guidance_scale=args.guidance, guidance=guidance,

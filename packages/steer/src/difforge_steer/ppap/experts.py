@@ -106,14 +106,17 @@ class ExpertGuider(nn.Module):
         path = Path(path)
         if not (path / EXPERTS_FILE).is_file():
             raise WeightsError(f"{path}: not a PPAP guider folder (no {EXPERTS_FILE}; make one with "
-                                    "`difforge train-guiders`)")
+                               "`difforge train-guiders`)")
         meta = json.loads((path / EXPERTS_FILE).read_text())
         guider = cls(LatentClassifier.from_pretrained(path / "classifier"), meta["boundaries"], meta["rank"])
         for name in meta["experts"]:
             weights = path / "experts" / name / "adapter_model.safetensors"
             if not weights.is_file():
                 raise WeightsError(f"{path}: expert {name!r} has no {weights.relative_to(path)}")
-            set_peft_model_state_dict(guider.model, load_file(weights), adapter_name=name)
+            loaded = set_peft_model_state_dict(guider.model, load_file(weights), adapter_name=name)
+            if loaded.unexpected_keys:
+                raise WeightsError(f"{weights}: {len(loaded.unexpected_keys)} tensors fit no layer of the "
+                                   f"classifier (first: {loaded.unexpected_keys[0]})")
         return guider.eval()
 
 
