@@ -217,7 +217,18 @@ def test_ppap_benchmark_smoke(tmp_path):
     assert "| ppap | 2 |" in proc.stdout and results["model"]["unet_sha256"]
 
 
-@pytest.mark.parametrize("benchmark", ["alignment", "steering", "samplers", "canvas", "ppap"])
+def test_boundary_benchmark_smoke(tmp_path):
+    out = tmp_path / "boundary.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "boundary.py"), "--seeds", "0", "--steps", "2",
+                           "--candidates", "2", "--reference", "2", "--heldout", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert [(row["steps"], row["method"]) for row in results["summary"]] == [(2, "random"), (2, "obc")]
+    assert len(results["rows"][1]["per_prompt"]) == 2 and "| 2 | obc |" in proc.stdout
+
+
+@pytest.mark.parametrize("benchmark", ["alignment", "steering", "samplers", "canvas", "ppap", "boundary"])
 def test_tables_of_a_missing_results_file_fail_in_one_line(tmp_path, benchmark):
     missing = tmp_path / "missing.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{benchmark}.py"), "--tables", "--out",

@@ -9,6 +9,7 @@ SAMPLERS = {
     "dpmpp_2m": "difforge_solvers.dpm_solver:sample_dpmpp_2m",
     "unipc": "difforge_solvers.unipc:sample_unipc",
     "dc_solver": "difforge_solvers.dc_solver:sample_dc_solver",
+    "obc": "difforge_solvers.boundary:sample_from_boundary",
 }
 
 
