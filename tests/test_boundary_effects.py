@@ -22,6 +22,14 @@ def _summary(steps: int, method: str) -> dict:
     return next(r for r in STORED["summary"] if (r["steps"], r["method"]) == (steps, method))
 
 
+def test_the_stored_table_shows_a_small_gain_at_4_steps_and_none_at_10():
+    """What docs/samplers.md states, measured: the searched noise helps a little at 4 steps on
+    held-out prompts and not at 10, and the spread over prompts is not reduced."""
+    assert _summary(4, "obc")["alignment"][0] > _summary(4, "random")["alignment"][0]
+    assert _summary(10, "obc")["alignment"][0] <= _summary(10, "random")["alignment"][0]
+    assert _summary(10, "obc")["spread"][0] >= _summary(10, "random")["spread"][0] - 0.01
+
+
 @pytest.mark.slow
 def test_a_spot_of_the_stored_rows_is_re_measured():
     torch.set_num_threads(2)

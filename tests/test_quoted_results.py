@@ -252,3 +252,18 @@ def test_steering_docs_and_the_steer_readme_quote_the_ppap_results():
     readme = (ROOT / "packages" / "steer" / "README.md").read_text().replace("\n", " ")
     assert (f"base {value('base', 0.0)}, clean classifier {value('clean', 16.0)}, single noise-aware guider "
             f"{value('single', 16.0)}, PPAP's five experts {value('ppap', 16.0)} (scale 16)") in readme
+
+
+def test_samplers_docs_quote_the_boundary_results():
+    bench = _benchmark("boundary")
+    results = json.loads((RESULTS / "boundary.json").read_text())
+    summary = {(row["steps"], row["method"]): row for row in results["summary"]}
+
+    def value(steps, method, metric="alignment"):
+        return f"{summary[(steps, method)][metric][0]:.3f}"
+
+    docs = (DOCS / "samplers.md").read_text()
+    assert bench.tables(results) in docs
+    text = docs.replace("\n  ", " ")
+    assert f"at 4 steps alignment {value(4, 'obc')} against {value(4, 'random')} from random noise" in text
+    assert f"10 steps {value(10, 'obc')} against {value(10, 'random')}" in text
