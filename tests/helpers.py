@@ -68,3 +68,18 @@ def assert_small_safetensors_model(model: Path, limit_mib: int = 25) -> None:
     files = [p for p in model.rglob("*") if p.is_file()]
     assert not [p for p in files if p.suffix in (".bin", ".pt", ".pkl", ".ckpt")]
     assert sum(p.stat().st_size for p in files) <= limit_mib * 2**20
+
+
+def brightness_reward():
+    """A reward scoring each image by its mean pixel value (a cheap, differentiable stand-in)."""
+    from difforge.plugin_api import ImageReward
+
+    class Brightness(ImageReward):
+        """Mean pixel value."""
+
+        name = "brightness"
+
+        def score(self, images, prompts=None):
+            return images.float().mean(dim=(1, 2, 3))
+
+    return Brightness()

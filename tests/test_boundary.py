@@ -3,23 +3,14 @@ the search, the file and the commands. The effect on the shapes world is in test
 
 import pytest
 import torch
-from helpers import run_cli
+from helpers import brightness_reward, run_cli
 
 import difforge
 from difforge.errors import UsageError
-from difforge.plugin_api import ImageReward, schedule_from_scheduler
+from difforge.plugin_api import schedule_from_scheduler
 from difforge_solvers.boundary import load_boundary, sample_from_boundary, save_boundary, search_boundary
 
 PROMPTS = ["a red circle", "a blue square", "a green triangle"]
-
-
-class Brightness(ImageReward):
-    """Mean pixel value."""
-
-    name = "brightness"
-
-    def score(self, images, prompts=None):
-        return images.float().mean(dim=(1, 2, 3))
 
 
 @pytest.fixture(scope="module")
@@ -45,17 +36,17 @@ def test_every_row_starts_from_the_boundary_and_the_base_sampler_solves_from_it(
 
 
 def test_the_search_keeps_the_candidate_with_the_best_mean_reward(tiny):
-    search = search_boundary(tiny, PROMPTS, Brightness(), candidates=4, num_steps=3, guidance_scale=2.0,
+    search = search_boundary(tiny, PROMPTS, brightness_reward(), candidates=4, num_steps=3, guidance_scale=2.0,
                              generator=torch.Generator().manual_seed(0))
     assert len(search.scores) == 4 and search.scores[search.chosen] == max(search.scores)
     pool = torch.randn((4, *tiny.sample_shape()), generator=torch.Generator().manual_seed(0))
     assert torch.equal(search.boundary, pool[search.chosen])
     images = tiny.sample(PROMPTS, num_steps=3, guidance_scale=2.0, sampler="obc", boundary=search.boundary)
-    assert Brightness()(images, PROMPTS).mean().item() == pytest.approx(max(search.scores), abs=1e-5)
+    assert brightness_reward()(images, PROMPTS).mean().item() == pytest.approx(max(search.scores), abs=1e-5)
 
 
 def test_boundary_file_round_trip_and_errors(tiny, tmp_path):
-    search = search_boundary(tiny, PROMPTS[:1], Brightness(), candidates=2, num_steps=2,
+    search = search_boundary(tiny, PROMPTS[:1], brightness_reward(), candidates=2, num_steps=2,
                              generator=torch.Generator().manual_seed(0))
     path = save_boundary(tmp_path / "bc.safetensors", search, model="tiny", steps=2)
     assert torch.equal(load_boundary(path), search.boundary)

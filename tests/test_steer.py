@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from helpers import run_cli
+from helpers import brightness_reward, run_cli
 
 import difforge
 from difforge.errors import RegistryError, UsageError
@@ -22,15 +22,6 @@ class Constant(ImageReward):
 
     def score(self, images, prompts=None):
         return torch.ones(len(images))
-
-
-class Brightness(ImageReward):
-    """Mean pixel value."""
-
-    name = "brightness"
-
-    def score(self, images, prompts=None):
-        return images.float().mean(dim=(1, 2, 3))
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +82,10 @@ def test_fk_with_a_constant_reward_is_plain_sampling(tiny, potential):
 
 
 def test_fk_resampling_raises_the_reward_of_the_particles(tiny):
-    steered = tiny_steer(tiny, "fk", Brightness(), particles=6, lmbda=5000.0, resample_every=1, select="sample")
+    steered = tiny_steer(tiny, "fk", brightness_reward(), particles=6, lmbda=5000.0, resample_every=1, select="sample")
     plain = tiny.sample([p for p in PROMPTS for _ in range(6)], num_steps=6, sampler="ddpm", guidance_scale=2.0,
                         generator=torch.Generator().manual_seed(0))
-    assert (steered.rewards > Brightness()(plain).reshape(2, 6).mean(1)).all()
+    assert (steered.rewards > brightness_reward()(plain).reshape(2, 6).mean(1)).all()
 
 
 def test_svdd_with_one_candidate_is_ancestral_sampling_and_counts_its_evaluations(tiny):
@@ -103,7 +94,7 @@ def test_svdd_with_one_candidate_is_ancestral_sampling_and_counts_its_evaluation
     assert torch.equal(tiny_steer(tiny, "svdd", Constant(), particles=1).samples, plain)
     rows, handle = _count_denoiser_rows(tiny)
     try:
-        steered = tiny_steer(tiny, "svdd", Brightness(), particles=4)
+        steered = tiny_steer(tiny, "svdd", brightness_reward(), particles=4)
     finally:
         handle.remove()
     assert steered.nfe == 1 + 5 * 4
@@ -111,8 +102,8 @@ def test_svdd_with_one_candidate_is_ancestral_sampling_and_counts_its_evaluation
 
 
 def test_svdd_keeps_the_highest_value_candidate_at_every_step(tiny):
-    steered = tiny_steer(tiny, "svdd", Brightness(), particles=6)
-    plain = tiny_steer(tiny, "svdd", Brightness(), particles=1)
+    steered = tiny_steer(tiny, "svdd", brightness_reward(), particles=6)
+    plain = tiny_steer(tiny, "svdd", brightness_reward(), particles=1)
     assert (steered.rewards > plain.rewards).all()
 
 
@@ -120,15 +111,15 @@ def test_best_of_n_and_fk_spend_the_evaluations_they_report(tiny):
     for method in ("best-of-n", "fk"):
         rows, handle = _count_denoiser_rows(tiny)
         try:
-            steered = tiny_steer(tiny, method, Brightness(), particles=4)
+            steered = tiny_steer(tiny, method, brightness_reward(), particles=4)
         finally:
             handle.remove()
         assert isinstance(steered, Steered) and steered.samples.shape == (2, 3, 32, 32)
         assert sum(rows) == 2 * len(PROMPTS) * steered.nfe, method
-    best = tiny_steer(tiny, "best-of-n", Brightness(), particles=4)
+    best = tiny_steer(tiny, "best-of-n", brightness_reward(), particles=4)
     plain = tiny.sample([p for p in PROMPTS for _ in range(4)], num_steps=6, guidance_scale=2.0,
                         generator=torch.Generator().manual_seed(0))
-    assert torch.equal(best.rewards, Brightness()(plain).reshape(2, 4).max(1).values)
+    assert torch.equal(best.rewards, brightness_reward()(plain).reshape(2, 4).max(1).values)
 
 
 def tiny_steer(backbone, method, reward, particles, **options):

@@ -122,13 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     import difforge
     from difforge.plugin_api import RegistryError
 
+    from .search import read_prompts
+
     try:
-        path = Path(args.prompts)
-        if not path.is_file():
-            raise UsageError(f"{path}: no such prompts file")
-        prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()][: args.limit]
-        if not prompts:
-            raise UsageError(f"{path}: no prompts in the file")
+        prompts = read_prompts(args.prompts, args.limit)
         reward = difforge.get_registry("rewards").get(args.reward)
         backbone = difforge.load(args.model).eval()
         search = search_boundary(backbone, prompts, reward, candidates=args.candidates, num_steps=args.steps,

@@ -8,6 +8,19 @@ import sys
 from pathlib import Path
 
 
+def read_prompts(path: str | Path, limit: int) -> list[str]:
+    """The first ``limit`` non-empty lines of a prompts file; one line naming the file if it has none."""
+    from difforge.plugin_api import UsageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such prompts file")
+    prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()][:limit]
+    if not prompts:
+        raise UsageError(f"{path}: no prompts in the file")
+    return prompts
+
+
 def main(argv: list[str] | None = None) -> int:
     """Fit and save DC-Solver ratios; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m difforge_solvers.search", description=__doc__.split("\n\n")[0])
@@ -29,14 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from .dc_solver import save_dc_ratios, search_dc_ratios
 
     try:
-        prompts = None
-        if args.prompts:
-            path = Path(args.prompts)
-            if not path.is_file():
-                raise UsageError(f"{path}: no such prompts file")
-            prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()][: args.limit]
-            if not prompts:
-                raise UsageError(f"{path}: no prompts in the file")
+        prompts = read_prompts(args.prompts, args.limit) if args.prompts else None
         backbone = difforge.load(args.model).eval()
         ratios = {steps: search_dc_ratios(backbone, prompts, steps, guidance_scale=args.guidance,
                                           num_samples=args.limit, seed=args.seed, fine_steps=args.fine_steps)
