@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
@@ -62,7 +63,7 @@ def train_classifier(model: LatentClassifier, inputs: Tensor, targets: Tensor, *
     losses = []
     for _ in range(steps):
         rows = torch.randint(len(inputs), (batch_size,), generator=generator)
-        loss = soft_cross_entropy(model(inputs[rows]), targets[rows])
+        loss = F.cross_entropy(model(inputs[rows]), targets[rows])  # probability targets
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -70,8 +71,3 @@ def train_classifier(model: LatentClassifier, inputs: Tensor, targets: Tensor, *
     model.eval()
     return losses
 
-
-def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
-    """Mean cross-entropy of ``logits`` against soft targets (equal to the KL divergence from the
-    targets up to their entropy, a constant)."""
-    return -(targets * torch.log_softmax(logits, dim=-1)).sum(-1).mean()

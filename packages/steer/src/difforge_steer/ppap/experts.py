@@ -18,12 +18,13 @@ import json
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from difforge.plugin_api import WeightsError, atomic_save_json
 
-from .classifier import LatentClassifier, soft_cross_entropy
+from .classifier import LatentClassifier
 
 EXPERTS_FILE = "ppap.json"
 
@@ -161,7 +162,7 @@ def distill_experts(classifier: LatentClassifier, clean: Tensor, alphas_cumprod:
             noise = torch.randn(clean[rows].shape, generator=generator)
             alpha = alphas_cumprod[t].view(-1, 1, 1, 1)
             noisy = alpha.sqrt() * clean[rows] + (1 - alpha).sqrt() * noise
-            loss = soft_cross_entropy(guider.model(noisy) / config.temperature, teacher[rows])
+            loss = F.cross_entropy(guider.model(noisy) / config.temperature, teacher[rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
