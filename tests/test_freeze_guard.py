@@ -40,7 +40,7 @@ def domains(tmp_path_factory):
 def learned_mask(domains, tmp_path_factory):
     path = tmp_path_factory.mktemp("mask") / "freeze_mask.json"
     mask = freeze_guard("shapes-sd-tiny", domains["protected"], domains["legal"], out=path, ratio=0.5,
-                                     steps=40, protected_caption=PROTECTED[2], legal_caption=LEGAL[2])
+                                     steps=20, protected_caption=PROTECTED[2], legal_caption=LEGAL[2])
     return mask, path
 
 

@@ -204,7 +204,7 @@ def test_kill_points_spot_check(tmp_path):
     benchmarks/results/kill_points.json): each leaves a run that resumes to the same adapter."""
     results = json.loads((ROOT / "benchmarks" / "results" / "kill_points.json").read_text())
     labels = {r["label"]: r["point"] for r in results["rows"]}
-    spots = ("after publishing checkpoint-4", "while pruning checkpoint-2", "before replacing trainer_state.json",
+    spots = ("while pruning checkpoint-2", "before replacing trainer_state.json",
              "before replacing pytorch_lora_weights.safetensors")
     chosen = [labels[name] for name in spots if name in labels]
     out = tmp_path / "kill.json"

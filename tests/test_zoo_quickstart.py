@@ -14,7 +14,7 @@ FIDELITY_GAIN = 0.4
 @pytest.fixture(scope="module")
 def quickstart(tmp_path_factory):
     out = tmp_path_factory.mktemp("quickstart")
-    return out, run_quickstart(out, samples=16)
+    return out, run_quickstart(out, samples=8)
 
 
 def test_quickstart_writes_lora_grid_and_metrics(quickstart):
