@@ -123,7 +123,17 @@ def test_guider_round_trips_through_safetensors(clean_classifier, tmp_path):
         loaded.clean.class_index("purple")
 
 
-def test_train_guiders_and_guide_from_the_cli(tiny_sd_dir, tmp_path):
+def test_train_guiders_and_guide_from_the_cli(tiny_sd_dir, tmp_path, capsys):
+    """Both commands in a subprocess, as a user runs them; their error paths in-process (one line each)."""
+    from difforge.cli import main
+
+    def error(*args: str) -> str:
+        capsys.readouterr()
+        assert main(list(args)) == 1
+        err = capsys.readouterr().err
+        assert err.strip().count("\n") == 0, err
+        return err
+
     backbone = difforge.load(tiny_sd_dir)
     channels = backbone.sample_shape()[0]
     LatentClassifier(in_channels=channels, labels=LABELS, channels=(8,)).save_pretrained(tmp_path / "classifier")
@@ -133,22 +143,22 @@ def test_train_guiders_and_guide_from_the_cli(tiny_sd_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads((guiders / "report.json").read_text())
     assert [row["timesteps"] for row in report["agreement"]] == [[0, 500], [500, 1000]]
-    again = run_cli("train-guiders", "--model", str(tiny_sd_dir), "--classifier", str(tmp_path / "classifier"),
-                    "--out", str(guiders))
-    assert again.returncode == 1 and "already exists" in again.stderr and again.stderr.strip().count("\n") == 0
-    for source in (("--guider", str(guiders)), ("--classifier", str(tmp_path / "classifier"))):
-        out = tmp_path / f"{source[0][2:]}.png"
-        result = run_cli("guide", "--model", str(tiny_sd_dir), *source, "--target", "checked", "--num-samples", "2",
-                         "--steps", "3", "--out", str(out))
-        assert result.returncode == 0 and out.stat().st_size > 0, result.stderr
-    bad = run_cli("guide", "--model", str(tiny_sd_dir), "--classifier", str(tmp_path), "--target", "x",
-                  "--out", str(tmp_path / "bad.png"))
-    assert bad.returncode == 1 and "not a classifier folder" in bad.stderr and bad.stderr.strip().count("\n") == 0
-    unknown = run_cli("guide", "--model", str(tiny_sd_dir), "--guider", str(guiders), "--target", "purple",
-                      "--out", str(tmp_path / "bad.png"))
-    assert unknown.returncode == 1 and "no class 'purple'" in unknown.stderr
+    assert "already exists" in error("train-guiders", "--model", str(tiny_sd_dir), "--classifier",
+                                     str(tmp_path / "classifier"), "--out", str(guiders))
+    out = tmp_path / "guider.png"
+    result = run_cli("guide", "--model", str(tiny_sd_dir), "--guider", str(guiders), "--target", "checked",
+                     "--num-samples", "2", "--steps", "3", "--out", str(out))
+    assert result.returncode == 0 and out.stat().st_size > 0, result.stderr
+    out = tmp_path / "classifier.png"
+    assert main(["guide", "--model", str(tiny_sd_dir), "--classifier", str(tmp_path / "classifier"), "--target",
+                 "checked", "--num-samples", "2", "--steps", "3", "--out", str(out)]) == 0
+    assert out.stat().st_size > 0
+    assert "not a classifier folder" in error("guide", "--model", str(tiny_sd_dir), "--classifier", str(tmp_path),
+                                              "--target", "x", "--out", str(tmp_path / "bad.png"))
+    assert "no class 'purple'" in error("guide", "--model", str(tiny_sd_dir), "--guider", str(guiders), "--target",
+                                        "purple", "--out", str(tmp_path / "bad.png"))
     LatentClassifier(in_channels=channels + 1, labels=LABELS, channels=(8,)).save_pretrained(tmp_path / "pixels")
-    wrong = run_cli("guide", "--model", str(tiny_sd_dir), "--classifier", str(tmp_path / "pixels"), "--target",
-                    "checked", "--out", str(tmp_path / "bad.png"))
-    assert wrong.returncode == 1 and f"reads {channels + 1} channels, the model denoises {channels}" in wrong.stderr
+    assert f"reads {channels + 1} channels, the model denoises {channels}" in error(
+        "guide", "--model", str(tiny_sd_dir), "--classifier", str(tmp_path / "pixels"), "--target", "checked",
+        "--out", str(tmp_path / "bad.png"))
     assert not (tmp_path / "bad.png").exists() and not list(tmp_path.glob(".guiders.partial-*"))

@@ -40,11 +40,21 @@ def test_a_spot_of_the_stored_steering_table_is_re_measured(shapes, method):
 
 
 def test_fk_and_svdd_raise_prompt_alignment_over_plain_sampling(shapes):
+    """SVDD re-measured on 12 held-out prompts; FK from the stored table (3 seeds), whose seed-0
+    row the spot above re-measures."""
+    rows = json.loads(RESULTS.read_text())["rows"]
+
+    def stored_mean(method: str, k: int) -> float:
+        values = [r["rewards"]["shapes-alignment"] for r in rows
+                  if (r["setting"], r["method"], r["particles"]) == ("shapes-alignment", method, k)]
+        assert len(values) == 3, method
+        return sum(values) / 3
+
+    assert stored_mean("fk", 4) > stored_mean("base", 1) + 0.05
     prompts = [p for p in (ROOT / "examples/configs/alignment/prompts_heldout.txt").read_text().splitlines() if p][:12]
     reward = difforge.get_registry("rewards").get("shapes-alignment")
     plain = shapes.sample(prompts, num_steps=25, guidance_scale=4.0, generator=torch.Generator().manual_seed(0))
     base = reward(plain, prompts).mean().item()
-    for method in ("fk", "svdd"):
-        steered = difforge.steer(shapes, prompts, method=method, reward="shapes-alignment", particles=4,
-                                 guidance_scale=4.0, seed=0)
-        assert steered.rewards.mean().item() > base + 0.05, method
+    steered = difforge.steer(shapes, prompts, method="svdd", reward="shapes-alignment", particles=4,
+                             guidance_scale=4.0, seed=0)
+    assert steered.rewards.mean().item() > base + 0.05

@@ -310,7 +310,7 @@ def unet_seeds_line(results: Path = UNET_SEEDS_FILE) -> str:
 #: guidance scales of the model card's held-out sweep
 SWEEP_SCALES = (1.5, 2.0, 3.0, 4.0, 7.0)
 #: samples per prompt of the card's spot check: the smaller evaluation the test suite reproduces
-SPOT_CHECK_PER_PROMPT = 4
+SPOT_CHECK_PER_PROMPT = 2
 
 
 def sample_and_score(backbone, prompts: list[str], guidance: float, steps: int, seed: int,
