@@ -37,6 +37,18 @@ def run_cli(*args: str, env: dict[str, str] | None = None, pythonpath: list[Path
     )
 
 
+def cli_error(capsys, *args: str) -> str:
+    """Run the ``difforge`` CLI in this process (no interpreter start-up) on arguments that must fail;
+    asserts exit code 1 and a one-line error, and returns that line."""
+    from difforge.cli import main
+
+    capsys.readouterr()
+    assert main(list(args)) == 1
+    err = capsys.readouterr().err
+    assert err.strip() and err.strip().count("\n") == 0, err
+    return err
+
+
 def pixel_unet_config(images: Path, out: Path, **sections) -> dict:
     """A fast full-fine-tuning config: a 16x16 pixel-space UNet2DModel on the toy images."""
     config = {

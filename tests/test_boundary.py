@@ -3,7 +3,7 @@ the search, the file and the commands. The effect on the shapes world is in test
 
 import pytest
 import torch
-from helpers import brightness_reward, run_cli
+from helpers import brightness_reward, cli_error, run_cli
 
 import difforge
 from difforge.errors import UsageError
@@ -59,27 +59,31 @@ def test_boundary_file_round_trip_and_errors(tiny, tmp_path):
         load_boundary(tmp_path / "other.safetensors")
 
 
-def test_search_module_and_sample_command(tiny_sd_dir, tmp_path):
-    prompts = tmp_path / "prompts.txt"
-    prompts.write_text("\n".join(PROMPTS) + "\n")
-    out = tmp_path / "bc.safetensors"
+def test_search_module_and_sample_command(tiny_sd_dir, tmp_path, capsys):
+    """The search module and ``sample --sampler obc`` in subprocesses, as a user runs them; their
+    error paths in-process."""
     import subprocess
     import sys
 
+    from difforge_solvers.boundary import main
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    out = tmp_path / "bc.safetensors"
     proc = subprocess.run([sys.executable, "-m", "difforge_solvers.boundary", "--model", str(tiny_sd_dir),
                            "--prompts", str(prompts), "--reward", "colourfulness", "--candidates", "2",
                            "--steps", "2", "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert out.is_file() and '"chosen"' in proc.stdout
-    bad = subprocess.run([sys.executable, "-m", "difforge_solvers.boundary", "--model", str(tiny_sd_dir),
-                          "--prompts", str(prompts), "--reward", "bogus", "--out", str(tmp_path / "x.safetensors")],
-                         capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0 and "bogus" in bad.stderr
+    capsys.readouterr()
+    assert main(["--model", str(tiny_sd_dir), "--prompts", str(prompts), "--reward", "bogus",
+                 "--out", str(tmp_path / "x.safetensors")]) == 1
+    bad = capsys.readouterr().err
+    assert bad.strip().count("\n") == 0 and "bogus" in bad
     grid = tmp_path / "obc.png"
     result = run_cli("sample", "--model", str(tiny_sd_dir), "--prompt", "a red circle", "--steps", "2",
                      "--sampler", "obc", "--sampler-option", f"boundary={out}", "--out", str(grid))
     assert result.returncode == 0 and grid.stat().st_size > 0, result.stderr
-    missing = run_cli("sample", "--model", str(tiny_sd_dir), "--prompt", "a red circle", "--steps", "2",
-                      "--sampler", "obc", "--sampler-option", f"boundary={tmp_path / 'none.safetensors'}",
-                      "--out", str(tmp_path / "m.png"))
-    assert missing.returncode == 1 and "no such file" in missing.stderr
+    assert "no such file" in cli_error(capsys, "sample", "--model", str(tiny_sd_dir), "--prompt", "a red circle",
+                                       "--steps", "2", "--sampler", "obc", "--sampler-option",
+                                       f"boundary={tmp_path / 'none.safetensors'}", "--out", str(tmp_path / "m.png"))

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from helpers import run_cli
+from helpers import cli_error, run_cli
 
 import difforge
 from difforge.plugin_api import SamplingSchedule, UsageError
@@ -201,7 +201,10 @@ def test_canvas_methods_refuse_bad_sizes_and_conditionings_in_one_line(shapes):
                          scaffold_color="nocolour", num_steps=1)
 
 
-def test_panorama_and_compose_commands(tmp_path):
+def test_panorama_and_compose_commands(tmp_path, capsys):
+    """``compose`` in a subprocess, as a user runs it; the other commands in-process."""
+    from difforge.cli import main
+
     layout = tmp_path / "layout.yaml"
     layout.write_text("size: [32, 64]\nsegments:\n  - {prompt: a red circle, box: [0, 0, 32, 32]}\n"
                       "  - {prompt: a blue square, box: [32, 0, 64, 32]}\n")
@@ -209,19 +212,16 @@ def test_panorama_and_compose_commands(tmp_path):
                    "--out", str(tmp_path / "c.png"))
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "c.png").exists() and "segment_scores" in (tmp_path / "c.json").read_text()
-    done = run_cli("panorama", "--model", "shapes-sd-tiny", "--prompt", "a red circle", "--width", "64", "--steps", "2",
-                   "--out", str(tmp_path / "p.png"))
-    assert done.returncode == 0, done.stderr
+    assert main(["panorama", "--model", "shapes-sd-tiny", "--prompt", "a red circle", "--width", "64", "--steps", "2",
+                 "--out", str(tmp_path / "p.png")]) == 0
     assert "wrap_seam_error" in (tmp_path / "p.json").read_text()
-    done = run_cli("highres", "--model", "shapes-sd-tiny", "--prompt", "a red circle", "--steps", "3",
-                   "--out", str(tmp_path / "h.png"))
-    assert done.returncode == 0, done.stderr
+    assert main(["highres", "--model", "shapes-sd-tiny", "--prompt", "a red circle", "--steps", "3",
+                 "--out", str(tmp_path / "h.png")]) == 0
     report = json.loads((tmp_path / "h.json").read_text())
     assert report == {"method": "diffusehigh", "attention_scaling": True, "nfe": 5}
     layout.write_text("size: [32, 64]\nsegments: []\n")
-    done = run_cli("compose", str(layout), "--model", "no-such-model", "--out", str(tmp_path / "x.png"))
-    assert done.returncode != 0
-    assert f"layout {layout}: segments: List should have at least 1 item" in done.stderr
+    error = cli_error(capsys, "compose", str(layout), "--model", "no-such-model", "--out", str(tmp_path / "x.png"))
+    assert f"layout {layout}: segments: List should have at least 1 item" in error
 
 
 def test_haar_structure_guidance_takes_the_low_band_of_the_reference_and_keeps_the_rest():

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from helpers import run_cli
+from helpers import cli_error, run_cli
 
 import difforge
 from difforge.errors import WeightsError
@@ -128,11 +128,7 @@ def test_train_guiders_and_guide_from_the_cli(tiny_sd_dir, tmp_path, capsys):
     from difforge.cli import main
 
     def error(*args: str) -> str:
-        capsys.readouterr()
-        assert main(list(args)) == 1
-        err = capsys.readouterr().err
-        assert err.strip().count("\n") == 0, err
-        return err
+        return cli_error(capsys, *args)
 
     backbone = difforge.load(tiny_sd_dir)
     channels = backbone.sample_shape()[0]
