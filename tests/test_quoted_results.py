@@ -234,16 +234,22 @@ def test_canvas_docs_and_readme_quote_the_high_resolution_results():
             f"(upsampling the native image: {value('upsample', 'repetition'):.3f}) |") in readme
 
 
+def _summary_means(name: str, keys: tuple[str, ...], metric: str):
+    """A benchmark's stored summary table in its docs page's form: ``value(*key, metric=metric)``,
+    the mean of ``metric`` in the row whose ``keys`` fields equal ``key``, to 3 decimals."""
+    results = json.loads((RESULTS / f"{name}.json").read_text())
+    summary = {tuple(row[k] for k in keys): row for row in results["summary"]}
+
+    def value(*key, metric=metric):
+        return f"{summary[key][metric][0]:.3f}"
+
+    return _benchmark(name).tables(results), value
+
+
 def test_steering_docs_and_the_steer_readme_quote_the_ppap_results():
-    bench = _benchmark("ppap")
-    results = json.loads((RESULTS / "ppap.json").read_text())
-    summary = {(row["method"], row["scale"]): row for row in results["summary"]}
-
-    def value(method, scale, metric="target_rate"):
-        return f"{summary[(method, scale)][metric][0]:.3f}"
-
+    tables, value = _summary_means("ppap", ("method", "scale"), "target_rate")
     docs = (DOCS / "steering.md").read_text()
-    assert bench.tables(results) in docs
+    assert tables in docs
     text = docs.replace("\n  ", " ")
     assert f"moves the target rate from {value('base', 0.0)} to {value('clean', 16.0)} at scale 16" in text
     assert f"data-free experts reach {value('ppap', 16.0)}, with objects kept" in text
@@ -255,15 +261,9 @@ def test_steering_docs_and_the_steer_readme_quote_the_ppap_results():
 
 
 def test_samplers_docs_quote_the_boundary_results():
-    bench = _benchmark("boundary")
-    results = json.loads((RESULTS / "boundary.json").read_text())
-    summary = {(row["steps"], row["method"]): row for row in results["summary"]}
-
-    def value(steps, method, metric="alignment"):
-        return f"{summary[(steps, method)][metric][0]:.3f}"
-
+    tables, value = _summary_means("boundary", ("steps", "method"), "alignment")
     docs = (DOCS / "samplers.md").read_text()
-    assert bench.tables(results) in docs
+    assert tables in docs
     text = docs.replace("\n  ", " ")
     assert f"at 4 steps alignment {value(4, 'obc')} against {value(4, 'random')} from random noise" in text
     assert f"10 steps {value(10, 'obc')} against {value(10, 'random')}" in text
