@@ -1,5 +1,5 @@
 """The embedded audio models: offline loading, the model cards' numbers (with tolerance), and
-Music ControlNet's measured effect over the uncontrolled base model."""
+Music ControlNet's effect over the uncontrolled base model (its card's table, a row re-measured)."""
 
 import json
 
@@ -41,23 +41,35 @@ def test_base_model_card_numbers_reproduce(pipeline):
     assert measured >= card["caption_adherence"]["reward"] - 0.1, (measured, card["caption_adherence"])
 
 
-def test_controlnet_follows_controls_far_above_the_uncontrolled_model(pipeline):
-    metrics = json.loads((model_path(CONTROLNET) / "metrics.json").read_text())
-    card = metrics["table"]
-    scale = pipeline.controlled.denoiser.conditioning_scale
-    assert scale == metrics["conditioning_scale"] == DEFAULT_CONDITIONING_SCALE
-    assert metrics["scale_selection"][str(DEFAULT_CONDITIONING_SCALE)] == max(metrics["scale_selection"].values())
-    names = ("uncontrolled", "dynamics", "all", "all, first half only")
-    table = evaluate_controls(pipeline, references(metrics["n"]), {n: CONDITIONS[n] for n in names},
-                              num_steps=metrics["steps"], sampler=metrics["sampler"])
-    base, dynamics, controlled, half = (table[n] for n in names)
+@pytest.fixture(scope="module")
+def controlnet_card():
+    return json.loads((model_path(CONTROLNET) / "metrics.json").read_text())
+
+
+def test_the_controlnet_card_shows_controls_followed_far_above_the_uncontrolled_model(controlnet_card):
+    """The card's control table (16 held-out clips, every condition drawn with the same seed): each
+    control raises its own metric over the uncontrolled model, and only the given half follows."""
+    card = controlnet_card["table"]
+    base, dynamics, controlled, half = (card[n] for n in ("uncontrolled", "dynamics", "all", "all, first half only"))
     assert dynamics["dynamics_correlation"] > base["dynamics_correlation"] + 0.15  # the weakest control, alone
     assert controlled["melody_accuracy"] > base["melody_accuracy"] + 0.3
     assert controlled["dynamics_correlation"] > base["dynamics_correlation"] + 0.1
     assert controlled["rhythm_f1"] > base["rhythm_f1"] + 0.1
-    assert half["melody_accuracy"] > half["unspecified/melody_accuracy"] + 0.3  # only the given half follows
-    for metric in ("melody_accuracy", "rhythm_f1"):
-        assert controlled[metric] >= card["all"][metric] - 0.15, (metric, controlled, card["all"])
+    assert half["melody_accuracy"] > half["unspecified/melody_accuracy"] + 0.3
+    scale = controlnet_card["conditioning_scale"]
+    assert scale == DEFAULT_CONDITIONING_SCALE
+    assert controlnet_card["scale_selection"][str(scale)] == max(controlnet_card["scale_selection"].values())
+
+
+def test_a_row_of_the_controlnet_card_is_re_measured(pipeline, controlnet_card):
+    """The card's "all controls" row, drawn again with the card's clips, sampler and seed: the
+    embedded weights are the ones the card measured (the other rows share its seed and code path)."""
+    assert pipeline.controlled.denoiser.conditioning_scale == controlnet_card["conditioning_scale"]
+    measured = evaluate_controls(pipeline, references(controlnet_card["n"]), {"all": CONDITIONS["all"]},
+                                 num_steps=controlnet_card["steps"], sampler=controlnet_card["sampler"])["all"]
+    print("re-measured 'all' row:", measured)
+    for metric, value in controlnet_card["table"]["all"].items():
+        assert measured[metric] == pytest.approx(value, abs=0.02), (metric, measured, controlnet_card["table"]["all"])
 
 
 def _run_quick(script: str, out) -> dict:
