@@ -226,6 +226,12 @@ RELATED_PROMPTS = {"a blue circle": ("blue", "circle"), "a red square": ("red", 
                    "a green triangle": ("green", "triangle")}
 
 
+#: the first training losses of each table-3 and table-4 run, stored so the suite can re-train that
+#: far and check that the stored runs are the current code's (tests/test_zoo_quickstart.py,
+#: tests/test_adapter_training.py)
+LOSS_HEAD = 10
+
+
 def prior_preservation(steps: int, samples: int, work: Path, seeds: list[int]) -> dict:
     """Table 4: the quickstart's DreamBooth task (LoRA) with and without the prior-preservation
     loss, per training seed: concept fidelity, class-prior accuracy and the accuracy on related
@@ -248,7 +254,8 @@ def prior_preservation(steps: int, samples: int, work: Path, seeds: list[int]) -
             result = train("lora", "heart", images, work / f"prior-{weight:g}-{seed}", steps,
                            [f"train.seed={seed}", f"objective.options.prior_loss_weight={weight}"])
             rows.append({"seed": seed, "prior_loss_weight": weight,
-                         **scores(difforge.load("shapes-sd-tiny", adapters=[(result.adapter_path, 1.0)]))})
+                         **scores(difforge.load("shapes-sd-tiny", adapters=[(result.adapter_path, 1.0)])),
+                         "loss_head": result.losses[:LOSS_HEAD]})
             print(f"prior preservation: {rows[-1]}", flush=True)
     keys = ("concept_fidelity", "class_prior", "related")
     summary = [{"prior_loss_weight": w, **{k: mean_std([r[k] for r in rows if r["prior_loss_weight"] == w])
@@ -341,6 +348,7 @@ def ip_adapter_table(steps: int, samples: int, work: Path, seed: int = 0) -> dic
         return hits / len(prompts)
 
     return {"image_prompted": prompted, "text_only_baseline": text_only, "train_steps": result.steps,
+            "loss_head": result.losses[:LOSS_HEAD],
             "image_embedding_linear_probe": image_encoder_probe(encoder),
             "text_prompts": {"n": len(prompts), "base": text_accuracy(base), "with_adapter": text_accuracy(model)}}
 

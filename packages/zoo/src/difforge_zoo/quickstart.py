@@ -57,12 +57,13 @@ def run_quickstart(out: str | Path, config: str | Path = QUICKSTART_CONFIG, samp
     base = difforge.load(run_config.model.pretrained)
     tuned = difforge.load(run_config.model.pretrained, adapters=[(result.adapter_path, 1.0)])
     rows, marks, labels, metrics = [], [], [], {}
+    shown = min(8, samples)  # columns of the before/after grid
     for label, model in (("base", base), ("dreambooth", tuned)):
         images, fidelity = _scores(model, instance_prompt, ("red", "heart"), samples, seed)
         class_images, prior = _scores(model, class_prompt, ("red", "circle"), samples, seed + 1)
         metrics[label] = {"concept_fidelity": float(np.mean(fidelity)), "class_prior_accuracy": float(np.mean(prior))}
-        rows += [images[:8], class_images[:8]]
-        marks += [fidelity[:8], prior[:8]]
+        rows += [images[:shown], class_images[:shown]]
+        marks += [fidelity[:shown], prior[:shown]]
         name = "base model" if label == "base" else "DreamBooth LoRA"
         labels += [f"{name}: “{instance_prompt}” (want a red heart)", f"{name}: “{class_prompt}” (want a red circle)"]
     tolerance = 0.15
@@ -74,15 +75,15 @@ def run_quickstart(out: str | Path, config: str | Path = QUICKSTART_CONFIG, samp
     })
     metrics["class_prior_preserved"] = abs(metrics["class_prior_change"]) <= tolerance
     order = [0, 2, 1, 3]  # the instance prompt before/after, then the class prompt before/after
-    grid = save_grid(torch.cat([rows[i] for i in order]), out / "before_after.png", columns=8,
+    grid = save_grid(torch.cat([rows[i] for i in order]), out / "before_after.png", columns=shown,
                      row_labels=[labels[i] for i in order],
-                     column_labels=[f"sample {k + 1}" for k in range(8)],
+                     column_labels=[f"sample {k + 1}" for k in range(shown)],
                      verdicts=[v for i in order for v in marks[i]],
                      title="before / after DreamBooth + LoRA (mark: the scorer's verdict, green right, red wrong)")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     report = write_report(result.output_dir, title="difforge quickstart: DreamBooth + LoRA on shapes-sd-tiny",
-                          figures=[("Before and after, 8 of the scored samples per prompt; the two prompts are "
-                                    "sampled with different seeds", grid)],
+                          figures=[(f"Before and after, {shown} of the scored samples per prompt; the two prompts "
+                                    "are sampled with different seeds", grid)],
                           metrics={k: v for k, v in metrics.items() if k != "paths"},
                           notes=f"{samples} samples per prompt, DDIM 30 steps, guidance 4, scored by the shapes "
                                 "world's analytic scorer.")
