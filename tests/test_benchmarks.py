@@ -228,7 +228,19 @@ def test_boundary_benchmark_smoke(tmp_path):
     assert len(results["rows"][1]["per_prompt"]) == 2 and "| 2 | obc |" in proc.stdout
 
 
-@pytest.mark.parametrize("benchmark", ["alignment", "steering", "samplers", "canvas", "ppap", "boundary"])
+def test_sc_tuner_control_benchmark_smoke(tmp_path):
+    out = tmp_path / "sc.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sc_tuner_control.py"), "--steps", "2",
+                           "--masks", "1", "--seeds", "0", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert results["masks"] == 2 and len(results["runs"][0]["loss_head"]) == 2
+    assert "| CSC-Tuner, mask given" in proc.stdout and results["model"]["unet_sha256"]
+
+
+@pytest.mark.parametrize("benchmark", ["alignment", "steering", "samplers", "canvas", "ppap", "boundary",
+                                       "sc_tuner_control"])
 def test_tables_of_a_missing_results_file_fail_in_one_line(tmp_path, benchmark):
     missing = tmp_path / "missing.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{benchmark}.py"), "--tables", "--out",

@@ -24,6 +24,22 @@ def _benchmark(name: str):
     return module
 
 
+@pytest.mark.parametrize("path", sorted(RESULTS.glob("*.json")), ids=lambda p: p.name)
+def test_stored_results_were_measured_on_the_current_zoo_model(path):
+    """A result stamped with a zoo model was measured on the weights the project ships now (a
+    retrained model makes every stored claim on it stale), unless its stamp says otherwise."""
+    import hashlib
+
+    from difforge_zoo.models import model_path
+
+    stamp = json.loads(path.read_text()).get("model")
+    if stamp is None or "note" in stamp:
+        return
+    weights = model_path(stamp["name"]) / "unet" / "diffusion_pytorch_model.safetensors"
+    assert hashlib.sha256(weights.read_bytes()).hexdigest()[:12] == stamp["unet_sha256"], (
+        f"{path.name}: measured on {stamp['name']} {stamp['unet_sha256']}; rerun its benchmark")
+
+
 def _number(cell: str) -> list[float]:
     """The numbers of a table cell ("**−0.066 ± 0.032**" -> [-0.066, 0.032])."""
     text = cell.replace("−", "-").replace("*", "").replace("\u202f", "").replace(" ", "")
@@ -111,6 +127,18 @@ def test_adapter_tables_are_the_printers_output():
     ip = json.loads((RESULTS / "ip_adapter.json").read_text())["ip_adapter"]
     assert bench.ip_table(ip) in docs
     assert bench.types_table(json.loads((RESULTS / "adapters_16x16.json").read_text())) in docs
+    sc = json.loads((RESULTS / "sc_tuner_control.json").read_text())
+    assert _benchmark("sc_tuner_control").table(sc) in docs
+    given = [run["mask_given"] for run in sc["runs"]]
+    gains = sorted(g - sc["baselines"]["base_place_in_prompt"] for g in given)
+    sentence = (f"(IoU {min(given):.2f} to {max(given):.2f} per seed); without the mask the same tuner draws it "
+                f"anywhere ({sc['summary']['no_mask'][0]:.2f}, the base model {sc['baselines']['base_no_place']:.2f}). "
+                f"Naming the place in the prompt, what a user of the base model would do instead, reaches "
+                f"{sc['baselines']['base_place_in_prompt']:.2f}: the mask adds {gains[0]:+.2f} to {gains[-1]:+.2f}")
+    assert sentence in docs.replace("\n", " ")
+    readme = (ROOT / "README.md").read_text().replace("\n  ", " ")
+    assert (f"(mask IoU {sc['summary']['mask_given'][0]:.2f} ± {sc['summary']['mask_given'][1]:.2f} over 3 seeds, "
+            f"against {sc['baselines']['base_place_in_prompt']:.2f} for the base model") in readme
 
 
 def test_adapter_interference_interval_is_quoted():
