@@ -77,10 +77,8 @@ def _finite_float(value: str) -> float:
 
 
 def _configure_sample(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help=MODEL_HELP)
+    model_arguments(p)
     p.add_argument("--prompt", action="append", default=[], help="prompt (repeatable; one sample each)")
-    p.add_argument("--adapter", action="append", default=[], metavar="PATH[:WEIGHT]",
-                   help="LoRA directory or file to apply, optionally with a weight (repeatable)")
     p.add_argument("--num-samples", type=_positive_int, default=4, help="samples to draw for unconditional models")
     p.add_argument("--steps", type=_positive_int, default=25, help="sampling steps")
     p.add_argument("--sampler", default=None,
@@ -153,6 +151,25 @@ def option_argument(item: str, flag: str) -> tuple[str, Any]:
     if not sep or not key:
         raise UsageError(f"{flag} {item!r}: expected KEY=VALUE")
     return key.strip(), yaml.safe_load(value)
+
+
+def model_arguments(parser: argparse.ArgumentParser, adapters: bool = True) -> None:
+    """Add ``--model`` (required) and, with ``adapters``, the repeatable ``--adapter PATH[:WEIGHT]``:
+    the arguments of every command that loads a model (``difforge sample`` and plugin commands);
+    :func:`load_model_arguments` loads what they name."""
+    parser.add_argument("--model", required=True, help=MODEL_HELP)
+    if adapters:
+        parser.add_argument("--adapter", action="append", default=[], metavar="PATH[:WEIGHT]",
+                            help="adapter directory or file to stack on the model, optionally with a weight "
+                                 "(repeatable)")
+
+
+def load_model_arguments(args: argparse.Namespace):
+    """The :class:`~difforge.backbone.Backbone` named by :func:`model_arguments`' ``--model``, with
+    its ``--adapter`` items stacked, in eval mode."""
+    from .api import load
+
+    return load(args.model, [adapter_argument(item) for item in getattr(args, "adapter", [])]).eval()
 
 
 def adapter_argument(item: str) -> tuple[str, float]:

@@ -30,6 +30,8 @@ EXPORTS: dict[str, tuple[str, str]] = {
     "Command": ("cli", "Command"),
     "cli_main": ("cli", "main"),
     "adapter_argument": ("cli", "adapter_argument"),
+    "model_arguments": ("cli", "model_arguments"),
+    "load_model_arguments": ("cli", "load_model_arguments"),
     "option_argument": ("cli", "option_argument"),
     # errors
     "DifforgeError": ("errors", "DifforgeError"),

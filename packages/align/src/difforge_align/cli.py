@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from difforge.plugin_api import ConfigError
-
-MODEL_HELP = "local diffusers directory, .safetensors file, or a plugin-resolved name"
+from difforge.plugin_api import ConfigError, model_arguments
 
 
 def configure_preference_pairs(p: argparse.ArgumentParser) -> None:
     """The arguments of ``difforge preference-pairs``."""
-    p.add_argument("--model", required=True, help=MODEL_HELP)
+    model_arguments(p, adapters=False)
     p.add_argument("--prompts", required=True, metavar="FILE", help="text file, one prompt per line")
     p.add_argument("--reward", required=True, help="registered reward that ranks the samples (see difforge plugins)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for pairs.jsonl and images/")

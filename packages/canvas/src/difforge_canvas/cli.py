@@ -6,13 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
-MODEL_HELP = "local diffusers directory, .safetensors file, or a plugin-resolved name (e.g. shapes-sd-tiny)"
+from difforge.plugin_api import load_model_arguments, model_arguments
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help=MODEL_HELP)
-    p.add_argument("--adapter", action="append", default=[], metavar="PATH[:WEIGHT]",
-                   help="an adapter to stack on the model (repeatable)")
+    model_arguments(p)
     p.add_argument("--steps", type=int, default=25, help="sampling steps")
     p.add_argument("--sampler", default="ddim", help="a registered sampler (ddim, euler, dpmpp_2m, ...)")
     p.add_argument("--sampler-option", action="append", default=[], metavar="KEY=VALUE",
@@ -20,14 +18,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--num-samples", type=int, default=1, help="images per prompt (or per layout)")
-
-
-def _load(args: argparse.Namespace):
-    import difforge
-    from difforge.plugin_api import adapter_argument
-
-    backbone = difforge.load(args.model, [adapter_argument(item) for item in args.adapter])
-    return backbone.eval()
 
 
 def _sampler_options(args: argparse.Namespace) -> dict:
@@ -64,7 +54,7 @@ def run_panorama(args: argparse.Namespace) -> int:
 
     from .panorama import column_step, sample_panorama, wrap_seam_error
 
-    backbone = _load(args)
+    backbone = load_model_arguments(args)
     prompts = [p for p in args.prompt for _ in range(args.num_samples)] or None
     result = sample_panorama(backbone, prompts, width=args.width, height=args.height, num_samples=args.num_samples,
                              stitch=not args.no_stitch, stride=args.stride, num_steps=args.steps, sampler=args.sampler,
@@ -102,7 +92,7 @@ def run_compose(args: argparse.Namespace) -> int:
     layout = read_layout(args.layout)
     layout.masks()  # a bad layout (or mask file) fails before any weights load
     reward = get_registry("rewards").get(args.reward) if args.reward else None
-    backbone = _load(args)
+    backbone = load_model_arguments(args)
     result = sample_composite(backbone, layout, num_samples=args.num_samples,
                               scaffold_fraction=args.scaffold_fraction, scaffold_color=args.scaffold_color,
                               num_steps=args.steps, sampler=args.sampler, guidance_scale=args.guidance,
@@ -137,7 +127,7 @@ def run_highres(args: argparse.Namespace) -> int:
 
     from .highres import sample_high_resolution
 
-    backbone = _load(args)
+    backbone = load_model_arguments(args)
     prompts = [p for p in args.prompt for _ in range(args.num_samples)] or None
     result = sample_high_resolution(backbone, prompts, scale=args.scale, num_samples=args.num_samples,
                                     structure=not args.naive, attention_scaling=not args.no_attention_scaling,

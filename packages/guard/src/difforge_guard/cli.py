@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-MODEL_HELP = "local diffusers directory, .safetensors file, or a plugin-resolved name"
+from difforge.plugin_api import model_arguments
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     """The arguments of ``difforge freeze-guard``."""
-    p.add_argument("--model", required=True, help=MODEL_HELP)
+    model_arguments(p, adapters=False)
     p.add_argument("--protected", required=True, metavar="DIR", help="image folder of the domain to protect")
     p.add_argument("--protected-caption", default=None,
                    help="caption for every protected image (default: sidecar .txt)")

@@ -7,14 +7,7 @@ import json
 import tempfile
 from pathlib import Path
 
-MODEL_HELP = "local diffusers directory, .safetensors file, or a plugin-resolved name (e.g. shapes-sd-tiny)"
-
-
-def _load_backbone(reference: str, adapters: list[str] = ()):
-    import difforge
-    from difforge.plugin_api import adapter_argument
-
-    return difforge.load(reference, [adapter_argument(item) for item in adapters]).eval()
+from difforge.plugin_api import load_model_arguments, model_arguments
 
 
 def _alphas_cumprod(backbone):
@@ -54,7 +47,7 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     from .experts import PPAPConfig
 
     defaults = PPAPConfig()
-    p.add_argument("--model", required=True, help=MODEL_HELP)
+    model_arguments(p, adapters=False)
     p.add_argument("--classifier", required=True,
                    help="the clean classifier's folder (LatentClassifier.save_pretrained): it labels the samples")
     p.add_argument("--out", required=True, help="output folder of the guider (must not exist)")
@@ -78,7 +71,7 @@ def run_train(args: argparse.Namespace) -> int:
     if out.exists():
         raise UsageError(f"--out {out}: already exists; guiders are never overwritten")
     classifier = _load_classifier(args.classifier)
-    backbone = _load_backbone(args.model)
+    backbone = load_model_arguments(args)
     alphas = _alphas_cumprod(backbone)
     _check_channels(classifier, backbone, "--classifier", args.classifier)
     generator = torch.Generator().manual_seed(args.seed)
@@ -101,9 +94,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def configure_guide(p: argparse.ArgumentParser) -> None:
     """Arguments of ``difforge guide``."""
-    p.add_argument("--model", required=True, help=MODEL_HELP)
-    p.add_argument("--adapter", action="append", default=[], metavar="PATH[:WEIGHT]",
-                   help="an adapter to stack on the model (repeatable)")
+    model_arguments(p)
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--guider", help="a PPAP guider folder (difforge train-guiders)")
     source.add_argument("--classifier", help="a clean classifier folder, used on noisy inputs as is (the naive "
@@ -131,7 +122,7 @@ def run_guide(args: argparse.Namespace) -> int:
     guider = ExpertGuider.from_pretrained(args.guider) if args.guider else _load_classifier(args.classifier)
     classifier = guider.clean if args.guider else guider
     targets = classifier.class_index([args.target] * args.num_samples)
-    backbone = _load_backbone(args.model, args.adapter)
+    backbone = load_model_arguments(args)
     _check_channels(classifier, backbone, "--guider" if args.guider else "--classifier", args.guider or args.classifier)
     guidance = classifier_guidance(guider, targets, args.scale, _alphas_cumprod(backbone))
     prompts = [args.prompt] * args.num_samples if backbone.conditioning == "text" else None
