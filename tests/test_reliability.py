@@ -200,7 +200,7 @@ def test_images_over_max_pixels_are_refused_before_decoding(tmp_path):
 
 # ------------------------------------------------------------------------------------ SIGKILL
 def test_kill_points_spot_check(tmp_path):
-    """Four kill points of ``benchmarks/kill_points.py`` (the whole sweep's results are stored in
+    """Three kill points of ``benchmarks/kill_points.py`` (the whole sweep's results are stored in
     benchmarks/results/kill_points.json): each leaves a run that resumes to the same adapter."""
     results = json.loads((ROOT / "benchmarks" / "results" / "kill_points.json").read_text())
     labels = {r["label"]: r["point"] for r in results["rows"]}
