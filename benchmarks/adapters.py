@@ -269,7 +269,11 @@ def prior_preservation(steps: int, samples: int, work: Path, seeds: list[int]) -
 def ip_adapter_seeds(steps: int, samples: int, work: Path, seeds: list[int]) -> dict:
     """Table 3 over training seeds: each seed's :func:`ip_adapter_table` and the mean ± std of
     its rates (overall, and per shape group)."""
-    runs = [ip_adapter_table(steps, samples, work / f"seed-{seed}", seed) for seed in seeds]
+    runs = []
+    for seed in seeds:
+        runs.append(ip_adapter_table(steps, samples, work / f"seed-{seed}", seed))
+        print(f"ip-adapter seed {seed}: colour with the image {runs[-1]['image_prompted']['colour']:.2f}, "
+              f"without {runs[-1]['text_only_baseline']['colour']:.2f}", flush=True)
     summary = {}
     for key in ("image_prompted", "text_only_baseline"):
         summary[key] = {m: mean_std([r[key][m] for r in runs]) for m in ("colour", "shape", "both")}
