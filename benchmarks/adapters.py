@@ -48,7 +48,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from worker import emit, mean_std, run_worker, write_results  # noqa: E402
+from worker import LOSS_HEAD, emit, mean_std, run_worker, write_results  # noqa: E402
 
 CONFIGS = HERE.parent / "examples" / "configs" / "adapters"
 CONCEPTS = {
@@ -224,12 +224,6 @@ def interference(steps: int, samples: int, work: Path, seeds: list[int]) -> dict
 #: prompts near the DreamBooth class whose accuracy a drifting model may lose too
 RELATED_PROMPTS = {"a blue circle": ("blue", "circle"), "a red square": ("red", "square"),
                    "a green triangle": ("green", "triangle")}
-
-
-#: the first training losses of each table-3 and table-4 run, stored so the suite can re-train that
-#: far and check that the stored runs are the current code's (tests/test_zoo_quickstart.py,
-#: tests/test_adapter_training.py)
-LOSS_HEAD = 10
 
 
 def prior_preservation(steps: int, samples: int, work: Path, seeds: list[int]) -> dict:

@@ -33,13 +33,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from worker import mean_std, results_arguments, stored_results, write_results  # noqa: E402
+from worker import LOSS_HEAD, mean_std, results_arguments, stored_results, write_results  # noqa: E402
 
 RESULTS = HERE / "results" / "sc_tuner_control.json"
 CONFIG = HERE.parent / "examples" / "configs" / "adapters" / "sc-tuner-control.yaml"
 SIDES = ("left", "right")
-#: first training losses stored per seed (the suite re-trains this far)
-LOSS_HEAD = 10
 
 
 def evaluation_masks(per_side: int):
