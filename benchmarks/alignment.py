@@ -78,7 +78,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from worker import emit, mean_std, model_fingerprint, run_worker, stored_results, write_results  # noqa: E402
+from worker import LOSS_HEAD, emit, mean_std, model_fingerprint, run_worker, stored_results, write_results  # noqa: E402
 
 CONFIGS = ROOT / "examples" / "configs" / "alignment"
 WORD_GROUPS = [["red", "green", "blue", "yellow", "purple", "orange"], ["circle", "square", "triangle"],
@@ -380,6 +380,7 @@ def worker(run: str, seed: int, scale: float, samples: int, work: Path) -> dict:
             "after": {r: statistics.mean(v) for r, v in tuned.items()},
             "win_rate_alignment": win_rate(rewards[-1] if "shapes-alignment" in rewards else rewards[0]),
             "win_rate": {reward: win_rate(reward) for reward in rewards}, "curve": curve,
+            "loss_head": result.losses[:LOSS_HEAD],
             **({"slider": slider} if slider else {})}
 
 

@@ -26,6 +26,18 @@ def make_distribution(site: Path, name: str, module_source: str, requires: list[
     return site
 
 
+def benchmark_module(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` imported as a module (its ``RUNS``, printers and constants)."""
+    import importlib.util
+
+    if str(ROOT / "benchmarks") not in sys.path:  # benchmarks import their shared worker module
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, pythonpath: list[Path] | None = None, timeout: int = 300):
     """Run the ``difforge`` CLI in a subprocess; returns the CompletedProcess."""
     full_env = {**os.environ, **(env or {})}

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, benchmark_module
 
 
 def test_train_step_benchmark_smoke():
@@ -45,6 +45,7 @@ def test_alignment_benchmark_smoke_and_merge(tmp_path):
     assert "### Win rate of the tuned model over the base per reward" in proc.stdout
     results = json.loads(out.read_text())
     assert results["summary"]["alignprop-colourfulness"]["steps"] == 1
+    assert all(len(row["loss_head"]) == row["steps"] for row in results["rows"])  # the suite re-trains these
     assert results["summary"]["pso-heldout"]["seeds"] == 1
     win_rate = results["summary"]["pso-heldout"]["rewards"]["shapes-alignment"]["win_rate"]
     assert 0 <= win_rate[0] <= 1 and win_rate[1] == 0  # one seed
@@ -80,13 +81,6 @@ def test_linear_probe_reads_an_encoded_attribute_and_not_an_absent_one():
     assert linear_probe_accuracy(noise[:400], labels[:400], noise[400:], labels[400:]) < 0.5
 
 
-def _alignment_benchmark():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import alignment
-
-    return alignment
-
-
 def test_best_of_n_pool_starts_from_the_base_sample_and_never_gets_worse(monkeypatch):
     """Candidate 0 of every pool seed is the sample the benchmark measures the base model on, so
     best-of-1 is the base's score; picking by a reward can only raise that reward as N grows."""
@@ -94,7 +88,7 @@ def test_best_of_n_pool_starts_from_the_base_sample_and_never_gets_worse(monkeyp
 
     import difforge
 
-    alignment = _alignment_benchmark()
+    alignment = benchmark_module("alignment")
     like, steps, rewards, _ = alignment.POOLS["ddim-10"]
     monkeypatch.setitem(alignment.POOLS, "ddim-10", (like, 2, rewards, 3))
     pool = alignment.pool_worker("ddim-10", seed=1, samples=1)
@@ -109,7 +103,7 @@ def test_best_of_n_pool_starts_from_the_base_sample_and_never_gets_worse(monkeyp
 def test_baselines_pair_each_run_with_its_own_by_seed():
     """Supervised baselines pair seed with seed; an on-policy run's best-of-N has N = its
     generated samples per evaluation sample, picked by the reward it trained on."""
-    alignment = _alignment_benchmark()
+    alignment = benchmark_module("alignment")
 
     def row(run, seed, after, generated=None):
         return {"run": run, "seed": seed, "after": after, "generated_samples": generated}
@@ -189,14 +183,15 @@ def test_samplers_benchmark_smoke(tmp_path):
 def test_canvas_benchmark_smoke(tmp_path):
     out = tmp_path / "canvas.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "canvas.py"), "--seeds", "0", "--prompts", "1",
-                           "--layouts", "1", "--per-layout", "1", "--highres-prompts", "1", "--steps", "2",
-                           "--out", str(out)],
+                           "--layouts", "1", "--per-layout", "1", "--highres-prompts", "1", "--cow-tasks", "1",
+                           "--per-task", "1", "--steps", "2", "--out", str(out)],
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads(out.read_text())
-    assert set(results["summary"]) == {"panorama", "composite", "highres"} and results["steps"] == 2
+    assert set(results["summary"]) == {"panorama", "composite", "highres", "cow"} and results["steps"] == 2
     assert "| stitchdiffusion | 28 |" in proc.stdout and "| composite | 4 |" in proc.stdout
     assert "| diffusehigh | 4 |" in proc.stdout and "| naive+attention | 2 |" in proc.stdout
+    assert "| cow | 4 |" in proc.stdout and "| paste-and-replace | 4 |" in proc.stdout  # at COW's NFE
     assert results["environment"]["threads"] >= 1 and results["environment"]["torch"]
     timed = [row for row in results["rows"] if row["method"] not in ("native", "upsample")]  # DiffuseHigh's stage 1
     assert results["model"]["unet_sha256"] and all(row["seconds"] > 0 for row in timed)

@@ -2,12 +2,11 @@
 compared cell by cell (or rebuilt by the benchmark's own printer and found verbatim), sentences
 are rebuilt from the file. A rerun that changes a result fails here until the docs follow."""
 
-import importlib.util
 import json
 import re
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, benchmark_module
 
 RESULTS = ROOT / "benchmarks" / "results"
 DOCS = ROOT / "docs"
@@ -15,13 +14,6 @@ DOCS = ROOT / "docs"
 #: reward names as the docs' alignment table writes them
 REWARD_NAMES = {"alignment": "shapes-alignment", "alignment (4 steps)": "shapes-alignment",
                 "JPEG compressibility": "jpeg-compressibility", "colourfulness": "colourfulness"}
-
-
-def _benchmark(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("path", sorted(RESULTS.glob("*.json")), ids=lambda p: p.name)
@@ -59,7 +51,7 @@ def _table(text: str, header: str) -> list[list[str]]:
 
 
 def test_alignment_table_matches_the_results_file():
-    bench = _benchmark("alignment")
+    bench = benchmark_module("alignment")
     stored = json.loads((RESULTS / "alignment.json").read_text())
     summary = bench.summarise(stored["rows"])
     run, seen = None, set()
@@ -87,7 +79,7 @@ def test_alignment_table_matches_the_results_file():
 
 
 def test_alignment_baseline_and_slider_tables_are_the_printers_output():
-    bench = _benchmark("alignment")
+    bench = benchmark_module("alignment")
     stored = json.loads((RESULTS / "alignment.json").read_text())
     docs = (DOCS / "alignment.md").read_text()
     assert bench.baseline_table(bench.compare_baselines(stored["rows"], stored["pools"], stored["samples"])) in docs
@@ -116,7 +108,7 @@ def test_readme_alignment_and_freeze_guard_figures_match():
 
 
 def test_adapter_tables_are_the_printers_output():
-    bench = _benchmark("adapters")
+    bench = benchmark_module("adapters")
     docs = (DOCS / "adapters.md").read_text()
     prior = json.loads((RESULTS / "dreambooth_prior.json").read_text())["prior_preservation"]
     assert bench.prior_table(prior) in docs
@@ -128,7 +120,7 @@ def test_adapter_tables_are_the_printers_output():
     assert bench.ip_table(ip) in docs
     assert bench.types_table(json.loads((RESULTS / "adapters_16x16.json").read_text())) in docs
     sc = json.loads((RESULTS / "sc_tuner_control.json").read_text())
-    assert _benchmark("sc_tuner_control").table(sc) in docs
+    assert benchmark_module("sc_tuner_control").table(sc) in docs
     given = [run["mask_given"] for run in sc["runs"]]
     gains = sorted(g - sc["baselines"]["base_place_in_prompt"] for g in given)
     sentence = (f"(IoU {min(given):.2f} to {max(given):.2f} per seed); without the mask the same tuner draws it "
@@ -142,7 +134,7 @@ def test_adapter_tables_are_the_printers_output():
 
 
 def test_adapter_interference_interval_is_quoted():
-    bench = _benchmark("adapters")
+    bench = benchmark_module("adapters")
     inter = json.loads((RESULTS / "adapters_16x16.json").read_text())["interference"]
     assert bench.interference_sentence(inter) in (DOCS / "adapters.md").read_text().replace("\n", " ")
 
@@ -162,7 +154,7 @@ def test_align_readme_quotes_the_baselines():
                                           ("pso-heldout-lcm", 3)])
 def test_alignment_prose_quotes_the_per_seed_differences(run, decimals):
     """The "every seed: a / b / c" figures of docs/alignment.md's baseline notes."""
-    bench = _benchmark("alignment")
+    bench = benchmark_module("alignment")
     rows = json.loads((RESULTS / "alignment.json").read_text())["rows"]
     quoted = " / ".join(f"{d:+.{decimals}f}" for d in bench.seed_differences(rows, run, "shapes-alignment"))
     docs = (DOCS / "alignment.md").read_text().replace("−", "-").replace("\n  ", " ")
@@ -170,7 +162,7 @@ def test_alignment_prose_quotes_the_per_seed_differences(run, decimals):
 
 
 def test_steering_tables_are_quoted():
-    bench = _benchmark("steering")
+    bench = benchmark_module("steering")
     results = json.loads((RESULTS / "steering.json").read_text())
     docs = (DOCS / "steering.md").read_text()
     assert bench.tables(results) in docs
@@ -183,7 +175,7 @@ def test_steering_tables_are_quoted():
 
 
 def test_sampler_tables_are_quoted():
-    bench = _benchmark("samplers")
+    bench = benchmark_module("samplers")
     results = json.loads((RESULTS / "samplers.json").read_text())
     docs = (DOCS / "samplers.md").read_text()
     assert bench.tables(results) in docs
@@ -209,7 +201,7 @@ def test_solvers_readme_quotes_the_sampler_results():
 
 
 def test_canvas_docs_and_readme_quote_the_canvas_results():
-    bench = _benchmark("canvas")
+    bench = benchmark_module("canvas")
     results = json.loads((RESULTS / "canvas.json").read_text())
     docs = (DOCS / "canvas.md").read_text()
     assert bench.tables(results) in docs
@@ -271,7 +263,7 @@ def _summary_means(name: str, keys: tuple[str, ...], metric: str):
     def value(*key, metric=metric):
         return f"{summary[key][metric][0]:.3f}"
 
-    return _benchmark(name).tables(results), value
+    return benchmark_module(name).tables(results), value
 
 
 def test_steering_docs_and_the_steer_readme_quote_the_ppap_results():
