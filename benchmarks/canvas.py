@@ -44,7 +44,23 @@ fraction of images with extra objects, i.e. repetition):
 | diffusehigh | DiffuseHigh: the native image upsampled, noised to 0.6 T and denoised at 64 x 64 with Haar structure guidance down to 0.3 T |
 | diffusehigh+attention | the same with entropy-scaled attention |
 
-    python benchmarks/canvas.py            # all three parts, 3 seeds (~35 min on 2 CPU cores)
+**A visual condition kept** (32 x 32; 12 two-object scenes drawn by a fixed seed, the left
+object a star or a heart, shapes the UNet never saw, whose box is the condition; the prompt the
+scene's caption), 2 images per scene and seed, every method at COW's NFE:
+
+| method | what it does |
+|---|---|
+| prompt-only | the caption alone |
+| sdedit | the condition pasted on the background, noised to 0.8 T and denoised, never reset |
+| paste-and-replace | from pure noise, the condition's region reset to the pasted image noised to each level |
+| cow | Cyclic One-Way Diffusion (Wang et al. 2024): 3 cycles 0.8 T -> 0.4 T with the region reset, then to the end |
+
+measured by the condition's PSNR in its region and, by the analytic scorer, whether the left
+object is the condition's (shape, colour, place), whether the right one is the prompt's, and
+shapes-alignment against the caption.
+
+    python benchmarks/canvas.py            # all four parts, 3 seeds (~45 min on 2 CPU cores)
+    python benchmarks/canvas.py --parts cow --merge   # one part, the file's other parts kept
     python benchmarks/canvas.py --tables   # print the tables of the results file
 """  # noqa: E501 (the method tables)
 
@@ -210,9 +226,88 @@ def highres_rows(backbone, seed: int, prompts: list[str], steps: int = STEPS) ->
     return rows
 
 
+#: COW's cycles (3 between 0.8 T and 0.4 T, then to the end with the region kept); the baselines
+#: sample at the same number of denoiser evaluations
+COW_OPTIONS = {"cycles": 3, "cycle_start": 0.8, "cycle_end": 0.4}
+
+
+def cow_tasks(count: int, seed: int = PROMPT_SEED) -> list[dict]:
+    """``count`` two-object scenes whose left object, a star or a heart (shapes the UNet never saw,
+    so the text alone cannot draw them), is the visual condition: its box plus a pixel, on the
+    2-pixel latent grid; the caption names both objects."""
+    import torch
+
+    from difforge_zoo.shapes import BASE_SHAPES, COLOURS, HELD_OUT_SHAPES, draw_scene
+
+    rng = random.Random(seed)
+    tasks = []
+    for _ in range(count):
+        concept, other = (rng.choice(HELD_OUT_SHAPES), rng.choice(list(COLOURS))), None
+        while other is None or other[1] == concept[1]:
+            other = (rng.choice(BASE_SHAPES), rng.choice(list(COLOURS)))
+        scene = draw_scene([(*concept, "left", "large"), (*other, "right", "large")], seed=rng.randrange(2**31))
+        x0, y0, x1, y1 = scene.objects[0].box
+        left, top = max(0, (x0 - 1) // 2 * 2), max(0, (y0 - 1) // 2 * 2)
+        right, bottom = min(32, (x1 + 2) // 2 * 2), min(32, (y1 + 2) // 2 * 2)
+        pixels = torch.from_numpy(scene.image).permute(2, 0, 1).float() / 127.5 - 1
+        tasks.append({"prompt": scene.caption, "condition": pixels[:, top:bottom, left:right], "position": (left, top)})
+    return tasks
+
+
+def cow_rows(backbone, seed: int, tasks: list[dict], per_task: int, steps: int = STEPS) -> list[dict]:
+    """COW and its baselines at COW's NFE on ``tasks`` (``per_task`` images each) with the noise of
+    ``seed``: the prompt alone, SDEdit from the seed image (the condition pasted on the
+    background, noised to 0.8 T, never reset) and paste-and-replace inpainting (from noise, the
+    region reset every step)."""
+    import torch
+
+    from difforge_canvas.cow import condition_fidelity, cow_nfe, sample_cow
+    from difforge_zoo.scorer import alignment, detect, match, parse_prompt
+
+    nfe = cow_nfe(backbone, steps, **COW_OPTIONS)
+    sdedit_steps = next(n for n in range(nfe, 3 * nfe) if cow_nfe(backbone, n, cycles=1) >= nfe)
+    methods = {"prompt-only": None, "sdedit": {"cycles": 1, "preserve_until": 1.0, "num_steps": sdedit_steps},
+               "paste-and-replace": {"cycles": 1, "cycle_start": 1.0, "num_steps": nfe},
+               "cow": {**COW_OPTIONS, "num_steps": steps}}
+    rows = []
+    for method, options in methods.items():
+        start = time.perf_counter()
+        psnr, reward, kept, other, used = [], [], [], [], 0
+        for index, task in enumerate(tasks):
+            prompts = [task["prompt"]] * per_task
+            generator = torch.Generator().manual_seed(seed * 1000 + index)
+            with torch.no_grad():
+                if options is None:
+                    images, used = backbone.sample(prompts, num_steps=nfe, guidance_scale=GUIDANCE,
+                                                   generator=generator), nfe
+                else:
+                    result = sample_cow(backbone, prompts, task["condition"], position=task["position"],
+                                        guidance_scale=GUIDANCE, generator=generator, **options)
+                    images, used = result.images, result.nfe
+            psnr += condition_fidelity(images, task["condition"], task["position"]).tolist()
+            for image in images:
+                reward.append(alignment(image, task["prompt"])["reward"])
+                (concept, found_concept), (wanted, found_other) = match(parse_prompt(task["prompt"]), detect(image))
+                kept.append(float(found_concept is not None and (found_concept.shape, found_concept.colour,
+                                                                  found_concept.position)
+                                  == (concept.shape, concept.colour, concept.position)))
+                other.append(float(found_other is not None and (found_other.shape, found_other.colour,
+                                                                 found_other.position)
+                                   == (wanted.shape, wanted.colour, wanted.position)))
+        row = {"part": "cow", "method": method, "seed": seed, "outputs": len(reward), "nfe": used,
+               "seconds": round(time.perf_counter() - start, 1), "condition_psnr": sum(psnr) / len(psnr),
+               "condition_kept": sum(kept) / len(kept), "other_object_right": sum(other) / len(other),
+               "alignment": sum(reward) / len(reward),
+               "per_output": {"condition_psnr": psnr, "alignment": reward}}
+        print(json.dumps({k: v for k, v in row.items() if k != "per_output"}), flush=True)
+        rows.append(row)
+    return rows
+
+
 METRICS = {"panorama": ("wrap_seam_error", "column_step", "seam_ratio"),
            "highres": ("alignment", "count_error", "repetition"),
-           "composite": ("segment_alignment", "both_right", "boundary_step", "column_step")}
+           "composite": ("segment_alignment", "both_right", "boundary_step", "column_step"),
+           "cow": ("condition_psnr", "condition_kept", "other_object_right", "alignment")}
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -232,14 +327,18 @@ def tables(results: dict) -> str:
     titles = {"wrap_seam_error": "wrap seam error", "column_step": "column step", "seam_ratio": "seam / column step",
               "segment_alignment": "segment alignment", "both_right": "both segments right",
               "boundary_step": "boundary step", "alignment": "shapes-alignment", "count_error": "object count error",
-              "repetition": "images with extra objects"}
+              "repetition": "images with extra objects", "condition_psnr": "condition PSNR (dB)",
+              "condition_kept": "condition object right", "other_object_right": "prompted object right"}
     out = []
     for part, heading in (("panorama", f"**Panoramas** ({results['panorama_prompts']} prompts × {{seeds}} seeds, "
                                        f"32 × {PANORAMA_WIDTH} px), lower seam is better:"),
                           ("composite", f"**Segment layouts** ({results['layouts']} layouts × "
                                         f"{results['per_layout']} images × {{seeds}} seeds, 32 × 64 px):"),
                           ("highres", f"**Twice the trained size** ({results.get('highres_prompts')} held-out prompts "
-                                      "× {seeds} seeds, 64 × 64 px scored at 32 × 32):")):
+                                      "× {seeds} seeds, 64 × 64 px scored at 32 × 32):"),
+                          ("cow", f"**A visual condition kept** ({results.get('cow_tasks')} scenes × "
+                                  f"{results.get('per_task')} images × {{seeds}} seeds, 32 × 32 px; the condition "
+                                  "a star or heart the UNet never saw):")):
         if part not in summary:
             continue
         heading = heading.format(seeds=max(entry["seeds"] for entry in summary[part].values()))
@@ -263,6 +362,8 @@ def main() -> None:
     parser.add_argument("--merge", action="store_true",
                         help="keep the stored rows of the parts not run (the results file's other parts)")
     parser.add_argument("--per-layout", type=int, default=2, help="images per layout and seed")
+    parser.add_argument("--cow-tasks", type=int, default=12, help="scenes whose left object is COW's condition")
+    parser.add_argument("--per-task", type=int, default=2, help="images per COW scene and seed")
     parser.add_argument("--steps", type=int, default=STEPS, help="DDIM steps")
     results_arguments(parser, RESULTS)
     args = parser.parse_args()
@@ -275,6 +376,7 @@ def main() -> None:
     backbone = difforge.load("shapes-sd-tiny").eval()
     prompts = [f"a {name}" for name in objects(args.prompts)]
     pairs = layouts(args.layouts)
+    cow = cow_tasks(args.cow_tasks)
     heldout = [line.strip() for line in HELDOUT_PROMPTS.read_text().splitlines() if line.strip()][:args.highres_prompts]
     rows = []
     for seed in args.seeds:
@@ -284,12 +386,15 @@ def main() -> None:
             rows += composite_rows(backbone, seed, pairs, args.per_layout, args.steps)
         if "highres" in args.parts:
             rows += highres_rows(backbone, seed, heldout, args.steps)
+        if "cow" in args.parts:
+            rows += cow_rows(backbone, seed, cow, args.per_task, args.steps)
     stored = json.loads(out.read_text()) if args.merge and out.exists() else {}
     rows = [row for row in stored.get("rows", []) if row["part"] not in args.parts] + rows
     results = {"steps": args.steps, "guidance": GUIDANCE, "panorama_width": PANORAMA_WIDTH,
                "scaffold_fraction": SCAFFOLD_FRACTION, "panorama_prompts": len(prompts), "layouts": len(pairs),
                "per_layout": args.per_layout, "prompts": prompts, "pairs": pairs, "highres_prompts": len(heldout),
-               "noise_level": 0.6, "guidance_until": 0.3, "rows": rows,
+               "noise_level": 0.6, "guidance_until": 0.3, "cow_tasks": len(cow), "per_task": args.per_task,
+               "cow_prompts": [task["prompt"] for task in cow], "cow_options": COW_OPTIONS, "rows": rows,
                "summary": summarise(rows)}
     write_results(results, out, model="shapes-sd-tiny")
     print(tables(results))

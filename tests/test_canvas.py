@@ -266,3 +266,80 @@ def test_diffusehigh_keeps_the_native_samples_structure_and_counts_its_evaluatio
     assert distance_from_base(result.images) < 0.5 * distance_from_base(naive.images)
     with pytest.raises(UsageError, match="scale must be a power of 2"):
         sample_high_resolution(shapes, prompts, scale=3)
+
+
+def _cow_condition() -> tuple[torch.Tensor, tuple[int, int]]:
+    """A red 8 x 8 patch on the shapes world's background, for the left of the canvas."""
+    patch = torch.tensor([236, 236, 236]).float().reshape(3, 1, 1).expand(3, 8, 8).clone() / 127.5 - 1
+    patch[:, 2:6, 2:6] = (torch.tensor([215, 38, 38]).float() / 127.5 - 1).reshape(3, 1, 1)
+    return patch, (4, 12)
+
+
+def test_cow_cycles_between_its_levels_and_counts_its_evaluations(shapes, monkeypatch):
+    from difforge_canvas.cow import cow_nfe, sample_cow
+
+    seen = []
+    monkeypatch.setattr(shapes, "guided_denoise", lambda cond, scale, batch, **kw:
+                        lambda x, t: seen.append(int(t.flatten()[0])) or torch.zeros_like(x))
+    condition, position = _cow_condition()
+    result = sample_cow(shapes, ["a red circle"], condition, position=position, num_steps=10, cycles=3,
+                        cycle_start=0.8, cycle_end=0.4, generator=torch.Generator().manual_seed(0))
+    timesteps = shapes.scheduler.timesteps.tolist()  # the 10-step schedule the call set
+    cycle = [t for t in timesteps if 400 < t <= 800]
+    assert seen == cycle * 3 + [t for t in timesteps if t <= 400]
+    assert result.nfe == len(seen) == cow_nfe(shapes, 10)
+    assert result.mask.sum() == 64 and result.mask[12:20, 4:12].all()
+
+
+def test_cow_keeps_the_condition_one_way_and_sdedit_does_not(shapes):
+    """With the region reset to the end, the condition's latents come out as the seed's whatever the
+    prompt (nothing flows into the region), while the rest follows the prompt and the condition
+    (it flows out); SDEdit from the seed (never reset) lets the region change."""
+    from difforge_canvas.cow import sample_cow
+
+    condition, position = _cow_condition()
+
+    def run(prompt: str, patch: torch.Tensor, **options) -> torch.Tensor:
+        return sample_cow(shapes, [prompt], patch, position=position, num_steps=6, guidance_scale=4.0,
+                          generator=torch.Generator().manual_seed(0), **options).latents[0]
+
+    inside = (slice(None), slice(6, 10), slice(2, 6))  # the latent cells of the 8 x 8 patch at (4, 12)
+    red, blue = run("a red circle on the left", condition), run("a blue square on the right", condition)
+    assert torch.equal(red[inside], blue[inside])
+    assert not torch.allclose(red[:, :, 8:], blue[:, :, 8:], atol=1e-2)
+    other = run("a red circle on the left", condition.flip(0))  # a blue patch in the same place
+    assert not torch.allclose(red[:, :, 8:], other[:, :, 8:], atol=1e-3)
+    sdedit = run("a blue square on the right", condition, cycles=1, preserve_until=1.0)
+    assert not torch.allclose(sdedit[inside], blue[inside], atol=1e-2)
+
+
+def test_cow_refuses_bad_options_and_conditions_in_one_line(shapes, tmp_path, capsys):
+    from difforge_canvas.cow import sample_cow
+
+    condition, _ = _cow_condition()
+    with pytest.raises(UsageError, match="cow: needs cycles >= 1"):
+        sample_cow(shapes, ["a"], condition, cycle_start=0.3, cycle_end=0.5)
+    with pytest.raises(UsageError, match=r"cow: a 8x8 condition at \(left 28, top 0\) leaves the 32x32 canvas"):
+        sample_cow(shapes, ["a"], condition, position=(28, 0))
+    with pytest.raises(UsageError, match="cow: background 'nocolour' is not a colour"):
+        sample_cow(shapes, ["a"], condition, background="nocolour")
+    with pytest.raises(UsageError, match="cow: no step of a 2-step schedule lies between"):
+        sample_cow(shapes, ["a"], condition, num_steps=2, cycle_start=0.45, cycle_end=0.4)
+    (tmp_path / "bad.png").write_text("not an image")
+    error = cli_error(capsys, "cow", "--model", "shapes-sd-tiny", "--condition", str(tmp_path / "bad.png"),
+                      "--prompt", "a red circle")
+    assert f"error: cow: condition {tmp_path / 'bad.png'}: not an image file Pillow can read" in error
+
+
+def test_cow_command(tmp_path):
+    from PIL import Image
+
+    from difforge.cli import main
+
+    condition, _ = _cow_condition()
+    Image.fromarray(((condition + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()).save(tmp_path / "patch.png")
+    assert main(["cow", "--model", "shapes-sd-tiny", "--condition", str(tmp_path / "patch.png"), "--position", "4",
+                 "12", "--prompt", "a blue square on the right", "--steps", "5", "--out", str(tmp_path / "c.png")]) == 0
+    report = json.loads((tmp_path / "c.json").read_text())
+    assert report["method"] == "cow" and report["nfe"] > 5 and len(report["condition_psnr"]) == 1
+    assert (tmp_path / "c.png").exists()

@@ -254,6 +254,32 @@ def test_canvas_docs_and_readme_quote_the_high_resolution_results():
             f"(upsampling the native image: {value('upsample', 'repetition'):.3f}) |") in readme
 
 
+def test_canvas_docs_and_readme_quote_the_cow_results():
+    cow = json.loads((RESULTS / "canvas.json").read_text())["summary"]["cow"]
+    text = (DOCS / "canvas.md").read_text().replace("\n  ", " ")
+
+    def value(method, metric, decimals=3):
+        return f"{cow[method][metric][0]:.{decimals}f}"
+
+    assert (f"(condition object right {value('prompt-only', 'condition_kept')}, alignment "
+            f"{value('prompt-only', 'alignment')})") in text
+    assert (f"({value('sdedit', 'condition_kept')}; condition PSNR {value('sdedit', 'condition_psnr', 1)} dB against "
+            f"the prompt's {value('prompt-only', 'condition_psnr', 1)})") in text
+    assert (f"COW keeps it in {cow['cow']['condition_kept'][0]:.0%} of the images (condition PSNR "
+            f"{value('cow', 'condition_psnr', 1)} dB) and lifts alignment to {value('cow', 'alignment')}"
+            ).replace("%", " %") in text
+    assert (f"({value('cow', 'other_object_right')} against {value('prompt-only', 'other_object_right')},") in text
+    assert (f"({value('paste-and-replace', 'condition_kept')}, {value('paste-and-replace', 'condition_psnr', 1)} dB, "
+            f"prompted object {value('paste-and-replace', 'other_object_right')}, alignment "
+            f"{value('paste-and-replace', 'alignment')})") in text
+    readme = (ROOT / "packages" / "canvas" / "README.md").read_text()
+    assert (f"| prompt only {value('prompt-only', 'condition_kept')}, SDEdit from the pasted image "
+            f"{value('sdedit', 'condition_kept')}, paste-and-replace {value('paste-and-replace', 'condition_kept')} "
+            f"| COW {value('cow', 'condition_kept')} |") in readme
+    assert (f"(alignment {value('paste-and-replace', 'alignment')} against COW's {value('cow', 'alignment')})"
+            in readme.replace("\n", " "))
+
+
 def _summary_means(name: str, keys: tuple[str, ...], metric: str):
     """A benchmark's stored summary table in its docs page's form: ``value(*key, metric=metric)``,
     the mean of ``metric`` in the row whose ``keys`` fields equal ``key``, to 3 decimals."""

@@ -37,6 +37,18 @@ def to_latent_size(backbone, method: str, name: str, pixels: int) -> int:
     return pixels // scale
 
 
+def plain_colour(colour: str, method: str, name: str) -> Tensor:
+    """A colour name or hex code -> its RGB in [-1, 1] ``(3,)``; one line naming ``method`` and
+    the argument ``name`` if it is not a colour."""
+    from PIL import ImageColor
+
+    try:
+        rgb = ImageColor.getrgb(colour)[:3]
+    except ValueError:
+        raise UsageError(f"{method}: {name} {colour!r} is not a colour (e.g. '#808080', 'white')") from None
+    return torch.tensor(rgb, dtype=torch.float32) / 127.5 - 1
+
+
 def encode_conditions(backbone, method: str, prompts: Sequence[str] | None) -> Tensor | None:
     """One condition row per prompt for a text model, ``None`` for an unconditional one."""
     kind = backbone.conditioning

@@ -21,12 +21,19 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from PIL import ImageColor
 from torch import Tensor
 
 from difforge.plugin_api import UsageError, schedule_from_scheduler
 
-from .canvas import decode, encode_conditions, native_window, pixels_per_latent, sample_views, to_latent_size
+from .canvas import (
+    decode,
+    encode_conditions,
+    native_window,
+    pixels_per_latent,
+    plain_colour,
+    sample_views,
+    to_latent_size,
+)
 from .layout import Layout, read_layout
 from .views import View
 
@@ -47,13 +54,9 @@ def latent_masks(masks: Tensor, scale: int) -> Tensor:
 
 
 def _scaffold_latents(backbone, color: str, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
-    try:
-        rgb = ImageColor.getrgb(color)[:3]
-    except ValueError:
-        raise UsageError(f"composite: scaffold colour {color!r} is not a colour (e.g. '#808080', 'white')") from None
     _, height, width = shape
     scale = pixels_per_latent(backbone)
-    pixels = (torch.tensor(rgb, dtype=torch.float32) / 127.5 - 1).reshape(1, 3, 1, 1)
+    pixels = plain_colour(color, "composite", "scaffold colour").reshape(1, 3, 1, 1)
     pixels = pixels.expand(1, 3, height * scale, width * scale).to(backbone.device)
     return backbone.encode_images(pixels, generator=generator).to(next(backbone.denoiser.parameters()).dtype)
 

@@ -14,4 +14,6 @@ def difforge_register_commands():
                            "difforge_canvas.cli:configure_compose", "difforge_canvas.cli:run_compose"),
         "highres": Command("sample above the model's native size (DiffuseHigh structure guidance, entropy-scaled "
                            "attention)", "difforge_canvas.cli:configure_highres", "difforge_canvas.cli:run_highres"),
+        "cow": Command("sample images that keep a given image patch while the prompt sets the rest (Cyclic One-Way "
+                       "Diffusion)", "difforge_canvas.cli:configure_cow", "difforge_canvas.cli:run_cow"),
     }
