@@ -254,6 +254,12 @@ def cow_tasks(count: int, seed: int = PROMPT_SEED) -> list[dict]:
     return tasks
 
 
+def object_right(expected, found) -> float:
+    """1 if the scorer's detection ``found`` has the shape, colour and place the prompt asks for."""
+    return float(found is not None and (found.shape, found.colour, found.position)
+                 == (expected.shape, expected.colour, expected.position))
+
+
 def cow_rows(backbone, seed: int, tasks: list[dict], per_task: int, steps: int = STEPS) -> list[dict]:
     """COW and its baselines at COW's NFE on ``tasks`` (``per_task`` images each) with the noise of
     ``seed``: the prompt alone, SDEdit from the seed image (the condition pasted on the
@@ -288,12 +294,8 @@ def cow_rows(backbone, seed: int, tasks: list[dict], per_task: int, steps: int =
             for image in images:
                 reward.append(alignment(image, task["prompt"])["reward"])
                 (concept, found_concept), (wanted, found_other) = match(parse_prompt(task["prompt"]), detect(image))
-                kept.append(float(found_concept is not None and (found_concept.shape, found_concept.colour,
-                                                                  found_concept.position)
-                                  == (concept.shape, concept.colour, concept.position)))
-                other.append(float(found_other is not None and (found_other.shape, found_other.colour,
-                                                                 found_other.position)
-                                   == (wanted.shape, wanted.colour, wanted.position)))
+                kept.append(object_right(concept, found_concept))
+                other.append(object_right(wanted, found_other))
         row = {"part": "cow", "method": method, "seed": seed, "outputs": len(reward), "nfe": used,
                "seconds": round(time.perf_counter() - start, 1), "condition_psnr": sum(psnr) / len(psnr),
                "condition_kept": sum(kept) / len(kept), "other_object_right": sum(other) / len(other),

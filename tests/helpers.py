@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -26,8 +27,10 @@ def make_distribution(site: Path, name: str, module_source: str, requires: list[
     return site
 
 
+@functools.cache
 def benchmark_module(name: str) -> ModuleType:
-    """``benchmarks/<name>.py`` imported as a module (its ``RUNS``, printers and constants)."""
+    """``benchmarks/<name>.py`` imported as a module, once per session (its ``RUNS``, printers and
+    constants; a test that patches it uses ``monkeypatch``, which undoes the change)."""
     import importlib.util
 
     if str(ROOT / "benchmarks") not in sys.path:  # benchmarks import their shared worker module

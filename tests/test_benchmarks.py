@@ -69,8 +69,7 @@ def test_linear_probe_reads_an_encoded_attribute_and_not_an_absent_one():
     label, near chance for features independent of it."""
     import torch
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from adapters import linear_probe_accuracy
+    linear_probe_accuracy = benchmark_module("adapters").linear_probe_accuracy
 
     g = torch.Generator().manual_seed(0)
     labels = [("circle", "square", "triangle")[i % 3] for i in range(600)]

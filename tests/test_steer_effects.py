@@ -29,8 +29,9 @@ def test_a_spot_of_the_stored_steering_table_is_re_measured(shapes, method):
     stored = _stored("shapes-alignment", method, 2, 0)  # the table's cheapest steered rows: 2 particles
     again = run_method(shapes, "shapes-alignment", method, 2, 0, json.loads(RESULTS.read_text())["outputs"])
     assert again["nfe"] == stored["nfe"] == 50
-    # JPEG size turns a last-ulp change of a pixel into a different file. FK's compressibility
-    # re-measures 1.25e-4 kB (3 bytes over 24 images) off the stored row while alignment matches to
+    # JPEG size turns a last-ulp change of a pixel into a different file. FK's compressibility (the
+    # 4-particle row, the spot until stop 53) re-measured 1.25e-4 kB (3 bytes over 24 images) off the
+    # stored row while alignment matches to
     # 1e-6; stop 49 got the same re-measured value from the very commit that stored the row
     # (17314d6), with 1 or 2 threads and with Pillow 12.0 or 13.0: the code is not the cause, the
     # stored row's machine (its float kernels) is

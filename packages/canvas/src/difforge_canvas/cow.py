@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from difforge.plugin_api import UsageError, get_registry, schedule_from_scheduler
+from difforge.plugin_api import SamplingSchedule, UsageError, get_registry, schedule_from_scheduler
 
 from .canvas import (
     decode,
@@ -70,19 +70,23 @@ def paste(condition: Tensor, position: tuple[int, int], size: tuple[int, int],
     return seed, mask
 
 
-def cycle_bounds(backbone, num_steps: int, cycle_start: float, cycle_end: float) -> tuple[int, int, int]:
-    """The steps of a ``num_steps`` schedule where the cycle starts and where it ends, and the
-    schedule's length."""
-    schedule = schedule_from_scheduler(backbone.scheduler, num_steps)
-    trained = backbone.scheduler.config.num_train_timesteps
-    return (step_at_level(schedule, cycle_start, trained), step_at_level(schedule, cycle_end, trained),
-            len(schedule))
+def cycle_bounds(schedule: SamplingSchedule, num_train_timesteps: int, cycle_start: float,
+                 cycle_end: float) -> tuple[int, int]:
+    """The steps of ``schedule`` where the cycle starts and where it ends."""
+    return (step_at_level(schedule, cycle_start, num_train_timesteps),
+            step_at_level(schedule, cycle_end, num_train_timesteps))
+
+
+def _evaluations(cycles: int, start: int, stop: int, steps: int) -> int:
+    """Denoiser evaluations of ``cycles`` passes over steps ``start .. stop - 1``, then the rest of ``steps``."""
+    return cycles * (stop - start) + steps - stop
 
 
 def cow_nfe(backbone, num_steps: int, cycles: int = 3, cycle_start: float = 0.8, cycle_end: float = 0.4) -> int:
     """Denoiser evaluations per image of :func:`sample_cow` with these options (without guidance's doubling)."""
-    start, stop, total = cycle_bounds(backbone, num_steps, cycle_start, cycle_end)
-    return cycles * (stop - start) + total - stop
+    schedule = schedule_from_scheduler(backbone.scheduler, num_steps)
+    start, stop = cycle_bounds(schedule, backbone.scheduler.config.num_train_timesteps, cycle_start, cycle_end)
+    return _evaluations(cycles, start, stop, len(schedule))
 
 
 @torch.no_grad()
@@ -114,7 +118,7 @@ def sample_cow(backbone, prompts: list[str] | None, condition: Tensor, *, positi
     region = (F.avg_pool2d(mask[None, None], scale)[0] if scale > 1 else mask[None]).to(seed)
 
     trained = backbone.scheduler.config.num_train_timesteps
-    start, stop, _ = cycle_bounds(backbone, num_steps, cycle_start, cycle_end)
+    start, stop = cycle_bounds(schedule, trained, cycle_start, cycle_end)
     if stop <= start:
         raise UsageError(f"cow: no step of a {num_steps}-step schedule lies between the levels {cycle_start} and "
                          f"{cycle_end}; use more steps or a wider cycle")
@@ -149,8 +153,7 @@ def sample_cow(backbone, prompts: list[str] | None, condition: Tensor, *, positi
     rest = schedule_part(schedule, stop)
     if len(rest):
         x = solve(denoise, x, rest, generator=generator, callback=reset(rest, stop), **sampler_options)
-    return COW(images=decode(backbone, x), latents=x, mask=mask,
-               nfe=cow_nfe(backbone, num_steps, cycles, cycle_start, cycle_end))
+    return COW(images=decode(backbone, x), latents=x, mask=mask, nfe=_evaluations(cycles, start, stop, len(schedule)))
 
 
 def condition_fidelity(images: Tensor, condition: Tensor, position: tuple[int, int]) -> Tensor:
