@@ -222,6 +222,19 @@ def test_boundary_benchmark_smoke(tmp_path):
     assert len(results["rows"][1]["per_prompt"]) == 2 and "| 2 | obc |" in proc.stdout
 
 
+def test_restoration_benchmark_smoke(tmp_path):
+    out = tmp_path / "restoration.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "restoration.py"), "--seeds", "0", "--scenes", "2",
+                           "--reference-steps", "3", "--reference", "2", "--candidates", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert results["summary"][0]["method"] == "bicubic" and len(results["rows"][1]["per_scene_psnr"]) == 2
+    assert {row["method"] for row in results["summary"] if "ode_rmse" in row} == {"euler-ode", "mrs-noise-ode",
+                                                                                 "mrs-data-ode"}
+    assert "| mrs-data-ode | 10 |" in proc.stdout and results["model"]["name"] == "shapes-sr-mr"
+
+
 def test_sc_tuner_control_benchmark_smoke(tmp_path):
     out = tmp_path / "sc.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sc_tuner_control.py"), "--steps", "2",
@@ -234,7 +247,7 @@ def test_sc_tuner_control_benchmark_smoke(tmp_path):
 
 
 @pytest.mark.parametrize("benchmark", ["alignment", "steering", "samplers", "canvas", "ppap", "boundary",
-                                       "sc_tuner_control"])
+                                       "sc_tuner_control", "restoration"])
 def test_tables_of_a_missing_results_file_fail_in_one_line(tmp_path, benchmark):
     missing = tmp_path / "missing.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{benchmark}.py"), "--tables", "--out",

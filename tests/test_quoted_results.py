@@ -313,3 +313,30 @@ def test_samplers_docs_quote_the_boundary_results():
     text = docs.replace("\n  ", " ")
     assert f"at 4 steps alignment {value(4, 'obc')} against {value(4, 'random')} from random noise" in text
     assert f"10 steps {value(10, 'obc')} against {value(10, 'random')}" in text
+
+
+def test_samplers_docs_quote_the_restoration_results():
+    results = json.loads((RESULTS / "restoration.json").read_text())
+    summary = {(row["method"], row["nfe"]): row for row in results["summary"]}
+
+    def value(method, nfe, metric="psnr", digits=2):
+        return f"{summary[(method, nfe)][metric][0]:.{digits}f}"
+
+    docs = (DOCS / "samplers.md").read_text()
+    assert benchmark_module("restoration").tables(results) in docs
+    text = docs.replace("\n  ", " ")
+    assert (f"at 5 NFE {value('mrs-data-ode', 5)} dB against {value('euler-maruyama', 5)} for Euler-Maruyama and "
+            f"{value('euler-ode', 5)} for Euler on the ODE; at 20 NFE {value('mrs-data-ode', 20)} dB, level with "
+            f"Euler-Maruyama at 100 NFE ({value('euler-maruyama', 100)}), and at 10 NFE within 0.7 dB of it "
+            f"({value('mrs-data-ode', 10)})") in text
+    assert (f"at 5 NFE ({value('mrs-data-ode', 5, 'ode_rmse', 4)}) lies between Euler's at 50 and 100 NFE "
+            f"({value('euler-ode', 50, 'ode_rmse', 4)}, {value('euler-ode', 100, 'ode_rmse', 4)})") in text
+    assert f"(5 NFE: noise {value('mrs-noise-ode', 5)}, data {value('mrs-data-ode', 5)} dB)" in text
+    assert (f"lifts held-out PSNR from {value('mrs-data-ode', 5)} to {value('obc', 5)} dB at 5 NFE and from "
+            f"{value('mrs-data-ode', 10)} to {value('obc', 10)} at 10") in text
+    assert (f"scores {value('obc', 5, 'reference_best')} dB against {value('obc', 5, 'reference_mean')} for the "
+            "average candidate (5 NFE)") in text
+    assert f"(the bicubic input {value('bicubic', 0, 'recovered', 3)})" in text
+    card = (ROOT / "packages" / "zoo" / "src" / "difforge_zoo" / "models" / "shapes-sr-mr").joinpath
+    metrics = json.loads(card("metrics.json").read_text())
+    assert f"| MR Sampler, 10 NFE | {metrics['mrs_10']['psnr']:.2f} |" in card("README.md").read_text()

@@ -59,22 +59,30 @@ def sample_from_boundary(denoise, noise: Tensor, schedule: SamplingSchedule, *, 
     return sampler(denoise, x_T, schedule, generator=generator, callback=callback, **options)
 
 
+def explore_boundary(evaluate, shape: Sequence[int], *, candidates: int = 32,
+                     generator: torch.Generator | None = None) -> BoundarySearch:
+    """The paper's Monte-Carlo exploration: ``candidates`` noises of ``shape`` drawn from
+    ``N(0, I)``, each scored by ``evaluate(noise) -> float`` (the mean quality of the reference
+    set solved from it); the best-scoring one is chosen."""
+    pool = torch.randn((candidates, *shape), generator=generator)
+    scores = [float(evaluate(candidate)) for candidate in pool]
+    chosen = int(torch.tensor(scores).argmax())
+    return BoundarySearch(pool[chosen].clone(), scores, chosen)
+
+
 @torch.no_grad()
 def search_boundary(backbone, prompts: Sequence[str], reward, *, candidates: int = 32, num_steps: int = 10,
                     guidance_scale: float = 1.0, base: str = "ddim",
                     generator: torch.Generator | None = None) -> BoundarySearch:
-    """Monte-Carlo exploration of the boundary condition: ``candidates`` noises drawn from
-    ``N(0, I)``, each solved for every reference prompt with ``num_steps`` of ``base``; the one
-    with the highest mean ``reward`` of its samples is chosen."""
-    shape = tuple(backbone.sample_shape())
-    pool = torch.randn((candidates, *shape), generator=generator)
-    scores = []
-    for candidate in pool:
+    """:func:`explore_boundary` on reference prompts: each candidate is solved for every prompt
+    with ``num_steps`` of ``base`` and scored by the mean ``reward`` of its samples."""
+
+    def evaluate(candidate: Tensor) -> float:
         images = backbone.sample(list(prompts), num_steps=num_steps, guidance_scale=guidance_scale,
                                  sampler=sample_from_boundary, boundary=candidate, base=base)
-        scores.append(float(reward(images, list(prompts)).float().mean()))
-    chosen = int(torch.tensor(scores).argmax())
-    return BoundarySearch(pool[chosen].clone(), scores, chosen)
+        return float(reward(images, list(prompts)).float().mean())
+
+    return explore_boundary(evaluate, tuple(backbone.sample_shape()), candidates=candidates, generator=generator)
 
 
 def save_boundary(path: str | Path, search: BoundarySearch, **provenance) -> Path:

@@ -1,9 +1,10 @@
-"""Registers the solvers with difforge's ``samplers`` registry. Every component is a lazy
-reference: nothing here imports torch."""
+"""Registers the solvers with difforge's ``samplers`` registry and the ``restore`` command (MR
+diffusion's samplers take a condition and their own schedule, so they are the command's and the
+Python API's, not the registry's). Every component is a lazy reference: nothing here imports torch."""
 
 from __future__ import annotations
 
-from difforge.plugin_api import hookimpl, lazy
+from difforge.plugin_api import Command, hookimpl, lazy
 
 SAMPLERS = {
     "dpmpp_2m": "difforge_solvers.dpm_solver:sample_dpmpp_2m",
@@ -16,3 +17,10 @@ SAMPLERS = {
 @hookimpl
 def difforge_register_samplers():
     return {name: lazy(reference) for name, reference in SAMPLERS.items()}
+
+
+@hookimpl
+def difforge_register_commands():
+    return {"restore": Command("restore a degraded image with a mean-reverting diffusion model (MR Sampler, "
+                               "IR-SDE's Euler-Maruyama)", "difforge_solvers.cli:configure_restore",
+                               "difforge_solvers.cli:run_restore")}

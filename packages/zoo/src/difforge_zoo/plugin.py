@@ -29,10 +29,10 @@ def difforge_register_rewards():
 
 @hookimpl
 def difforge_resolve_model(reference):
-    from .models import MODELS, MODELS_DIR
+    from .models import MARKERS, MODELS, MODELS_DIR
 
     path = MODELS_DIR / reference
-    return str(path) if reference in MODELS and (path / "model_index.json").exists() else None
+    return str(path) if reference in MODELS and (path / MARKERS.get(reference, "model_index.json")).exists() else None
 
 
 @hookimpl
