@@ -51,7 +51,7 @@ def sample_mrs(
     generator: torch.Generator | None = None,
     callback=None,
 ) -> Tensor:
-    """MR Sampler, the semi-analytic ODE / SDE solver of MR diffusion (Li et al. 2025, Eqs. 13-20)."""
+    """MR Sampler, the semi-analytic ODE / SDE solver of MR diffusion (Li et al. 2025; steps above)."""
     if prediction not in ("data", "noise") or order not in (1, 2):
         raise ValueError(f"MR Sampler has data or noise prediction of order 1 or 2, got {prediction!r}, {order}")
     times = schedule.times(steps)
@@ -104,14 +104,14 @@ def sample_mr_euler_maruyama(
     denoise, x: Tensor, mean: Tensor, schedule: MeanRevertingSchedule, steps: int, *,
     generator: torch.Generator | None = None, callback=None,
 ) -> Tensor:
-    """Euler-Maruyama on the reverse MR SDE, IR-SDE's sampler (Luo et al. 2023, Eq. 7)."""
+    """Euler-Maruyama on the reverse MR SDE, IR-SDE's sampler (Luo et al. 2023)."""
     return _euler(denoise, x, mean, schedule, steps, stochastic=True, generator=generator, callback=callback)
 
 
 def sample_mr_euler(
     denoise, x: Tensor, mean: Tensor, schedule: MeanRevertingSchedule, steps: int, *, callback=None,
 ) -> Tensor:
-    """Euler on the probability-flow ODE of MR diffusion (Li et al. 2025, Eq. 9)."""
+    """Euler on the probability-flow ODE of MR diffusion (the naive solver of Li et al. 2025's ODE)."""
     return _euler(denoise, x, mean, schedule, steps, stochastic=False, generator=None, callback=callback)
 
 
