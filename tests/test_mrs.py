@@ -205,7 +205,7 @@ def test_restore_errors_name_the_file(tmp_path, capsys):
     model = tiny_mr_model(tmp_path / "model")
     (tmp_path / "bad.png").write_text("not an image")
     err = cli_error(capsys, "restore", "--model", str(model), "--input", str(tmp_path / "bad.png"))
-    assert f"--input {tmp_path / 'bad.png'}: not an image file" in err
+    assert f"cannot read image --input {tmp_path / 'bad.png'}" in err
     err = cli_error(capsys, "restore", "--model", str(model), "--input", str(small), "--reference", str(small),
                     "--out", str(tmp_path / "x.png"))
     assert "--reference" in err and "(4, 4) pixels" in err

@@ -337,6 +337,18 @@ def test_samplers_docs_quote_the_restoration_results():
     assert (f"scores {value('obc', 5, 'reference_best')} dB against {value('obc', 5, 'reference_mean')} for the "
             "average candidate (5 NFE)") in text
     assert f"(the bicubic input {value('bicubic', 0, 'recovered', 3)})" in text
+    solvers = (ROOT / "packages" / "solvers" / "README.md").read_text()
+    for nfe in (5, 10):
+        assert (f"| {nfe} | {value('euler-maruyama', nfe)} | {value('euler-ode', nfe)} | {value('mrs-data-ode', nfe)} "
+                f"| {value('obc', nfe)} |") in solvers
+    assert (f"| 20 | {value('euler-maruyama', 20)} | {value('euler-ode', 20)} | {value('mrs-data-ode', 20)} "
+            "| – |") in solvers
+    assert f"| 100 | {value('euler-maruyama', 100)} | {value('euler-ode', 100)} | – | – |" in solvers
+    assert f"The bicubic input scores {value('bicubic', 0)} dB." in solvers
+    readme = (ROOT / "README.md").read_text().replace("\n  ", " ")
+    gain = summary[("obc", 5)]["psnr"][0] - summary[("mrs-data-ode", 5)]["psnr"][0]
+    assert (f"at 5 NFE {value('mrs-data-ode', 5)} dB against {value('euler-maruyama', 5)} for IR-SDE's "
+            f"Euler-Maruyama") in readme and f"+{gain:.1f} dB on that super-resolution at 5 NFE" in readme
     card = (ROOT / "packages" / "zoo" / "src" / "difforge_zoo" / "models" / "shapes-sr-mr").joinpath
     metrics = json.loads(card("metrics.json").read_text())
     assert f"| MR Sampler, 10 NFE | {metrics['mrs_10']['psnr']:.2f} |" in card("README.md").read_text()

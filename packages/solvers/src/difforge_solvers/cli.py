@@ -13,8 +13,9 @@ def configure_restore(p: argparse.ArgumentParser) -> None:
     """Arguments of ``difforge restore``."""
     p.add_argument("--model", required=True, help="an MR diffusion model: a local directory or a plugin-resolved "
                                                   "name (shapes-sr-mr)")
-    p.add_argument("--input", required=True, help="the degraded image; one smaller than the model's images is "
-                                                  "taken as low-resolution and upsampled bicubically first")
+    p.add_argument("--input", required=True, help="the degraded image (centre-cropped square); one smaller than the "
+                                                  "model's images is taken as low-resolution and upsampled "
+                                                  "bicubically first")
     p.add_argument("--sampler", choices=SAMPLERS, default="mrs",
                    help="mrs (MR Sampler), euler-maruyama (IR-SDE's reverse SDE) or euler-ode (default: mrs)")
     p.add_argument("--steps", type=int, default=10, help="network evaluations (default 10)")
@@ -33,19 +34,11 @@ def configure_restore(p: argparse.ArgumentParser) -> None:
 
 
 def read_image(path: str, role: str):
-    """An image file as ``(1, 3, h, w)`` in [-1, 1]; one line naming the file if it cannot be read."""
-    import numpy as np
-    import torch
-    from PIL import Image, UnidentifiedImageError
+    """An image file as ``(1, 3, s, s)`` in [-1, 1] (the core's reader: its short side, centre-cropped
+    square); one line naming the flag and the file if it cannot be read."""
+    from difforge.plugin_api import read_image as read_square_image
 
-    from difforge.plugin_api import UsageError
-
-    try:
-        with Image.open(path) as im:
-            rgb = np.asarray(im.convert("RGB"), dtype=np.float32)
-    except (OSError, UnidentifiedImageError):
-        raise UsageError(f"restore: {role} {path}: not an image file Pillow can read") from None
-    return (torch.from_numpy(rgb).permute(2, 0, 1) / 127.5 - 1).unsqueeze(0)
+    return read_square_image(path, name=f"{role} {path}").unsqueeze(0)
 
 
 def load_model(reference: str):

@@ -33,9 +33,7 @@ from torch import Tensor
 
 from .boundary import BoundarySearch, explore_boundary
 from .mean_reverting import MeanRevertingDenoiser, MeanRevertingSchedule
-from .noise_levels import after_step, scalar
-
-MRS_VARIANTS = {"ode": False, "sde": True}
+from .noise_levels import NoiseLevels, after_step, scalar
 
 
 def sample_mrs(
@@ -56,7 +54,8 @@ def sample_mrs(
         raise ValueError(f"MR Sampler has data or noise prediction of order 1 or 2, got {prediction!r}, {order}")
     times = schedule.times(steps)
     alpha, sigma = schedule.alpha(times), schedule.sigma(times)
-    lam = alpha.log() - sigma.log()
+    levels = NoiseLevels(alpha=alpha, sigma=sigma, lam=alpha.log() - sigma.log())
+    lam = levels.lam
     previous = None
     for i in range(steps):
         t = times[i]
@@ -70,8 +69,11 @@ def sample_mrs(
             if order == 2 and previous is not None:
                 r = (lam[i] - lam[i - 1]) / h
                 corrected = model + scalar(1 / (2 * r), model) * (model - previous)
-            x = _step(x, corrected, mean, alpha[i], sigma[i], alpha[i + 1], sigma[i + 1], h, prediction,
-                      stochastic, generator)
+            if prediction == "data" and not stochastic:  # DPM-Solver++'s step on the residual x - mu
+                x = mean + levels.first_order(i, x - mean, corrected - mean)
+            else:
+                x = _step(x, corrected, mean, alpha[i], sigma[i], alpha[i + 1], sigma[i + 1], h, prediction,
+                          stochastic, generator)
         previous = model
         x, _ = after_step(callback, i, t, x, x0)
     return x
@@ -83,21 +85,18 @@ def _noise(x: Tensor, x0: Tensor, mean: Tensor, alpha: Tensor, sigma: Tensor) ->
 
 
 def _step(x, model, mean, alpha_s, sigma_s, alpha_t, sigma_t, h, prediction, stochastic, generator):
-    """One MR Sampler step from ``s`` to ``t`` with the (extrapolated) prediction ``model``."""
+    """One MR Sampler step from ``s`` to ``t`` with the (extrapolated) prediction ``model``: the
+    data-prediction SDE step or a noise-prediction step (the data ODE step is DPM-Solver++'s)."""
     residual = x - mean
     if prediction == "data":
-        if stochastic:
-            out = (scalar(sigma_t / sigma_s * torch.exp(-h), x) * residual
-                   - scalar(alpha_t * torch.expm1(-2 * h), x) * (model - mean)
-                   + scalar(sigma_t * (-torch.expm1(-2 * h)).sqrt(), x) * _randn(x, generator))
-        else:
-            out = scalar(sigma_t / sigma_s, x) * residual - scalar(alpha_t * torch.expm1(-h), x) * (model - mean)
-    elif stochastic:
-        out = (scalar(alpha_t / alpha_s, x) * residual - scalar(2 * sigma_t * torch.expm1(h), x) * model
-               + scalar(sigma_t * torch.expm1(2 * h).sqrt(), x) * _randn(x, generator))
-    else:
-        out = scalar(alpha_t / alpha_s, x) * residual - scalar(sigma_t * torch.expm1(h), x) * model
-    return mean + out
+        return mean + (scalar(sigma_t / sigma_s * torch.exp(-h), x) * residual
+                       - scalar(alpha_t * torch.expm1(-2 * h), x) * (model - mean)
+                       + scalar(sigma_t * (-torch.expm1(-2 * h)).sqrt(), x) * _randn(x, generator))
+    out = scalar(alpha_t / alpha_s, x) * residual
+    if stochastic:
+        return mean + out - scalar(2 * sigma_t * torch.expm1(h), x) * model + scalar(
+            sigma_t * torch.expm1(2 * h).sqrt(), x) * _randn(x, generator)
+    return mean + out - scalar(sigma_t * torch.expm1(h), x) * model
 
 
 def sample_mr_euler_maruyama(
@@ -127,7 +126,7 @@ def _euler(denoise, x, mean, schedule, steps, *, stochastic, generator, callback
         x0 = denoise(x, t.expand(x.shape[0]).to(x.dtype))
         theta_dt = (alpha[i + 1] / alpha[i]).log()
         g2_dt = 2 * schedule.scale**2 * theta_dt
-        score = -(x - mean - scalar(alpha[i], x) * (x0 - mean)) / scalar(sigma[i] ** 2, x)
+        score = -_noise(x, x0, mean, alpha[i], sigma[i]) / scalar(sigma[i], x)
         x = x - scalar(theta_dt, x) * (mean - x) + scalar(g2_dt * (1.0 if stochastic else 0.5), x) * score
         if stochastic and i < steps - 1:
             x = x + scalar(g2_dt.sqrt(), x) * _randn(x, generator)
